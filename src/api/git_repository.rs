@@ -1,0 +1,160 @@
+//! The `GitRepository` custom resource: where to fetch manifests from and how to apply them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Desired state: a Git repository, a revision in it, and a path of manifests to apply.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "driftless.dev",
+    version = "v1alpha1",
+    kind = "GitRepository",
+    namespaced,
+    status = "GitRepositoryStatus",
+    shortname = "gitrepo",
+    shortname = "gr",
+    category = "driftless",
+    doc = "A Git repository whose manifests driftless applies to the cluster and keeps applied.",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision","priority":0}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositorySpec {
+    /// URL of the repository: `https://`, `http://`, `ssh://` or scp-like `git@host:org/repo.git`.
+    #[x_kube(validation = Rule::new(
+        "self.startsWith('https://') || self.startsWith('http://') || self.startsWith('ssh://') || self.matches('^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$')"
+    ).message("url must start with https://, http://, ssh:// or be scp-like user@host:path"))]
+    pub url: String,
+
+    /// Which revision to follow. Default: the remote's HEAD branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<GitReference>,
+
+    /// Directory inside the repository that holds the manifests. Default: the repository root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// gitignore-style patterns excluded from the manifests, in addition to the repository's
+    /// `.driftlessignore` file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+
+    /// How often to check the repository and correct drift when no webhook arrives (e.g. `5m`).
+    /// Jittered. Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h"))]
+    pub interval: Option<String>,
+
+    /// How long to wait before retrying after a failure. Default: the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("retryInterval must be a positive Go-style duration such as 30s or 1m"))]
+    pub retry_interval: Option<String>,
+
+    /// Time limit for git operations and for applying. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("timeout must be a positive Go-style duration such as 60s"))]
+    pub timeout: Option<String>,
+
+    /// Secret in the same namespace with credentials: `username` + `password` (HTTPS basic or
+    /// token), or `bearerToken`, and/or `ca.crt`; or `identity` (SSH private key) with optional
+    /// `passphrase` and `known_hosts` (required for SSH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+
+    /// Delete objects that were applied before and have left the repository. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
+
+    /// Namespace given to namespaced objects that do not name one. Default: this object's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+
+    /// ServiceAccount in this namespace to impersonate for every apply, prune and health call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Wait for applied objects to become healthy before reporting Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+
+    /// Stop reconciling until set back to false. The cluster keeps what was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// Per-object push webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that
+/// `commit` may be combined with `branch`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "[has(self.branch), has(self.tag), has(self.semver), has(self.commit)].filter(x, x).size() <= 1 || (has(self.branch) && has(self.commit) && !has(self.tag) && !has(self.semver))"
+).message("ref takes one of branch, tag, semver or commit (commit may be combined with branch)"))]
+pub struct GitReference {
+    /// Branch to follow, e.g. `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Tag to check out, e.g. `v1.2.3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Semver range over the repository's tags, e.g. `>=1.2.0 <2.0.0`; the highest match wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// Full 40-character commit SHA to check out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{40}$')").message("commit must be a full 40-character lowercase hex SHA"))]
+    pub commit: Option<String>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+pub struct LocalObjectReference {
+    /// Name of the referenced object.
+    pub name: String,
+}
+
+/// Configuration of the per-object push webhook.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Secret in the same namespace whose `token` signs the deliveries.
+    pub secret_ref: LocalObjectReference,
+}
+
+/// Observed state, written by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryStatus {
+    /// The generation of the spec that the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Last revision fetched, e.g. `main@sha1:<40 hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetched_revision: Option<String>,
+    /// Last revision an apply was attempted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// Last revision applied successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// Commit time of the last applied revision (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_commit_time: Option<String>,
+    /// The value of the `driftless.dev/reconcile-requested-at` annotation last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+    /// Path under the webhook receiver that triggers this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
+}

@@ -1,0 +1,17 @@
+//! The custom resource types that users write and the controller reports on.
+
+mod duration;
+mod git_repository;
+
+pub use duration::{DurationError, parse_duration};
+pub use git_repository::*;
+
+use kube::CustomResourceExt;
+
+/// The CustomResourceDefinitions driftless installs, as one multi-document YAML stream, exactly
+/// as `driftless crd` prints it and as `crds/` and the Helm chart ship it.
+pub fn crd_yaml() -> String {
+    let crd = GitRepository::crd();
+    let body = serde_saphyr::to_string(&crd).expect("a CRD always serializes to YAML");
+    format!("---\n{body}")
+}

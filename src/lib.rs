@@ -1,0 +1,16 @@
+//! driftless: a GitOps reconciliation controller for Kubernetes.
+//!
+//! Dependencies point one way: [`controller`] composes [`source`] (git), [`manifests`] (YAML)
+//! and [`apply`] (server-side apply, inventory, prune, health); [`webhook`] only turns verified
+//! pushes into reconcile requests; none of the lower modules knows about the controller.
+
+pub mod api;
+pub mod apply;
+pub mod controller;
+pub mod manifests;
+pub mod source;
+pub mod telemetry;
+pub mod webhook;
+
+/// The version of this build, as `driftless version` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,31 @@
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, ControllerArgs};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Controller(args) => run_controller(args).await,
+        Command::Crd => {
+            print!("{}", driftless::api::crd_yaml());
+            Ok(())
+        }
+        Command::Version => {
+            println!("driftless {}", driftless::VERSION);
+            Ok(())
+        }
+    }
+}
+
+async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    driftless::telemetry::init_logging(args.log_format, &args.log_level);
+    let client = kube::Client::try_default().await?;
+    let settings = driftless::controller::Settings {
+        concurrency: args.concurrency,
+        default_interval: args.default_interval,
+    };
+    tracing::info!(version = driftless::VERSION, ?settings, "starting controller");
+    driftless::controller::run(client, settings).await;
+    Ok(())
+}

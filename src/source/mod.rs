@@ -1,0 +1,1 @@
+//! Fetching revisions of Git repositories with libgit2 (the source issue fills this in).

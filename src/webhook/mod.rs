@@ -1,0 +1,1 @@
+//! Push webhook receivers (the webhook issue fills this in).

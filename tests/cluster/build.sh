@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the test cluster's upstream binaries from their Go modules (modules/*), once per
+# machine: the result is cached outside the checkout, keyed by the versions in versions.env.
+# Prints the binary directory on stdout; progress goes to stderr.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root=${DRIFTLESS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/driftless}
+command -v go >/dev/null || { echo "build.sh: 'go' is not installed; it is needed to build the test cluster" >&2; exit 1; }
+
+log() { echo "build.sh: $*" >&2; }
+
+# build NAME KEY BINARIES... LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-KEY
+build_module() {
+  local name=$1 key=$2 ldflags=$3
+  local out="$cache_root/bin/$name-$key"
+  if [[ -f "$out/.complete" ]]; then
+    echo "$out"
+    return
+  fi
+  log "building $name $key (first run on this machine; cached in $out)"
+  local started=$SECONDS
+  rm -rf "$out.tmp"
+  mkdir -p "$out.tmp"
+  (cd "$here/modules/$name" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp/" tool)
+  touch "$out.tmp/.complete"
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+  log "built $name in $((SECONDS - started)) s"
+  echo "$out"
+}
+
+stamp_kubernetes() {
+  local minor major=1 v=$KUBERNETES_VERSION flags=""
+  minor=$(echo "$v" | cut -d. -f2)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$flags"
+}
+
+bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION"
+if [[ ! -f "$bin/.complete" ]]; then
+  dirs=(
+    "$(build_module etcd "$ETCD_VERSION" "")"
+    "$(build_module kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION")"
+    "$(build_module helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")"
+    "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
+  )
+  # etcd's main package is named after its module path's last element.
+  [[ -f "${dirs[0]}/v3" ]] && mv "${dirs[0]}/v3" "${dirs[0]}/etcd"
+  rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
+  for d in "${dirs[@]}"; do
+    for f in "$d"/*; do ln -sf "$f" "$bin.tmp/$(basename "$f")"; done
+  done
+  touch "$bin.tmp/.complete"
+  rm -rf "$bin" && mv "$bin.tmp" "$bin"
+fi
+echo "$bin"

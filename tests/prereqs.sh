@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make demo` need on a fresh machine of this kind, and fails
+# loudly naming whatever is still missing. Idempotent: a second run does nothing.
+set -euo pipefail
+
+# Debian packages: command that must exist -> package that provides it.
+declare -A debian_packages=(
+  [/usr/sbin/sshd]=openssh-server
+  [/usr/bin/ssh-keygen]=openssh-client
+  [/usr/lib/git-core/git-http-backend]=git
+  [/usr/bin/pkg-config]=pkg-config
+  [/usr/include/openssl/ssl.h]=libssl-dev
+  [/usr/bin/openssl]=openssl
+  [/usr/bin/curl]=curl
+)
+
+missing=()
+for path in "${!debian_packages[@]}"; do
+  [[ -e "$path" ]] || missing+=("${debian_packages[$path]}")
+done
+if ((${#missing[@]})); then
+  echo "prereqs: installing Debian packages: ${missing[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "prereqs: need root to install ${missing[*]} (run as root or install them first)" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in go cargo rustup; do
+  command -v "$tool" >/dev/null || { echo "prereqs: '$tool' is missing and cannot be installed by this script" >&2; exit 1; }
+done
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" >&2
+done
