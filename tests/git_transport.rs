@@ -6,12 +6,14 @@
 mod support;
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use git2::cert::Cert;
 use git2::{
-    Cert, CertificateCheckStatus, Cred, CredentialType, Error, ErrorClass, ErrorCode,
+    CertificateCheckStatus, Cred, CredentialType, Direction, Error, ErrorClass, ErrorCode,
     FetchOptions, Oid, RemoteCallbacks, Repository,
 };
 use rustls::RootCertStore;
@@ -38,7 +40,13 @@ fn three_commits_on_main(repos: &GitRepos) -> History {
     let repo = repos.create("apps");
     let grandparent = repo.commit("first", &[("apps/a.yaml", "kind: ConfigMap\n")]);
     let parent = repo.commit("second", &[("apps/a.yaml", "kind: Secret\n")]);
-    let head = repo.commit("third", &[("apps/b.yaml", "kind: Service\n")]);
+    let head = repo.commit(
+        "third",
+        &[
+            ("apps/a.yaml", "kind: Secret\n"),
+            ("apps/b.yaml", "kind: Service\n"),
+        ],
+    );
     History {
         repo,
         head,
@@ -48,7 +56,10 @@ fn three_commits_on_main(repos: &GitRepos) -> History {
 }
 
 /// Fetches `main` from `url` with depth 1 into a new repository, as a controller would.
-fn shallow_fetch(url: &str, callbacks: RemoteCallbacks<'_>) -> Result<(TempDir, Repository), Error> {
+fn shallow_fetch(
+    url: &str,
+    callbacks: RemoteCallbacks<'_>,
+) -> Result<(TempDir, Repository), Error> {
     let dir = tempfile::tempdir().expect("create dir for the fetched repository");
     let repo = Repository::init_bare(dir.path())?;
     let mut options = FetchOptions::new();
@@ -61,13 +72,26 @@ fn shallow_fetch(url: &str, callbacks: RemoteCallbacks<'_>) -> Result<(TempDir, 
     Ok((dir, repo))
 }
 
+/// The error of a fetch that must fail; panics with `why` if it succeeds.
+fn shallow_fetch_refused(url: &str, callbacks: RemoteCallbacks<'_>, why: &str) -> Error {
+    match shallow_fetch(url, callbacks) {
+        Ok(_) => panic!("{why}"),
+        Err(err) => err,
+    }
+}
+
 fn assert_only_head_was_fetched(fetched: &Repository, history: &History) {
-    assert!(fetched.is_shallow(), "a depth-1 fetch must leave a shallow repo");
+    assert!(
+        fetched.is_shallow(),
+        "a depth-1 fetch must leave a shallow repo"
+    );
     let fetched_main = fetched
         .refname_to_id("refs/remotes/origin/main")
         .expect("origin/main was fetched");
     assert_eq!(fetched_main.to_string(), history.head);
-    let head = fetched.find_commit(fetched_main).expect("head commit is present");
+    let head = fetched
+        .find_commit(fetched_main)
+        .expect("head commit is present");
     assert!(head.tree().is_ok(), "head commit's tree is present");
     for missing in [&history.parent, &history.grandparent] {
         let id = Oid::from_str(missing).expect("a SHA");
@@ -99,7 +123,10 @@ fn shallow_fetch_over_smart_http_with_basic_auth_and_tls() {
     let history = three_commits_on_main(&repos);
     let options = HttpOptions::default().basic_auth(USERNAME, PASSWORD).tls();
     let server = HttpGitServer::start(repos.root(), options);
-    eprintln!("git http-backend (CGI) behind {} with basic auth", server.base_url());
+    eprintln!(
+        "git http-backend (CGI) behind {} with basic auth",
+        server.base_url()
+    );
     let ca = server.ca_der().expect("TLS server has a CA");
 
     let mut callbacks = RemoteCallbacks::new();
@@ -130,8 +157,11 @@ fn https_fetch_rejects_a_server_certificate_from_another_ca() {
 
     let mut callbacks = RemoteCallbacks::new();
     callbacks.certificate_check(server_certificate_signed_by(wrong_ca));
-    let err = shallow_fetch(&server.url_for(&history.repo), callbacks)
-        .expect_err("a certificate from an untrusted CA must be refused");
+    let err = shallow_fetch_refused(
+        &server.url_for(&history.repo),
+        callbacks,
+        "a certificate from an untrusted CA must be refused",
+    );
 
     assert_eq!(err.code(), ErrorCode::Certificate, "{err}");
 }
@@ -142,7 +172,10 @@ fn wrong_basic_auth_password_fails_with_auth_error_after_bounded_attempts() {
     let history = three_commits_on_main(&repos);
     let options = HttpOptions::default().basic_auth(USERNAME, PASSWORD);
     let server = HttpGitServer::start(repos.root(), options);
-    eprintln!("git http-backend (CGI) behind {} with basic auth", server.base_url());
+    eprintln!(
+        "git http-backend (CGI) behind {} with basic auth",
+        server.base_url()
+    );
 
     let attempts = Cell::new(0);
     let mut callbacks = RemoteCallbacks::new();
@@ -151,8 +184,11 @@ fn wrong_basic_auth_password_fails_with_auth_error_after_bounded_attempts() {
         give_up_after_bounded_attempts(attempts.get())?;
         Cred::userpass_plaintext(USERNAME, "wrong")
     });
-    let err = shallow_fetch(&server.url_for(&history.repo), callbacks)
-        .expect_err("a wrong password must not fetch");
+    let err = shallow_fetch_refused(
+        &server.url_for(&history.repo),
+        callbacks,
+        "a wrong password must not fetch",
+    );
 
     assert_eq!(err.code(), ErrorCode::Auth, "{err}");
     assert_eq!(attempts.get(), MAX_CREDENTIAL_ATTEMPTS + 1);
@@ -186,7 +222,9 @@ fn server_certificate_signed_by(
         .build()
         .expect("build certificate verifier");
     move |cert, host| {
-        let presented = cert.as_x509().ok_or_else(|| tls_error("not an X.509 cert"))?;
+        let presented = cert
+            .as_x509()
+            .ok_or_else(|| tls_error("not an X.509 cert"))?;
         let name = ServerName::try_from(host.to_owned()).map_err(tls_error)?;
         let leaf = CertificateDer::from(presented.data().to_vec());
         verifier
@@ -219,7 +257,10 @@ fn shallow_fetch_over_ssh_with(key: ClientKey) {
     });
     let result = shallow_fetch(&sshd.url_for(&history.repo), callbacks);
     let (_dir, fetched) = result.unwrap_or_else(|err| {
-        panic!("shallow fetch over SSH with {key:?}: {err}\nsshd log:\n{}", sshd.log())
+        panic!(
+            "shallow fetch over SSH with {key:?}: {err}\nsshd log:\n{}",
+            sshd.log()
+        )
     });
 
     assert_only_head_was_fetched(&fetched, &history);
@@ -258,21 +299,27 @@ fn ssh_fetch_rejects_a_host_key_not_in_known_hosts() {
         credentials_asked.set(true);
         Cred::ssh_key_from_memory(username.unwrap_or("git"), None, &private_key, None)
     });
-    let err = shallow_fetch(&sshd.url_for(&history.repo), callbacks)
-        .expect_err("an unknown host key must be refused");
+    let err = shallow_fetch_refused(
+        &sshd.url_for(&history.repo),
+        callbacks,
+        "an unknown host key must be refused",
+    );
 
     assert_eq!(err.code(), ErrorCode::Certificate, "{err}");
-    assert!(!credentials_asked.get(), "no key may be offered to an unverified host");
+    assert!(
+        !credentials_asked.get(),
+        "no key may be offered to an unverified host"
+    );
 }
 
 /// A `certificate_check` callback accepting only the host key of `known_hosts_line`
-/// (`host key-type base64-key`), whatever `~/.ssh/known_hosts` says: since libgit2 1.6
+/// (`host key-type base64-key [comment]`), whatever `~/.ssh/known_hosts` says: since libgit2 1.6
 /// that file is all libgit2 checks on its own.
 fn host_key_in_known_hosts(
     known_hosts_line: &str,
 ) -> impl FnMut(&Cert<'_>, &str) -> Result<CertificateCheckStatus, Error> + use<> {
     let fields: Vec<&str> = known_hosts_line.split_whitespace().collect();
-    let [_host, _key_type, key] = fields[..] else {
+    let [_host, _key_type, key, ..] = fields[..] else {
         panic!("not a known_hosts line: {known_hosts_line:?}");
     };
     let known_key = BASE64.decode(key).expect("known_hosts key is base64");
@@ -282,14 +329,85 @@ fn host_key_in_known_hosts(
             Some(offered) if offered == known_key.as_slice() => {
                 Ok(CertificateCheckStatus::CertificateOk)
             }
-            Some(_) => Err(host_key_error(format!("host key of {host} is not in known_hosts"))),
-            None => Err(host_key_error(format!("{host} presented no raw SSH host key"))),
+            Some(_) => Err(host_key_error(format!(
+                "host key of {host} is not in known_hosts"
+            ))),
+            None => Err(host_key_error(format!(
+                "{host} presented no raw SSH host key"
+            ))),
         }
     }
 }
 
 fn host_key_error(message: String) -> Error {
     Error::new(ErrorCode::Certificate, ErrorClass::Ssh, message)
+}
+
+// ---- the repository helpers ----------------------------------------------------------
+
+#[test]
+fn repo_helpers_publish_exact_trees_branches_and_tags_over_smart_http() {
+    let repos = GitRepos::new();
+    let history = three_commits_on_main(&repos);
+    let repo = &history.repo;
+    let release = repo.commit_on("release", "orphan branch", &[("only.yaml", "x: 1\n")]);
+    repo.branch("stable", &history.parent);
+    repo.tag("v1", &history.grandparent);
+    let annotated = repo.annotated_tag("v2", &history.head, "second release");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    eprintln!("git http-backend (CGI) behind {}", server.base_url());
+
+    let advertised = advertised_refs(&server.url_for(repo));
+
+    let expected = [
+        ("HEAD", &history.head),
+        ("refs/heads/main", &history.head),
+        ("refs/heads/release", &release),
+        ("refs/heads/stable", &history.parent),
+        ("refs/tags/v1", &history.grandparent),
+        ("refs/tags/v2", &annotated),
+        ("refs/tags/v2^{}", &history.head),
+    ];
+    for (name, sha) in expected {
+        assert_eq!(advertised.get(name), Some(sha), "{name} in {advertised:#?}");
+    }
+    assert_eq!(tree_paths(repo, &release), ["only.yaml"]);
+    assert_eq!(
+        tree_paths(repo, &history.head),
+        ["apps/a.yaml", "apps/b.yaml"]
+    );
+}
+
+/// What the server advertises: ref name → SHA, as `git ls-remote` shows it.
+fn advertised_refs(url: &str) -> HashMap<String, String> {
+    let dir = tempfile::tempdir().expect("create dir for a scratch repository");
+    let scratch = Repository::init_bare(dir.path()).expect("init scratch repository");
+    let mut remote = scratch.remote_anonymous(url).expect("valid URL");
+    remote
+        .connect(Direction::Fetch)
+        .expect("connect to the server");
+    let heads = remote.list().expect("list advertised refs");
+    heads
+        .iter()
+        .map(|head| (head.name().to_owned(), head.oid().to_string()))
+        .collect()
+}
+
+/// Every file path in `commit`'s tree, sorted.
+fn tree_paths(repo: &TestRepo, commit: &str) -> Vec<String> {
+    let bare = Repository::open_bare(repo.path()).expect("open the served repository");
+    let commit = bare.revparse_single(commit).expect("commit exists");
+    let tree = commit.peel_to_tree().expect("commit has a tree");
+    let mut paths = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            paths.push(format!("{dir}{}", entry.name().unwrap_or_default()));
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .expect("walk the tree");
+    paths.sort();
+    paths
 }
 
 // ---- what only the git CLI can show -------------------------------------------------------
@@ -319,7 +437,10 @@ async fn smart_http_serves_protocol_v2_shallow_clone_to_git_cli_from_async_test(
     let trace = String::from_utf8_lossy(&output.stderr);
 
     assert!(output.status.success(), "git clone failed:\n{trace}");
-    assert!(trace.contains("< version 2"), "server did not answer with v2:\n{trace}");
+    assert!(
+        trace.contains("< version 2"),
+        "server did not answer with v2:\n{trace}"
+    );
     let shallow = std::fs::read_to_string(clone_path.join("shallow")).expect("clone is shallow");
     assert_eq!(shallow.trim(), history.head);
 }

@@ -41,21 +41,21 @@ stamp_kubernetes() {
   echo "$flags"
 }
 
+# One directory with every binary under the name the tools expect, rebuilt as links each run
+# (cheap) so that it always matches the per-module caches.
+dirs=(
+  "$(build_module etcd "$ETCD_VERSION" "")"
+  "$(build_module kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION")"
+  "$(build_module helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")"
+  "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
+)
 bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION"
-if [[ ! -f "$bin/.complete" ]]; then
-  dirs=(
-    "$(build_module etcd "$ETCD_VERSION" "")"
-    "$(build_module kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION")"
-    "$(build_module helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")"
-    "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
-  )
-  # etcd's main package is named after its module path's last element.
-  [[ -f "${dirs[0]}/v3" ]] && mv "${dirs[0]}/v3" "${dirs[0]}/etcd"
-  rm -rf "$bin.tmp" && mkdir -p "$bin.tmp"
-  for d in "${dirs[@]}"; do
-    for f in "$d"/*; do ln -sf "$f" "$bin.tmp/$(basename "$f")"; done
+mkdir -p "$bin"
+for dir in "${dirs[@]}"; do
+  for file in "$dir"/*; do
+    name=$(basename "$file")
+    [[ $name == server ]] && name=etcd # etcd's main package is go.etcd.io/etcd/server/v3
+    ln -sfn "$file" "$bin/$name"
   done
-  touch "$bin.tmp/.complete"
-  rm -rf "$bin" && mv "$bin.tmp" "$bin"
-fi
+done
 echo "$bin"

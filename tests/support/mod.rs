@@ -1,3 +1,4 @@
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod cluster;
 pub mod git;

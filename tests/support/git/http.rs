@@ -75,7 +75,9 @@ impl HttpGitServer {
             rejected_credentials: AtomicUsize::new(0),
         });
         let handle = Handle::new();
-        let rustls = tls.as_ref().map(|tls| RustlsConfig::from_config(tls.server_config()));
+        let rustls = tls
+            .as_ref()
+            .map(|tls| RustlsConfig::from_config(tls.server_config()));
         let app = Router::new()
             .fallback(serve_git)
             .with_state(Arc::clone(&state));
@@ -162,7 +164,7 @@ fn spawn_server_thread(
 async fn serve_git(State(state): State<Arc<ServerState>>, request: Request) -> Response {
     let remote_user = match state.authenticate(request.headers()) {
         Ok(user) => user,
-        Err(challenge) => return challenge,
+        Err(challenge) => return challenge.into_response(),
     };
     let root = &state.project_root;
     match run_http_backend(root, remote_user.as_deref(), request).await {
@@ -176,9 +178,8 @@ async fn serve_git(State(state): State<Arc<ServerState>>, request: Request) -> R
 }
 
 impl ServerState {
-    /// The authenticated user (`None` when no auth is required), or the 401 to send.
-    /// The challenge header is what makes git and libgit2 ask for credentials and retry.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    /// The authenticated user (`None` when no auth is required), or the challenge to send.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, BasicAuthChallenge> {
         let Some((username, password)) = &self.basic_auth else {
             return Ok(None);
         };
@@ -189,8 +190,19 @@ impl ServerState {
         if presented.is_some() {
             self.rejected_credentials.fetch_add(1, Ordering::SeqCst);
         }
-        let challenge = [(header::WWW_AUTHENTICATE, "Basic realm=\"driftless test git\"")];
-        Err((StatusCode::UNAUTHORIZED, challenge).into_response())
+        Err(BasicAuthChallenge)
+    }
+}
+
+/// A 401 whose `WWW-Authenticate` header is what makes git and libgit2 ask for
+/// credentials and retry.
+struct BasicAuthChallenge;
+
+impl IntoResponse for BasicAuthChallenge {
+    fn into_response(self) -> Response {
+        let challenge = "Basic realm=\"driftless test git\"";
+        let headers = [(header::WWW_AUTHENTICATE, challenge)];
+        (StatusCode::UNAUTHORIZED, headers).into_response()
     }
 }
 

@@ -45,12 +45,21 @@ impl GitRepos {
         let path_arg = path.to_str().expect("temp paths are UTF-8");
         git(
             self.root(),
-            &["init", "--quiet", "--bare", "--initial-branch=main", path_arg],
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                path_arg,
+            ],
             &[],
         );
         // Let clients ask for exactly what a controller asks for: partial clones and
         // fetching a pinned commit by SHA.
-        for setting in ["uploadpack.allowFilter", "uploadpack.allowReachableSHA1InWant"] {
+        for setting in [
+            "uploadpack.allowFilter",
+            "uploadpack.allowReachableSHA1InWant",
+        ] {
             git(&path, &["config", setting, "true"], &[]);
         }
         TestRepo {
@@ -90,8 +99,9 @@ impl TestRepo {
         self.commit_on("main", message, files)
     }
 
-    /// Adds a commit to `branch` (created if missing) whose tree is exactly `files`
-    /// (`(path, contents)`, paths may contain `/`), and returns its 40-hex SHA.
+    /// Adds a commit to `branch` whose tree is exactly `files` (`(path, contents)`, paths
+    /// may contain `/`), and returns its 40-hex SHA. A missing branch starts with a root
+    /// commit; to fork, call [`TestRepo::branch`] first.
     ///
     /// The commit is written straight into the bare repository with plumbing rather than
     /// pushed from a working clone: any branch can get a commit without keeping a clone

@@ -101,8 +101,10 @@ impl SshGitServer {
         read(&self.dir.path().join(kind.file_name()))
     }
 
-    /// A PEM private key that libgit2/libssh2 accepts from memory: RSA in the traditional
-    /// PEM format, the format every libssh2 crypto backend can parse.
+    /// A PEM private key for `Cred::ssh_key_from_memory`: RSA in the traditional PEM
+    /// format, which every libssh2 crypto backend parses. (With git2 0.21's libssh2 on
+    /// OpenSSL, the OpenSSH-format ed25519 key and the ECDSA PEM key work too; the tests in
+    /// `tests/git_transport.rs` fetch with each.)
     pub fn private_key_pem(&self) -> String {
         self.private_key(ClientKey::RsaPem)
     }
@@ -141,7 +143,10 @@ impl SshGitServer {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("sshd is not listening after {STARTUP_TIMEOUT:?}:\n{}", self.log());
+                panic!(
+                    "sshd is not listening after {STARTUP_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             sleep(Duration::from_millis(20));
         }
@@ -192,7 +197,10 @@ fn authorize_client_keys(dir: &Path) {
 /// the tiny race with other processes is accepted.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("listener has an address").port()
+    listener
+        .local_addr()
+        .expect("listener has an address")
+        .port()
 }
 
 fn write_sshd_config(dir: &Path, port: u16, host_key: &Path) {
@@ -250,10 +258,7 @@ fn known_hosts_line(port: u16, host_key: &Path) -> String {
 }
 
 fn current_user() -> String {
-    let output = Command::new("id")
-        .arg("-un")
-        .output()
-        .expect("run id -un");
+    let output = Command::new("id").arg("-un").output().expect("run id -un");
     String::from_utf8(output.stdout)
         .expect("user name is UTF-8")
         .trim()

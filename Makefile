@@ -1,0 +1,28 @@
+# The two commands of the README, and a few conveniences around them.
+SHELL := /bin/bash
+
+.PHONY: test demo bench cluster-up cluster-down crds
+
+## Run every check and test on a fresh machine (installs and builds what it needs).
+test:
+	bash tests/run.sh
+
+## The main job: local control plane, the controller, a git repository, a push, convergence.
+demo:
+	@echo "make demo: not yet - the quickstart issue adds it (see README.md)"; exit 1
+
+## Benchmarks (see BENCHMARKS.md).
+bench:
+	@echo "make bench: not yet - the benchmark issue adds it"; exit 1
+
+## Start (or reuse) the test cluster and print its kubeconfig path.
+cluster-up:
+	@bash tests/cluster/cluster.sh up
+
+## Stop the test cluster.
+cluster-down:
+	@bash tests/cluster/cluster.sh down
+
+## Regenerate crds/ from the Rust types.
+crds:
+	cargo run --quiet -- crd > crds/driftless.dev_gitrepositories.yaml

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The test cluster: a real control plane (etcd, kube-apiserver with RBAC, kube-controller-manager,
+# kube-scheduler) and kwok with two simulated nodes, started on loopback by kwokctl's binary
+# runtime from the binaries build.sh makes. No container engine is involved.
+#
+#   cluster.sh up          start (or reuse) the cluster; prints the kubeconfig path
+#   cluster.sh down        stop every process the cluster started, by pid, and forget it
+#   cluster.sh kubeconfig  print the kubeconfig path (fails when the cluster is not serving)
+#   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+cache_root=${DRIFTLESS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/driftless}
+name=${DRIFTLESS_CLUSTER_NAME:-driftless-test}
+export KWOK_WORKDIR="$cache_root/kwok"
+cluster_dir="$KWOK_WORKDIR/clusters/$name"
+kubeconfig="$cache_root/$name.kubeconfig"
+
+log() { echo "cluster.sh: $*" >&2; }
+
+binaries() {
+  bin=$("$here/build.sh")
+  export PATH="$bin:$PATH" # kwokctl downloads its own kubectl unless one is first on PATH
+}
+
+serving() {
+  [[ -f "$kubeconfig" ]] && kubectl --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null 2>&1
+}
+
+create() {
+  log "creating cluster $name (state in $cluster_dir)"
+  kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
+  rm -f "$kubeconfig"
+  kwokctl create cluster --name "$name" --runtime binary \
+    --config "$here/kwokctl.yaml" \
+    --kube-apiserver-binary "$bin/kube-apiserver" \
+    --kube-controller-manager-binary "$bin/kube-controller-manager" \
+    --kube-scheduler-binary "$bin/kube-scheduler" \
+    --kwok-controller-binary "$bin/kwok" \
+    --etcd-binary "$bin/etcd" \
+    --kube-authorization \
+    --disable-qps-limits \
+    --extra-args etcd=unsafe-no-fsync=true \
+    --kubeconfig "$kubeconfig" \
+    --wait 180s >&2
+  kwokctl scale node --name "$name" --replicas 2 >&2
+  kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=120s >&2
+  # Pods need a ServiceAccount; the controller-manager creates "default" shortly after start.
+  until kubectl --kubeconfig "$kubeconfig" -n default get serviceaccount default >/dev/null 2>&1; do sleep 0.5; done
+}
+
+up() {
+  binaries
+  if serving; then
+    log "cluster $name is already serving"
+  else
+    create
+  fi
+  echo "$kubeconfig"
+}
+
+down() {
+  binaries
+  local pids=()
+  if [[ -d "$cluster_dir/pids" ]]; then
+    for f in "$cluster_dir"/pids/*.pid; do
+      [[ -f "$f" ]] && pids+=("$(cat "$f")")
+    done
+  fi
+  kwokctl delete cluster --name "$name" >&2 || true
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "process $pid survived kwokctl delete; killing it"
+      kill "$pid" 2>/dev/null || true
+      sleep 1
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$kubeconfig"
+  log "cluster $name is down (${#pids[@]} processes stopped)"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  kubeconfig)
+    binaries
+    serving || { log "cluster $name is not serving; run: $0 up"; exit 1; }
+    echo "$kubeconfig"
+    ;;
+  bin) binaries && echo "$bin" ;;
+  *) echo "usage: $0 up|down|kubeconfig|bin" >&2; exit 2 ;;
+esac

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make test`: everything from a fresh machine to a verdict. Installs what is missing, builds
+# (or reuses) the test cluster's binaries, starts the cluster unless one already serves, runs
+# the format and lint checks and every test, and stops the cluster if it started it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "prerequisites"
+bash tests/prereqs.sh
+
+step "test cluster binaries (built once per machine, cached outside the checkout)"
+started=$SECONDS
+bash tests/cluster/build.sh >/dev/null
+echo "binaries ready in $((SECONDS - started)) s"
+
+step "test cluster"
+if kubeconfig=$(bash tests/cluster/cluster.sh kubeconfig 2>/dev/null); then
+  echo "reusing the cluster that already serves ($kubeconfig)"
+else
+  kubeconfig=$(bash tests/cluster/cluster.sh up)
+  trap 'step "stopping the test cluster this run started"; bash tests/cluster/cluster.sh down' EXIT
+fi
+export DRIFTLESS_TEST_KUBECONFIG=$kubeconfig
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration, against the real cluster and git servers)"
+cargo test --locked --all-targets

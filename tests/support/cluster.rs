@@ -1,0 +1,163 @@
+//! The real test cluster (see `tests/cluster/cluster.sh`): a kube [`Client`] for it and a
+//! fresh namespace per test, deleted when the test ends.
+//!
+//! The cluster is found through `DRIFTLESS_TEST_KUBECONFIG` (set by `make test`); without it,
+//! `cluster.sh up` is run once per test binary, which reuses a cluster that already serves.
+//! Nothing here skips: a test that cannot reach the cluster panics and says why.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, Config,
+    api::{DeleteParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+/// The kubeconfig file of the test cluster, starting the cluster when nothing names one.
+pub fn kubeconfig_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| match std::env::var_os("DRIFTLESS_TEST_KUBECONFIG") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(run_cluster_script("up")),
+    })
+}
+
+/// The directory holding the test cluster's binaries (kubectl, helm, kwokctl, ...).
+pub fn binaries_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| PathBuf::from(run_cluster_script("bin")))
+}
+
+fn run_cluster_script(verb: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(verb)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    assert!(
+        output.status.success(),
+        "`{} {verb}` failed, so the test cluster is unavailable:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("cluster.sh prints a UTF-8 path")
+        .trim()
+        .to_owned()
+}
+
+/// Client settings for the test cluster as its admin.
+pub async fn admin_config() -> Config {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).unwrap_or_else(|error| {
+        panic!(
+            "cannot read kubeconfig {}: {error}",
+            kubeconfig_path().display()
+        )
+    });
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("the test cluster's kubeconfig is valid")
+}
+
+/// A client for the test cluster as its admin.
+pub async fn admin_client() -> Client {
+    Client::try_from(admin_config().await).expect("a client for the test cluster")
+}
+
+/// A namespace of one's own for one test, deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates a namespace named after `test` plus a unique suffix.
+    pub async fn create(test: &str) -> Self {
+        let client = admin_client().await;
+        let name = unique_name(test);
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("driftless.dev/test".to_owned(), "true".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create test namespace {name}: {error}"));
+        eprintln!("test namespace {name} on {}", client.default_namespace());
+        Self { client, name }
+    }
+
+    /// A typed API for namespaced objects in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: delete from a
+        // runtime of our own on a thread of its own.
+        let name = self.name.clone();
+        let deleted = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for namespace clean-up")
+                .block_on(async move {
+                    Api::<Namespace>::all(admin_client().await)
+                        .delete(&name, &DeleteParams::background())
+                        .await
+                        .map(|_| ())
+                })
+        })
+        .join();
+        if let Ok(Err(error)) = deleted {
+            eprintln!("could not delete test namespace {}: {error}", self.name);
+        }
+    }
+}
+
+/// A DNS-1123 label made of `prefix` and a suffix unique within this machine and run.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let sequence = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let slug: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    format!(
+        "{}-{:x}{:x}{sequence}",
+        slug.trim_matches('-'),
+        std::process::id(),
+        nanos
+    )
+}
