@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -17,6 +17,8 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// sshd refuses to start without its privilege-separation directory.
 const PRIVSEP_DIR: &str = "/run/sshd";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many ports to try when another process takes the one picked for sshd.
+const PORT_ATTEMPTS: usize = 3;
 
 /// The client keys authorized on the server, one per private-key format that clients
 /// (libssh2 in particular) may or may not parse.
@@ -72,18 +74,14 @@ impl SshGitServer {
         authorize_client_keys(dir.path());
         // Created if missing; when that fails sshd's error below says what is wrong.
         let _ = fs::create_dir_all(PRIVSEP_DIR);
-        let port = free_port();
-        write_sshd_config(dir.path(), port, &host_key);
-        let sshd = spawn_sshd(dir.path());
-        let mut server = Self {
+        let (sshd, port) = start_sshd_on_free_port(dir.path(), &host_key);
+        Self {
             known_hosts_line: known_hosts_line(port, &host_key),
             user: current_user(),
             dir,
             sshd,
             port,
-        };
-        server.wait_until_listening();
-        server
+        }
     }
 
     /// `ssh://USER@127.0.0.1:PORT/abs/path/<name>.git`.
@@ -133,28 +131,9 @@ impl SshGitServer {
         self.sshd.id()
     }
 
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.sshd.try_wait().expect("poll sshd") {
-                panic!("sshd exited with {status} while starting:\n{}", self.log());
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "sshd is not listening after {STARTUP_TIMEOUT:?}:\n{}",
-                    self.log()
-                );
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Everything sshd has logged so far (it runs with `-e`: log to stderr, into this file).
+    /// Everything sshd has logged so far, to show when a test fails.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+        read_log(self.dir.path())
     }
 }
 
@@ -193,8 +172,53 @@ fn authorize_client_keys(dir: &Path) {
     fs::write(dir.join("authorized_keys"), authorized).expect("write authorized_keys");
 }
 
-/// A port that was free a moment ago. sshd cannot report the port it got for port 0, so
-/// the tiny race with other processes is accepted.
+/// sshd cannot be given port 0, so it gets a port that was free a moment ago; when another
+/// process took it meanwhile, sshd is started again on another one.
+fn start_sshd_on_free_port(dir: &Path, host_key: &Path) -> (Child, u16) {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        write_sshd_config(dir, port, host_key);
+        let mut sshd = spawn_sshd(dir);
+        match wait_until_listening(&mut sshd, dir) {
+            Ok(()) => return (sshd, port),
+            Err(failure) => {
+                let _ = sshd.kill();
+                let _ = sshd.wait();
+                if !failure.contains("Address already in use") {
+                    panic!("sshd did not start on 127.0.0.1:{port}: {failure}");
+                }
+            }
+        }
+    }
+    panic!("sshd found no free port in {PORT_ATTEMPTS} attempts")
+}
+
+/// Waits for sshd's "Server listening" line, which it logs once its socket listens: a
+/// connection attempt instead could reach whichever other process holds the port.
+/// The error is what went wrong, with sshd's log.
+fn wait_until_listening(sshd: &mut Child, dir: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let log = read_log(dir);
+        if log.contains("Server listening on") {
+            return Ok(());
+        }
+        if let Some(status) = sshd.try_wait().expect("poll sshd") {
+            return Err(format!("exited with {status}:\n{log}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not listening after {STARTUP_TIMEOUT:?}:\n{log}"));
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// What sshd logged (it runs with `-e`: log to stderr, which goes to this file).
+fn read_log(dir: &Path) -> String {
+    fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+}
+
+/// A port that was free a moment ago.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener
