@@ -25,7 +25,11 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         default_interval: args.default_interval,
     };
-    tracing::info!(version = driftless::VERSION, ?settings, "starting controller");
+    tracing::info!(
+        version = driftless::VERSION,
+        ?settings,
+        "starting controller"
+    );
     driftless::controller::run(client, settings).await;
     Ok(())
 }

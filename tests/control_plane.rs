@@ -95,7 +95,10 @@ async fn apiserver_rejects_invalid_objects() {
     };
     assert_eq!(status.code, 422, "{status:?}");
     assert_eq!(status.reason, "Invalid", "{status:?}");
-    assert!(status.message.contains("spec.template.metadata.labels"), "{status:?}");
+    assert!(
+        status.message.contains("spec.template.metadata.labels"),
+        "{status:?}"
+    );
 
     let configmaps: Api<kube::api::DynamicObject> = Api::namespaced_with(
         namespace.client.clone(),
@@ -113,7 +116,12 @@ async fn apiserver_rejects_invalid_objects() {
         .patch("strict", &strict, &kube::api::Patch::Apply(&unknown_field))
         .await
         .expect_err("server-side apply rejects fields the schema does not declare");
-    assert!(rejected.to_string().contains("field not declared in schema"), "{rejected}");
+    assert!(
+        rejected
+            .to_string()
+            .contains("field not declared in schema"),
+        "{rejected}"
+    );
 }
 
 #[tokio::test]

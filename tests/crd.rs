@@ -80,10 +80,22 @@ async fn apiserver_accepts_valid_specs_and_rejects_nonsense() {
     }
 
     for (invalid, reason) in [
-        (json!({ "url": "ftp://example.com/repo" }), "url must start with"),
-        (json!({ "url": "https://example.com/r", "ref": { "branch": "main", "tag": "v1" } }), "ref takes one of"),
-        (json!({ "url": "https://example.com/r", "interval": "-5m" }), "interval must be"),
-        (json!({ "url": "https://example.com/r", "ref": { "commit": "abc" } }), "commit must be"),
+        (
+            json!({ "url": "ftp://example.com/repo" }),
+            "url must start with",
+        ),
+        (
+            json!({ "url": "https://example.com/r", "ref": { "branch": "main", "tag": "v1" } }),
+            "ref takes one of",
+        ),
+        (
+            json!({ "url": "https://example.com/r", "interval": "-5m" }),
+            "interval must be",
+        ),
+        (
+            json!({ "url": "https://example.com/r", "ref": { "commit": "abc" } }),
+            "commit must be",
+        ),
     ] {
         let error = create(&namespace, invalid.clone())
             .await

@@ -34,7 +34,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .parse()
             .map_err(|_| DurationError::Malformed(text.into()))?;
         let unit = &rest[number_len..number_len + unit_len];
-        total += number * seconds_per(unit).ok_or_else(|| DurationError::UnknownUnit(text.into(), unit.into()))?;
+        total += number
+            * seconds_per(unit)
+                .ok_or_else(|| DurationError::UnknownUnit(text.into(), unit.into()))?;
         rest = &rest[number_len + unit_len..];
     }
     if total <= 0.0 {
@@ -69,8 +71,14 @@ mod tests {
     #[test]
     fn rejects_nonsense_with_a_reason() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty("".into())));
-        assert_eq!(parse_duration("5"), Err(DurationError::Malformed("5".into())));
-        assert_eq!(parse_duration("m"), Err(DurationError::Malformed("m".into())));
+        assert_eq!(
+            parse_duration("5"),
+            Err(DurationError::Malformed("5".into()))
+        );
+        assert_eq!(
+            parse_duration("m"),
+            Err(DurationError::Malformed("m".into()))
+        );
         assert_eq!(
             parse_duration("5d"),
             Err(DurationError::UnknownUnit("5d".into(), "d".into()))
