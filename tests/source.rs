@@ -1,0 +1,458 @@
+//! The source engine against real git servers on loopback: every ref kind over smart HTTP
+//! (basic auth + TLS) and SSH, the shared cache, the no-change path, and each failure.
+
+mod support;
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use driftless::{
+    api::GitReference,
+    source::{
+        Artifact, Credentials, FetchRequest, Limits, SourceEngine, SourceError, SourceErrorKind,
+    },
+};
+use support::git::{ClientKey, GitRepos, HttpGitServer, HttpOptions, SshGitServer, TestRepo};
+
+const USER: &str = "deployer";
+const PASSWORD: &str = "s3cret-pa55";
+
+fn engine() -> (tempfile::TempDir, SourceEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+    (dir, engine)
+}
+
+fn request(
+    url: &str,
+    reference: Option<GitReference>,
+    credentials: Option<Credentials>,
+) -> FetchRequest {
+    FetchRequest {
+        owner: "team-a/app".into(),
+        url: url.into(),
+        reference,
+        path: "deploy".into(),
+        ignore: vec![],
+        credentials,
+        timeout: Duration::from_secs(20),
+    }
+}
+
+fn branch(name: &str) -> Option<GitReference> {
+    Some(GitReference {
+        branch: Some(name.into()),
+        ..Default::default()
+    })
+}
+
+fn basic_auth(ca_pem: Option<&str>) -> Credentials {
+    Credentials {
+        basic: Some((USER.into(), PASSWORD.into())),
+        ca_pem: ca_pem.map(|pem| pem.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+fn ssh_credentials(sshd: &SshGitServer, key: ClientKey, known_hosts: &str) -> Credentials {
+    Credentials {
+        ssh: Some(driftless::source::credentials::SshCredentials {
+            identity: sshd.private_key(key),
+            passphrase: None,
+            known_hosts: known_hosts.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A repository with a history of releases: main, a `stable` branch, tags v1.0.0 (annotated),
+/// v1.1.0, v2.0.0 and a non-semver tag.
+struct Releases {
+    repo: TestRepo,
+    v1_0: String,
+    v1_1: String,
+    v2_0: String,
+    stable: String,
+}
+
+fn releases(repos: &GitRepos) -> Releases {
+    let repo = repos.create("app");
+    let files = |version: &str| {
+        vec![
+            (
+                "deploy/config.yaml",
+                format!("kind: ConfigMap\nversion: {version}\n"),
+            ),
+            ("deploy/README.md", "not a manifest".to_owned()),
+            ("other/x.yaml", "kind: Secret\n".to_owned()),
+        ]
+    };
+    let commit = |message: &str, version: &str| {
+        let owned = files(version);
+        let borrowed: Vec<(&str, &str)> = owned.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        repo.commit(message, &borrowed)
+    };
+    let v1_0 = commit("one", "1.0.0");
+    repo.annotated_tag("v1.0.0", &v1_0, "release 1.0.0");
+    let v1_1 = commit("one-one", "1.1.0");
+    repo.tag("v1.1.0", &v1_1);
+    repo.branch("stable", &v1_1);
+    let v2_0 = commit("two", "2.0.0");
+    repo.tag("v2.0.0", &v2_0);
+    repo.tag("latest", &v2_0);
+    Releases {
+        repo,
+        v1_0,
+        v1_1: v1_1.clone(),
+        v2_0,
+        stable: v1_1,
+    }
+}
+
+fn config_version(artifact: &Artifact) -> String {
+    let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["deploy/config.yaml"],
+        "only manifests under the path are read"
+    );
+    String::from_utf8(artifact.files[0].contents.clone()).unwrap()
+}
+
+async fn every_ref_kind(
+    engine: &SourceEngine,
+    url: &str,
+    releases: &Releases,
+    credentials: Credentials,
+) {
+    let fetch = |reference: Option<GitReference>| {
+        let request = request(url, reference, Some(credentials.clone()));
+        async move {
+            engine
+                .fetch(&request)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let head = fetch(None).await;
+    assert_eq!(head.revision, format!("main@sha1:{}", releases.v2_0));
+    assert!(config_version(&head).contains("2.0.0"));
+
+    let stable = fetch(branch("stable")).await;
+    assert_eq!(stable.revision, format!("stable@sha1:{}", releases.stable));
+
+    let tag = fetch(Some(GitReference {
+        tag: Some("v1.0.0".into()),
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(
+        tag.revision,
+        format!("v1.0.0@sha1:{}", releases.v1_0),
+        "annotated tags peel to the commit"
+    );
+    assert!(config_version(&tag).contains("1.0.0"));
+
+    let semver = fetch(Some(GitReference {
+        semver: Some(">=1.0.0 <2.0.0".into()),
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(
+        semver.revision,
+        format!("v1.1.0@sha1:{}", releases.v1_1),
+        "highest match wins"
+    );
+
+    let commit = fetch(Some(GitReference {
+        commit: Some(releases.v1_0.clone()),
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(commit.revision, format!("sha1:{}", releases.v1_0));
+
+    let pinned = fetch(Some(GitReference {
+        branch: Some("main".into()),
+        commit: Some(releases.v1_1.clone()),
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(pinned.revision, format!("main@sha1:{}", releases.v1_1));
+    assert!(config_version(&pinned).contains("1.1.0"));
+}
+
+#[tokio::test]
+async fn every_ref_kind_over_smart_http_with_basic_auth_and_tls() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD).tls(),
+    );
+    eprintln!("git http-backend behind {}", server.base_url());
+    let (_dir, engine) = engine();
+    let credentials = basic_auth(server.ca_pem());
+    every_ref_kind(
+        &engine,
+        &server.url_for(&releases.repo),
+        &releases,
+        credentials,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn every_ref_kind_over_ssh_with_strict_host_key_checking() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let sshd = SshGitServer::start();
+    eprintln!("sshd pid {} on 127.0.0.1:{}", sshd.pid(), sshd.port());
+    let (_dir, engine) = engine();
+    let credentials = ssh_credentials(&sshd, ClientKey::Ed25519OpenSsh, sshd.known_hosts_line());
+    every_ref_kind(
+        &engine,
+        &sshd.url_for(&releases.repo),
+        &releases,
+        credentials,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+
+    let first = engine.fetch(&request(&url, None, None)).await.unwrap();
+    let second = engine.fetch(&request(&url, None, None)).await.unwrap();
+    assert!(
+        first.fetched && !second.fetched,
+        "the second check finds the commit cached"
+    );
+    assert_eq!(engine.stats().fetches.load(Ordering::Relaxed), 1);
+    assert_eq!(engine.stats().advertisements.load(Ordering::Relaxed), 2);
+
+    let next = releases.repo.commit(
+        "three",
+        &[("deploy/config.yaml", "kind: ConfigMap\nversion: 3\n")],
+    );
+    let third = engine.fetch(&request(&url, None, None)).await.unwrap();
+    assert!(third.fetched);
+    assert_eq!(third.commit, next);
+}
+
+#[tokio::test]
+async fn fifty_requests_on_one_url_share_one_fetch() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+    // The same repository spelled three ways shares one cache entry.
+    let spellings = [
+        url.clone(),
+        url.trim_end_matches(".git").to_owned(),
+        format!("{url}/"),
+    ];
+
+    let requests: Vec<FetchRequest> = (0..50)
+        .map(|i| request(&spellings[i % 3], None, None))
+        .collect();
+    let results = futures::future::join_all(requests.iter().map(|r| engine.fetch(r))).await;
+    for result in results {
+        assert_eq!(result.unwrap().commit, releases.v2_0);
+    }
+    assert_eq!(
+        engine.stats().fetches.load(Ordering::Relaxed),
+        1,
+        "one fetch for 50 requests"
+    );
+    assert_eq!(
+        engine.stats().advertisements.load(Ordering::Relaxed),
+        1,
+        "one ref listing too"
+    );
+}
+
+async fn failure(engine: &SourceEngine, request: FetchRequest) -> SourceError {
+    let error = engine
+        .fetch(&request)
+        .await
+        .expect_err("this request must fail");
+    let message = error.to_string();
+    assert!(
+        message.contains("GitRepository team-a/app"),
+        "names the object: {message}"
+    );
+    assert!(
+        !message.contains(PASSWORD),
+        "never prints credentials: {message}"
+    );
+    eprintln!("error as the user reads it: {message}");
+    error
+}
+
+#[tokio::test]
+async fn bad_credentials_and_hosts_fail_with_clear_errors() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD),
+    );
+    let sshd = SshGitServer::start();
+    let (_dir, engine) = engine();
+    let http_url = server.url_for(&releases.repo);
+    let ssh_url = sshd.url_for(&releases.repo);
+
+    let wrong = Credentials {
+        basic: Some((USER.into(), "wrong".into())),
+        ..Default::default()
+    };
+    let error = failure(&engine, request(&http_url, None, Some(wrong))).await;
+    assert!(
+        matches!(error.kind, SourceErrorKind::AuthenticationFailed),
+        "{error}"
+    );
+    assert!(
+        server.rejected_credentials() <= 1,
+        "the rejected password is not retried in a loop"
+    );
+
+    let error = failure(&engine, request(&http_url, None, None)).await;
+    assert!(
+        matches!(error.kind, SourceErrorKind::CredentialsRequired),
+        "{error}"
+    );
+
+    let error = failure(&engine, request(&ssh_url, None, None)).await;
+    assert!(
+        matches!(error.kind, SourceErrorKind::KnownHostsRequired),
+        "{error}"
+    );
+
+    let other_key = sshd.public_key(ClientKey::Ed25519OpenSsh);
+    let changed = format!("[127.0.0.1]:{} {other_key}", sshd.port());
+    let credentials = ssh_credentials(&sshd, ClientKey::Ed25519OpenSsh, &changed);
+    let error = failure(&engine, request(&ssh_url, None, Some(credentials))).await;
+    assert!(matches!(error.kind, SourceErrorKind::HostKey(_)), "{error}");
+
+    let unknown = format!("[example.invalid]:22 {other_key}");
+    let credentials = ssh_credentials(&sshd, ClientKey::Ed25519OpenSsh, &unknown);
+    let error = failure(&engine, request(&ssh_url, None, Some(credentials))).await;
+    assert!(matches!(error.kind, SourceErrorKind::HostKey(_)), "{error}");
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = failure(
+        &engine,
+        request(
+            &format!("http://127.0.0.1:{closed_port}/app.git"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert!(matches!(error.kind, SourceErrorKind::Git(_)), "{error}");
+}
+
+#[tokio::test]
+async fn missing_refs_paths_and_empty_repositories_fail_with_clear_errors() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let empty = repos.create("empty");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+
+    let cases = [
+        (branch("nope"), "nope"),
+        (
+            Some(GitReference {
+                tag: Some("v9.9.9".into()),
+                ..Default::default()
+            }),
+            "v9.9.9",
+        ),
+        (
+            Some(GitReference {
+                semver: Some(">=5.0.0".into()),
+                ..Default::default()
+            }),
+            ">=5.0.0",
+        ),
+        (
+            Some(GitReference {
+                commit: Some("0".repeat(40)),
+                ..Default::default()
+            }),
+            &"0".repeat(40),
+        ),
+    ];
+    for (reference, named) in cases {
+        let error = failure(&engine, request(&url, reference, None)).await;
+        assert!(error.to_string().contains(named), "{error}");
+    }
+
+    let mut missing_path = request(&url, None, None);
+    missing_path.path = "does/not/exist".into();
+    let error = failure(&engine, missing_path).await;
+    assert!(error.to_string().contains("does/not/exist"), "{error}");
+
+    let error = failure(&engine, request(&server.url_for(&empty), None, None)).await;
+    assert!(
+        matches!(error.kind, SourceErrorKind::EmptyRepository),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn files_over_the_size_limit_are_refused_unread() {
+    let repos = GitRepos::new();
+    let repo = repos.create("big");
+    let big = "x".repeat(64 * 1024);
+    repo.commit("big", &[("deploy/big.yaml", big.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut limits = Limits::default();
+    limits.tree.max_file_bytes = 1024;
+    let engine = SourceEngine::new(dir.path(), limits, Duration::from_secs(5));
+
+    let error = failure(&engine, request(&server.url_for(&repo), None, None)).await;
+    let message = error.to_string();
+    assert!(
+        message.contains("deploy/big.yaml") && message.contains("1024"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_hits_the_timeout() {
+    // Accepts connections and never answers: the request must fail on time, not hang.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let (_dir, engine) = engine();
+    let mut stalling = request(&format!("http://127.0.0.1:{port}/app.git"), None, None);
+    stalling.timeout = Duration::from_secs(2);
+
+    let started = std::time::Instant::now();
+    let error = failure(&engine, stalling).await;
+    assert!(matches!(error.kind, SourceErrorKind::TimedOut), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    stalled.abort();
+}
