@@ -1,9 +1,12 @@
 //! The command line: `driftless controller | crd | version`.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use driftless::telemetry::LogFormat;
+use driftless::{
+    source::{Limits, TreeLimits},
+    telemetry::LogFormat,
+};
 
 /// driftless: a GitOps reconciliation controller for Kubernetes.
 #[derive(Parser, Debug)]
@@ -40,6 +43,54 @@ pub struct ControllerArgs {
     /// Polling interval for GitRepositories that do not set `spec.interval` (e.g. 30s, 5m).
     #[arg(long, env = "DRIFTLESS_DEFAULT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub default_interval: Duration,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Where repositories are cached and how much one revision may bring in.
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// Directory of the persistent cache of bare repositories (an emptyDir in the Helm chart).
+    #[arg(
+        long,
+        env = "DRIFTLESS_GIT_CACHE_DIR",
+        default_value = "/var/cache/driftless/git"
+    )]
+    pub git_cache_dir: PathBuf,
+
+    /// Longest a git server may stay silent before the operation is abandoned.
+    #[arg(long, env = "DRIFTLESS_GIT_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub git_stall_timeout: Duration,
+
+    /// Most bytes one fetch may receive.
+    #[arg(long, env = "DRIFTLESS_MAX_FETCH_BYTES", default_value_t = Limits::default().max_pack_bytes)]
+    pub max_fetch_bytes: u64,
+
+    /// Largest manifest file, in bytes.
+    #[arg(long, env = "DRIFTLESS_MAX_MANIFEST_FILE_BYTES", default_value_t = Limits::default().tree.max_file_bytes)]
+    pub max_manifest_file_bytes: u64,
+
+    /// Most manifest bytes in one revision's path.
+    #[arg(long, env = "DRIFTLESS_MAX_MANIFEST_TOTAL_BYTES", default_value_t = Limits::default().tree.max_total_bytes)]
+    pub max_manifest_total_bytes: u64,
+
+    /// Most manifest files in one revision's path.
+    #[arg(long, env = "DRIFTLESS_MAX_MANIFEST_FILES", default_value_t = Limits::default().tree.max_files)]
+    pub max_manifest_files: usize,
+}
+
+impl SourceArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_pack_bytes: self.max_fetch_bytes,
+            tree: TreeLimits {
+                max_file_bytes: self.max_manifest_file_bytes,
+                max_total_bytes: self.max_manifest_total_bytes,
+                max_files: self.max_manifest_files,
+            },
+        }
+    }
 }
 
 /// Parses Go-style durations as Kubernetes users write them: `90s`, `5m`, `1h30m`, `250ms`.

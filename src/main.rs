@@ -24,6 +24,9 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let settings = driftless::controller::Settings {
         concurrency: args.concurrency,
         default_interval: args.default_interval,
+        git_cache_dir: args.source.git_cache_dir.clone(),
+        git_stall_timeout: args.source.git_stall_timeout,
+        source_limits: args.source.limits(),
     };
     tracing::info!(
         version = driftless::VERSION,

@@ -103,3 +103,30 @@ async fn apiserver_accepts_valid_specs_and_rejects_nonsense() {
         assert!(error.to_string().contains(reason), "{invalid}: {error}");
     }
 }
+
+#[tokio::test]
+async fn kubectl_explain_shows_the_field_descriptions() {
+    install_crd().await;
+    let output = std::process::Command::new(support::cluster::binaries_dir().join("kubectl"))
+        .args(["explain", "gitrepository.spec"])
+        .env("KUBECONFIG", support::cluster::kubeconfig_path())
+        .output()
+        .expect("kubectl runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "URL of the repository",
+        "Which revision to follow",
+        "secretRef",
+        "gitignore-style",
+    ] {
+        assert!(
+            text.contains(expected),
+            "kubectl explain lacks {expected:?}:\n{text}"
+        );
+    }
+}

@@ -456,3 +456,70 @@ async fn a_server_that_stalls_hits_the_timeout() {
     );
     stalled.abort();
 }
+
+#[tokio::test]
+async fn ignore_rules_from_the_spec_and_the_repository_leave_files_out() {
+    let repos = GitRepos::new();
+    let repo = repos.create("ignored");
+    repo.commit(
+        "layout",
+        &[
+            (
+                ".driftlessignore",
+                "# repository's own rules\ndeploy/drafts/\n",
+            ),
+            ("deploy/app.yaml", "kind: ConfigMap\n"),
+            ("deploy/drafts/wip.yaml", "kind: ConfigMap\n"),
+            ("deploy/values.json", "{}"),
+            ("deploy/nested/svc.yml", "kind: Service\n"),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let mut with_ignore = request(&server.url_for(&repo), None, None);
+    with_ignore.ignore = vec!["*.json".into()];
+
+    let artifact = engine.fetch(&with_ignore).await.unwrap();
+    let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["deploy/app.yaml", "deploy/nested/svc.yml"]);
+}
+
+#[tokio::test]
+async fn incremental_fetch_transfers_the_change_not_the_tree() {
+    let repos = GitRepos::new();
+    let repo = repos.create("wide");
+    // 200 files of incompressible-ish content make a tree far larger than one change.
+    let contents: Vec<(String, String)> = (0..200)
+        .map(|i| {
+            let body: String = (0..64)
+                .map(|j| format!("{:016x}", (i * 7919 + j) * 2654435761u64))
+                .collect();
+            (
+                format!("deploy/cm-{i}.yaml"),
+                format!("kind: ConfigMap\ndata: {body}\n"),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = contents
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit("wide", &files);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&repo);
+
+    engine.fetch(&request(&url, None, None)).await.unwrap();
+    let first = engine.stats().bytes_received.load(Ordering::Relaxed);
+    let mut changed = files.clone();
+    changed[0].1 = "kind: ConfigMap\ndata: changed\n";
+    repo.commit("one change", &changed);
+    engine.fetch(&request(&url, None, None)).await.unwrap();
+    let incremental = engine.stats().bytes_received.load(Ordering::Relaxed) - first;
+
+    eprintln!("first shallow fetch: {first} bytes; after one changed file: {incremental} bytes");
+    assert!(
+        incremental * 10 < first,
+        "incremental {incremental} vs first {first}"
+    );
+}

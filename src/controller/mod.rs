@@ -1,7 +1,7 @@
 //! The reconcile loop over `GitRepository` objects. It composes [`crate::source`],
 //! [`crate::manifests`] and [`crate::apply`]; the controller issue fills in the steps.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
@@ -10,7 +10,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::api::GitRepository;
+use crate::{api::GitRepository, source::Limits};
 
 /// Settings of a controller process, filled from the command line.
 #[derive(Clone, Debug)]
@@ -19,6 +19,12 @@ pub struct Settings {
     pub concurrency: u16,
     /// Polling interval for objects that do not set `spec.interval`.
     pub default_interval: Duration,
+    /// Directory of the persistent repository cache.
+    pub git_cache_dir: PathBuf,
+    /// Longest a git server may stay silent.
+    pub git_stall_timeout: Duration,
+    /// What one fetch and one revision may bring in.
+    pub source_limits: Limits,
 }
 
 /// Errors that end one reconcile; they are reported and the object is retried.
