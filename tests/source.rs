@@ -523,3 +523,39 @@ async fn incremental_fetch_transfers_the_change_not_the_tree() {
         "incremental {incremental} vs first {first}"
     );
 }
+
+/// Writes a commit whose `deploy/` holds a manifest and a symlink pointing out of the tree.
+fn commit_with_symlink(repo: &TestRepo) -> String {
+    let bare = git2::Repository::open_bare(repo.path()).unwrap();
+    let manifest = bare.blob(b"kind: ConfigMap\n").unwrap();
+    let link_target = bare.blob(b"../../../etc/passwd").unwrap();
+    let mut deploy = bare.treebuilder(None).unwrap();
+    deploy.insert("app.yaml", manifest, 0o100644).unwrap();
+    deploy.insert("escape.yaml", link_target, 0o120000).unwrap();
+    let deploy = deploy.write().unwrap();
+    let mut root = bare.treebuilder(None).unwrap();
+    root.insert("deploy", deploy, 0o040000).unwrap();
+    let tree = bare.find_tree(root.write().unwrap()).unwrap();
+    let who = git2::Signature::now("test", "test@example.com").unwrap();
+    let oid = bare
+        .commit(Some("refs/heads/main"), &who, &who, "symlink", &tree, &[])
+        .unwrap();
+    oid.to_string()
+}
+
+#[tokio::test]
+async fn symlinks_are_reported_and_never_followed() {
+    let repos = GitRepos::new();
+    let repo = repos.create("links");
+    commit_with_symlink(&repo);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+
+    let artifact = engine
+        .fetch(&request(&server.url_for(&repo), None, None))
+        .await
+        .unwrap();
+    let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["deploy/app.yaml"]);
+    assert_eq!(artifact.skipped, ["deploy/escape.yaml"]);
+}
