@@ -1,6 +1,8 @@
 //! The reconcile loop over `GitRepository` objects. It composes [`crate::source`],
 //! [`crate::manifests`] and [`crate::apply`]; the controller issue fills in the steps.
 
+pub mod conditions;
+
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
