@@ -1,0 +1,59 @@
+//! Inputs and outputs of an apply besides the objects themselves.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use super::object::ObjectRef;
+
+/// How to apply one revision.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Namespace for namespaced objects whose manifest names none.
+    pub default_namespace: String,
+    /// Labels added to every object so its owner (e.g. `driftless.dev/name`,
+    /// `driftless.dev/namespace`) can find it again.
+    pub owner_labels: BTreeMap<String, String>,
+    /// How many objects of a stage are in flight at once.
+    pub concurrency: usize,
+    /// How long applied CustomResourceDefinitions may take to become Established.
+    pub crd_established_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".to_owned(),
+            owner_labels: BTreeMap::new(),
+            concurrency: 8,
+            crd_established_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What an apply did to each object, and how many write requests it issued.
+///
+/// Each list is in apply order: stage 1 before stage 2, and manifest order within a stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Objects that did not exist.
+    pub created: Vec<ObjectRef>,
+    /// Objects updated because the desired object changed (or was never applied by driftless).
+    pub configured: Vec<ObjectRef>,
+    /// Objects updated although the desired object is as last applied: someone changed the live
+    /// object by hand.
+    pub drift_corrected: Vec<ObjectRef>,
+    /// Objects already as desired (or create-only objects that exist); not written.
+    pub unchanged: Vec<ObjectRef>,
+    /// Write (non-dry-run) requests issued.
+    pub writes: usize,
+}
+
+impl ApplyReport {
+    /// Adds another stage's outcome to this one.
+    pub(crate) fn merge(&mut self, other: ApplyReport) {
+        self.created.extend(other.created);
+        self.configured.extend(other.configured);
+        self.drift_corrected.extend(other.drift_corrected);
+        self.unchanged.extend(other.unchanged);
+        self.writes += other.writes;
+    }
+}
