@@ -40,6 +40,14 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
+    /// Watch GitRepositories in this namespace only (default: all namespaces).
+    #[arg(long, env = "DRIFTLESS_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// How many objects of one revision are applied at the same time.
+    #[arg(long, env = "DRIFTLESS_APPLY_CONCURRENCY", default_value_t = 8)]
+    pub apply_concurrency: usize,
+
     /// Polling interval for GitRepositories that do not set `spec.interval` (e.g. 30s, 5m).
     #[arg(long, env = "DRIFTLESS_DEFAULT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub default_interval: Duration,

@@ -23,6 +23,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let settings = driftless::controller::Settings {
         concurrency: args.concurrency,
+        apply_concurrency: args.apply_concurrency,
+        namespace: args.namespace.clone(),
         default_interval: args.default_interval,
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,

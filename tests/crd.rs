@@ -3,17 +3,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use driftless::api::GitRepository;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::{
-    Api, CustomResourceExt,
-    api::{Patch, PatchParams, PostParams},
-    runtime::wait::{await_condition, conditions},
-};
+use kube::api::PostParams;
 use serde_json::json;
-use support::cluster::{TestNamespace, admin_client};
+use support::cluster::TestNamespace;
 
 const CRD_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -27,25 +20,6 @@ fn crds_directory_is_up_to_date_with_the_rust_types() {
         committed == driftless::api::crd_yaml(),
         "{CRD_FILE} differs from `driftless crd`; regenerate it with `make crds`"
     );
-}
-
-async fn install_crd() {
-    let crds: Api<CustomResourceDefinition> = Api::all(admin_client().await);
-    let name = GitRepository::crd_name();
-    crds.patch(
-        name,
-        &PatchParams::apply("driftless-test").force(),
-        &Patch::Apply(GitRepository::crd()),
-    )
-    .await
-    .expect("the apiserver accepts the CRD, CEL rules included");
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD becomes Established")
-    .unwrap();
 }
 
 async fn create(namespace: &TestNamespace, spec: serde_json::Value) -> Result<(), kube::Error> {
@@ -65,7 +39,7 @@ async fn create(namespace: &TestNamespace, spec: serde_json::Value) -> Result<()
 
 #[tokio::test]
 async fn apiserver_accepts_valid_specs_and_rejects_nonsense() {
-    install_crd().await;
+    support::cluster::install_crds().await;
     let namespace = TestNamespace::create("crd-admission").await;
 
     for valid in [
@@ -106,7 +80,7 @@ async fn apiserver_accepts_valid_specs_and_rejects_nonsense() {
 
 #[tokio::test]
 async fn kubectl_explain_shows_the_field_descriptions() {
-    install_crd().await;
+    support::cluster::install_crds().await;
     let output = std::process::Command::new(support::cluster::binaries_dir().join("kubectl"))
         .args(["explain", "gitrepository.spec"])
         .env("KUBECONFIG", support::cluster::kubeconfig_path())

@@ -1,24 +1,35 @@
-//! The reconcile loop over `GitRepository` objects. It composes [`crate::source`],
-//! [`crate::manifests`] and [`crate::apply`]; the controller issue fills in the steps.
+//! The reconcile loop over `GitRepository` objects. It composes [`crate::source`] (fetch),
+//! [`crate::manifests`] (read and validate) and [`crate::apply`] (server-side apply); none of
+//! those modules knows about this one.
 
 pub mod conditions;
+mod reconcile;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::{api::GitRepository, source::Limits};
+pub use reconcile::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, RECONCILE_REQUESTED_AT, jittered};
+
+use crate::{
+    api::GitRepository,
+    apply::Applier,
+    source::{Limits, SourceEngine},
+};
 
 /// Settings of a controller process, filled from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// How many GitRepositories are reconciled at the same time.
     pub concurrency: u16,
+    /// How many objects of one revision are applied at the same time.
+    pub apply_concurrency: usize,
     /// Polling interval for objects that do not set `spec.interval`.
     pub default_interval: Duration,
     /// Directory of the persistent repository cache.
@@ -27,28 +38,70 @@ pub struct Settings {
     pub git_stall_timeout: Duration,
     /// What one fetch and one revision may bring in.
     pub source_limits: Limits,
+    /// Watch GitRepositories (and Secrets) of this namespace only; all namespaces when `None`.
+    pub namespace: Option<String>,
 }
 
-/// Errors that end one reconcile; they are reported and the object is retried.
+/// Errors that end one reconcile before its outcome could be recorded; the object is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
 }
 
-struct Context {
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    source: SourceEngine,
+    applier: Applier,
     settings: Settings,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, settings: Settings) {
-    let repositories: Api<GitRepository> = Api::all(client);
+    let (repositories, secrets): (Api<GitRepository>, Api<Secret>) = match &settings.namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
-    let context = Arc::new(Context { settings });
-    Controller::new(repositories, watcher::Config::default())
+    let context = Arc::new(Context {
+        source: SourceEngine::new(
+            &settings.git_cache_dir,
+            settings.source_limits,
+            settings.git_stall_timeout,
+        ),
+        applier: Applier::new(client.clone()),
+        client,
+        settings,
+    });
+    let controller = Controller::new(repositories, watcher::Config::default());
+    let store = controller.store();
+    controller
         .with_config(config)
+        // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
+        // its GitRepository unblocks it at once.
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|repository| {
+                    repository.namespace() == namespace
+                        && repository
+                            .spec
+                            .secret_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name)
+                })
+                .map(|repository| ObjectRef::from_obj(&*repository))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(reconcile::reconcile_repository, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
@@ -57,16 +110,11 @@ pub async fn run(client: Client, settings: Settings) {
         .await;
 }
 
-async fn reconcile(repository: Arc<GitRepository>, context: Arc<Context>) -> Result<Action, Error> {
-    info!(
-        namespace = repository.namespace().unwrap_or_default(),
-        name = repository.name_any(),
-        url = repository.spec.url,
-        "observed GitRepository"
-    );
-    Ok(Action::requeue(context.settings.default_interval))
-}
-
 fn error_policy(_: Arc<GitRepository>, _: &Error, context: Arc<Context>) -> Action {
-    Action::requeue(context.settings.default_interval)
+    Action::requeue(jittered(
+        context
+            .settings
+            .default_interval
+            .min(Duration::from_secs(30)),
+    ))
 }

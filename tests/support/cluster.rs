@@ -161,3 +161,31 @@ pub fn unique_name(prefix: &str) -> String {
         nanos
     )
 }
+
+/// Installs (or updates) driftless's CRDs and waits until they are Established.
+pub async fn install_crds() {
+    use driftless::api::GitRepository;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::{
+        CustomResourceExt,
+        api::{Patch, PatchParams},
+        runtime::wait::{await_condition, conditions},
+    };
+
+    let crds: Api<CustomResourceDefinition> = Api::all(admin_client().await);
+    let name = GitRepository::crd_name();
+    crds.patch(
+        name,
+        &PatchParams::apply("driftless-test").force(),
+        &Patch::Apply(GitRepository::crd()),
+    )
+    .await
+    .expect("the apiserver accepts the CRD, CEL rules included");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        await_condition(crds, name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD becomes Established")
+    .unwrap();
+}

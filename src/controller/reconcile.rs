@@ -1,0 +1,333 @@
+//! One reconcile of one GitRepository: credentials, fetch, read, apply, status. Each step's
+//! failure becomes a condition with a reason and a message the user can act on.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
+use kube::{Api, ResourceExt, runtime::controller::Action};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{
+    Context, Error,
+    conditions::{Outcome, Reason, conditions_for},
+};
+use crate::{
+    api::{GitRepository, GitRepositoryStatus, parse_duration},
+    apply::{ApplyError, ApplyOptions, ApplyReport, DesiredObject},
+    manifests::{self, Manifest},
+    source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
+};
+
+/// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
+pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
+/// Labels that mark every applied object with the GitRepository that owns it.
+pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
+pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Makes the cluster match the GitRepository's revision and reports how that went.
+pub async fn reconcile_repository(
+    repository: Arc<GitRepository>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = repository.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
+    let interval = interval_of(&repository, &context);
+    if repository.spec.suspend == Some(true) {
+        write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
+        return Ok(Action::await_change());
+    }
+    match converge(&repository, &context, &namespace).await {
+        Ok(converged) => {
+            let message = converged.summary();
+            info!(
+                namespace,
+                name = repository.name_any(),
+                revision = converged.artifact.revision,
+                message,
+                "applied"
+            );
+            write_status(&api, &repository, &Outcome::Ready { message }, |status| {
+                let revision = Some(converged.artifact.revision.clone());
+                status.last_fetched_revision = revision.clone();
+                status.last_attempted_revision = revision.clone();
+                status.last_applied_revision = revision;
+                status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
+            })
+            .await?;
+            Ok(Action::requeue(jittered(interval)))
+        }
+        Err(failure) => {
+            warn!(
+                namespace,
+                name = repository.name_any(),
+                reason = failure.reason.as_str(),
+                message = failure.message,
+                "reconcile failed"
+            );
+            let outcome = if failure.stalled {
+                Outcome::Stalled {
+                    reason: failure.reason,
+                    message: failure.message,
+                }
+            } else {
+                Outcome::Failed {
+                    reason: failure.reason,
+                    message: failure.message,
+                }
+            };
+            write_status(&api, &repository, &outcome, |status| {
+                if let Some(revision) = &failure.revision {
+                    status.last_fetched_revision = Some(revision.clone());
+                    status.last_attempted_revision = Some(revision.clone());
+                }
+            })
+            .await?;
+            Ok(Action::requeue(
+                retry_interval_of(&repository).unwrap_or(interval),
+            ))
+        }
+    }
+}
+
+/// What a successful reconcile did.
+struct Converged {
+    artifact: Artifact,
+    report: ApplyReport,
+}
+
+impl Converged {
+    fn summary(&self) -> String {
+        let r = &self.report;
+        format!(
+            "Applied revision {}: {} created, {} configured, {} drift corrected, {} unchanged",
+            self.artifact.revision,
+            r.created.len(),
+            r.configured.len(),
+            r.drift_corrected.len(),
+            r.unchanged.len()
+        )
+    }
+}
+
+/// Why a reconcile stopped, in the words of its `Ready` condition.
+struct Failure {
+    reason: Reason,
+    message: String,
+    /// True when only a change by the user can help.
+    stalled: bool,
+    revision: Option<String>,
+}
+
+impl Failure {
+    fn new(reason: Reason, message: impl ToString) -> Self {
+        Self {
+            reason,
+            message: message.to_string(),
+            stalled: false,
+            revision: None,
+        }
+    }
+
+    fn stalled(mut self) -> Self {
+        self.stalled = true;
+        self
+    }
+
+    fn at(mut self, revision: &str) -> Self {
+        self.revision = Some(revision.to_owned());
+        self
+    }
+}
+
+async fn converge(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+) -> Result<Converged, Failure> {
+    let credentials = read_credentials(repository, context, namespace).await?;
+    let request = fetch_request(repository, namespace, credentials);
+    let artifact = context.source.fetch(&request).await.map_err(|error| {
+        let stalled = needs_user_change(&error.kind);
+        let failure = Failure::new(Reason::GitOperationFailed, &error);
+        if stalled { failure.stalled() } else { failure }
+    })?;
+    let files = artifact
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.contents.as_slice()));
+    let manifests =
+        manifests::read_manifests(files, &manifests::Budget::default()).map_err(|errors| {
+            Failure::new(
+                Reason::ManifestInvalid,
+                format!("revision {}: {errors}", artifact.revision),
+            )
+            .at(&artifact.revision)
+        })?;
+    let options = apply_options(repository, namespace, context);
+    let report = context
+        .applier
+        .apply(desired_objects(manifests), &options)
+        .await
+        .map_err(|error| {
+            let reason = match error {
+                ApplyError::Validation(_) => Reason::ValidationFailed,
+                _ => Reason::ApplyFailed,
+            };
+            Failure::new(reason, format!("revision {}: {error}", artifact.revision))
+                .at(&artifact.revision)
+        })?;
+    Ok(Converged { artifact, report })
+}
+
+/// Errors that a retry cannot fix: the spec or the Secret must change.
+fn needs_user_change(kind: &SourceErrorKind) -> bool {
+    matches!(
+        kind,
+        SourceErrorKind::InvalidUrl(_)
+            | SourceErrorKind::Credentials(_)
+            | SourceErrorKind::CredentialsRequired
+            | SourceErrorKind::KnownHostsRequired
+            | SourceErrorKind::HostKey(_)
+    )
+}
+
+async fn read_credentials(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+) -> Result<Option<Credentials>, Failure> {
+    let Some(reference) = &repository.spec.secret_ref else {
+        return Ok(None);
+    };
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let missing = |why: String| {
+        Failure::new(
+            Reason::SecretNotFound,
+            format!("Secret {namespace}/{}: {why}", reference.name),
+        )
+        .stalled()
+    };
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|error| missing(error.to_string()))?
+        .ok_or_else(|| missing("not found".into()))?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Credentials::from_secret_data(&data)
+        .map(Some)
+        .map_err(|error| missing(error.to_string()))
+}
+
+fn fetch_request(
+    repository: &GitRepository,
+    namespace: &str,
+    credentials: Option<Credentials>,
+) -> FetchRequest {
+    let spec = &repository.spec;
+    FetchRequest {
+        owner: format!("{namespace}/{}", repository.name_any()),
+        url: spec.url.clone(),
+        reference: spec.reference.clone(),
+        path: spec.path.clone().unwrap_or_default(),
+        ignore: spec.ignore.clone(),
+        credentials,
+        timeout: spec
+            .timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(DEFAULT_TIMEOUT),
+    }
+}
+
+fn apply_options(repository: &GitRepository, namespace: &str, context: &Context) -> ApplyOptions {
+    let owner_labels = BTreeMap::from([
+        (OWNER_NAME_LABEL.to_owned(), repository.name_any()),
+        (OWNER_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+    ]);
+    ApplyOptions {
+        default_namespace: repository
+            .spec
+            .target_namespace
+            .clone()
+            .unwrap_or_else(|| namespace.to_owned()),
+        owner_labels,
+        concurrency: context.settings.apply_concurrency,
+        ..ApplyOptions::default()
+    }
+}
+
+fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
+    manifests
+        .into_iter()
+        .map(|m| DesiredObject {
+            origin: format!("{}: {}", m.file, m.position),
+            object: m.object,
+        })
+        .collect()
+}
+
+fn interval_of(repository: &GitRepository, context: &Context) -> Duration {
+    repository
+        .spec
+        .interval
+        .as_deref()
+        .and_then(|text| parse_duration(text).ok())
+        .unwrap_or(context.settings.default_interval)
+}
+
+fn retry_interval_of(repository: &GitRepository) -> Option<Duration> {
+    repository
+        .spec
+        .retry_interval
+        .as_deref()
+        .and_then(|text| parse_duration(text).ok())
+}
+
+/// Spreads polls of many GitRepositories over time instead of letting them all fire at once:
+/// up to 10% earlier or later.
+pub fn jittered(interval: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let factor = 0.9 + f64::from(nanos % 1000) / 1000.0 * 0.2;
+    interval.mul_f64(factor)
+}
+
+/// Writes the status only when it changed, so a steady state costs no writes.
+async fn write_status(
+    api: &Api<GitRepository>,
+    repository: &GitRepository,
+    outcome: &Outcome,
+    update: impl FnOnce(&mut GitRepositoryStatus),
+) -> Result<(), Error> {
+    let previous = repository.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let generation = repository.metadata.generation.unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    status.conditions = conditions_for(outcome, &previous.conditions, generation, now);
+    status.observed_generation = Some(generation);
+    status.last_handled_reconcile_at = repository
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .cloned();
+    update(&mut status);
+    if status == previous {
+        return Ok(());
+    }
+    api.patch_status(
+        &repository.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}

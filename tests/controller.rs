@@ -1,0 +1,273 @@
+//! The controller end to end: a GitRepository applied to the real cluster, served by a real git
+//! server, converges; a push converges at the next interval; a bad commit keeps the last good
+//! revision running and says why; a missing Secret stalls and recovers when it appears.
+
+mod support;
+
+use std::time::Duration;
+
+use driftless::{api::GitRepository, controller::Settings, source::Limits};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Secret},
+};
+use kube::api::PostParams;
+use serde_json::json;
+use support::{
+    cluster::{TestNamespace, install_crds},
+    git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+};
+
+const USER: &str = "deployer";
+const PASSWORD: &str = "pa55word";
+
+/// A controller process of our own, watching only the test's namespace, stopped on drop.
+struct RunningController {
+    task: tokio::task::JoinHandle<()>,
+    _cache: tempfile::TempDir,
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn start_controller(namespace: &TestNamespace) -> RunningController {
+    let cache = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        concurrency: 4,
+        apply_concurrency: 4,
+        default_interval: Duration::from_secs(2),
+        git_cache_dir: cache.path().to_owned(),
+        git_stall_timeout: Duration::from_secs(10),
+        source_limits: Limits::default(),
+        namespace: Some(namespace.name.clone()),
+    };
+    let task = tokio::spawn(driftless::controller::run(
+        namespace.client.clone(),
+        settings,
+    ));
+    RunningController {
+        task,
+        _cache: cache,
+    }
+}
+
+fn configmap_manifest(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\ndata:\n  greeting: {value}\n"
+    )
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: example.invalid/web:1
+";
+
+fn push(repo: &TestRepo, greeting: &str, extra: &[(&str, &str)]) -> String {
+    let config = configmap_manifest(greeting);
+    let mut files = vec![
+        ("deploy/config.yaml", config.as_str()),
+        ("deploy/web.yaml", DEPLOYMENT),
+    ];
+    files.extend_from_slice(extra);
+    repo.commit(&format!("greeting {greeting}"), &files)
+}
+
+async fn create_repository(namespace: &TestNamespace, url: &str, secret: Option<&str>) {
+    let mut spec = json!({ "url": url, "path": "deploy", "interval": "2s" });
+    if let Some(secret) = secret {
+        spec["secretRef"] = json!({ "name": secret });
+    }
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" }, "spec": spec,
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+async fn create_credentials(namespace: &TestNamespace) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("git-auth".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [("username", USER), ("password", PASSWORD)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    namespace
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+/// Polls the GitRepository until `check` accepts it, or fails with its last status.
+async fn wait_for(
+    namespace: &TestNamespace,
+    what: &str,
+    check: impl Fn(&GitRepository) -> bool,
+) -> GitRepository {
+    let api = namespace.api::<GitRepository>();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let repository = api.get("app").await.unwrap();
+        if check(&repository) {
+            return repository;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; status: {:#?}",
+                repository.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn ready(repository: &GitRepository) -> Option<(String, String, String)> {
+    let status = repository.status.as_ref()?;
+    let condition = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((
+        condition.status.clone(),
+        condition.reason.clone(),
+        condition.message.clone(),
+    ))
+}
+
+fn applied(repository: &GitRepository) -> Option<String> {
+    repository.status.as_ref()?.last_applied_revision.clone()
+}
+
+async fn greeting(namespace: &TestNamespace) -> Option<String> {
+    let configmap = namespace
+        .api::<ConfigMap>()
+        .get_opt("app-config")
+        .await
+        .unwrap()?;
+    configmap.data?.get("greeting").cloned()
+}
+
+#[tokio::test]
+async fn git_repository_converges_follows_pushes_and_survives_a_bad_commit() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-converges").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD),
+    );
+    create_credentials(&namespace).await;
+    let _controller = start_controller(&namespace);
+    create_repository(&namespace, &server.url_for(&repo), Some("git-auth")).await;
+
+    let converged = wait_for(&namespace, "the first revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&first))
+    })
+    .await;
+    let (status, reason, message) = ready(&converged).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "Succeeded"),
+        "{message}"
+    );
+    assert_eq!(applied(&converged).unwrap(), format!("main@sha1:{first}"));
+    assert_eq!(greeting(&namespace).await.as_deref(), Some("hello"));
+    eprintln!("converged: {message}");
+
+    let second = push(&repo, "world", &[]);
+    wait_for(&namespace, "the pushed revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&second))
+    })
+    .await;
+    assert_eq!(greeting(&namespace).await.as_deref(), Some("world"));
+
+    let broken = "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  ports:\n  - port: 70000\n";
+    let bad = push(&repo, "never-applied", &[("deploy/broken.yaml", broken)]);
+    let failed = wait_for(&namespace, "the bad commit to be reported", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            .is_some_and(|a| a.ends_with(&bad))
+            && ready(r).is_some_and(|(status, _, _)| status == "False")
+    })
+    .await;
+    let (_, reason, message) = ready(&failed).unwrap();
+    assert_eq!(reason, "ValidationFailed", "{message}");
+    assert!(
+        message.contains("deploy/broken.yaml") && message.contains("broken"),
+        "{message}"
+    );
+    assert!(
+        applied(&failed).unwrap().ends_with(&second),
+        "the last good revision stays applied"
+    );
+    assert_eq!(
+        greeting(&namespace).await.as_deref(),
+        Some("world"),
+        "nothing of the bad commit was written"
+    );
+}
+
+#[tokio::test]
+async fn missing_secret_stalls_and_recovers_when_it_appears() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-secret").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let commit = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD),
+    );
+    let _controller = start_controller(&namespace);
+    create_repository(&namespace, &server.url_for(&repo), Some("git-auth")).await;
+
+    let stalled = wait_for(&namespace, "Stalled", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True")
+        })
+    })
+    .await;
+    let (_, reason, message) = ready(&stalled).unwrap();
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("git-auth"), "{message}");
+
+    create_credentials(&namespace).await;
+    let recovered = wait_for(&namespace, "recovery", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&commit))
+    })
+    .await;
+    let conditions = &recovered.status.unwrap().conditions;
+    assert!(
+        conditions.iter().all(|c| c.type_ != "Stalled"),
+        "{conditions:?}"
+    );
+}
