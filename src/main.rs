@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     driftless::telemetry::init_logging(args.log_format, &args.log_level);
-    let client = kube::Client::try_default().await?;
+    let config = kube::Config::infer().await?;
     let settings = driftless::controller::Settings {
         concurrency: args.concurrency,
         apply_concurrency: args.apply_concurrency,
@@ -35,6 +35,6 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         ?settings,
         "starting controller"
     );
-    driftless::controller::run(client, settings).await;
+    driftless::controller::run(config, settings).await?;
     Ok(())
 }

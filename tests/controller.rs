@@ -44,10 +44,12 @@ fn start_controller(namespace: &TestNamespace) -> RunningController {
         source_limits: Limits::default(),
         namespace: Some(namespace.name.clone()),
     };
-    let task = tokio::spawn(driftless::controller::run(
-        namespace.client.clone(),
-        settings,
-    ));
+    let task = tokio::spawn(async move {
+        let config = support::cluster::admin_config().await;
+        driftless::controller::run(config, settings)
+            .await
+            .expect("the controller runs");
+    });
     RunningController {
         task,
         _cache: cache,
@@ -269,5 +271,79 @@ async fn missing_secret_stalls_and_recovers_when_it_appears() {
     assert!(
         conditions.iter().all(|c| c.type_ != "Stalled"),
         "{conditions:?}"
+    );
+}
+
+async fn grant_configmaps_only(namespace: &TestNamespace, account: &str) {
+    use k8s_openapi::api::{
+        core::v1::ServiceAccount,
+        rbac::v1::{Role, RoleBinding},
+    };
+    let post = PostParams::default();
+    let account_object: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": account } })).unwrap();
+    namespace
+        .api::<ServiceAccount>()
+        .create(&post, &account_object)
+        .await
+        .unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": { "name": "configmaps-only" },
+        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] }]
+    }))
+    .unwrap();
+    namespace.api::<Role>().create(&post, &role).await.unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "configmaps-only" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmaps-only" },
+        "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": namespace.name }]
+    }))
+    .unwrap();
+    namespace
+        .api::<RoleBinding>()
+        .create(&post, &binding)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-tenant").await;
+    grant_configmaps_only(&namespace, "tenant").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" },
+        "spec": { "url": server.url_for(&repo), "path": "deploy", "interval": "2s", "serviceAccountName": "tenant" },
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+
+    let denied = wait_for(&namespace, "the denial", |r| {
+        ready(r).is_some_and(|(status, _, _)| status == "False")
+    })
+    .await;
+    let (_, _, message) = ready(&denied).unwrap();
+    assert!(
+        message.contains("Deployment") && message.contains("forbidden"),
+        "{message}"
+    );
+    assert!(
+        message.contains("system:serviceaccount:") && message.contains(":tenant"),
+        "{message}"
+    );
+    assert_eq!(
+        greeting(&namespace).await,
+        None,
+        "nothing of the denied revision was written"
     );
 }

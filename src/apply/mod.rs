@@ -14,6 +14,8 @@
 
 mod compare;
 mod error;
+pub mod health;
+pub mod inventory;
 mod kinds;
 mod object;
 mod report;
@@ -26,6 +28,8 @@ use std::{
 
 use futures::future::join_all;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::sync::Arc;
+
 use kube::{
     Api, Client,
     discovery::Discovery,
@@ -48,14 +52,24 @@ pub const FIELD_MANAGER: &str = "driftless";
 /// Applies revisions to one cluster, remembering API discovery between applies.
 pub struct Applier {
     client: Client,
-    kinds: KindCache,
+    kinds: Arc<KindCache>,
 }
 
 impl Applier {
     pub fn new(client: Client) -> Self {
         Self {
-            kinds: KindCache::new(client.clone()),
+            kinds: Arc::new(KindCache::new(client.clone())),
             client,
+        }
+    }
+
+    /// An applier whose every call (dry run, apply, reads) goes through `client`, e.g. one that
+    /// impersonates a tenant's ServiceAccount, so the tenant can change only what it may. API
+    /// discovery stays shared: which kinds exist is not a tenant's secret.
+    pub fn with_client(&self, client: Client) -> Self {
+        Self {
+            client,
+            kinds: self.kinds.clone(),
         }
     }
 

@@ -51,6 +51,8 @@ pub enum Error {
 
 /// What every reconcile shares.
 pub struct Context {
+    /// The controller's own connection settings, the base of impersonating clients.
+    config: kube::Config,
     client: Client,
     source: SourceEngine,
     applier: Applier,
@@ -58,7 +60,8 @@ pub struct Context {
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, settings: Settings) {
+pub async fn run(config: kube::Config, settings: Settings) -> Result<(), Error> {
+    let client = Client::try_from(config.clone())?;
     let (repositories, secrets): (Api<GitRepository>, Api<Secret>) = match &settings.namespace {
         Some(namespace) => (
             Api::namespaced(client.clone(), namespace),
@@ -66,8 +69,10 @@ pub async fn run(client: Client, settings: Settings) {
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency);
     let context = Arc::new(Context {
+        config,
         source: SourceEngine::new(
             &settings.git_cache_dir,
             settings.source_limits,
@@ -80,7 +85,7 @@ pub async fn run(client: Client, settings: Settings) {
     let controller = Controller::new(repositories, watcher::Config::default());
     let store = controller.store();
     controller
-        .with_config(config)
+        .with_config(controller_config)
         // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
         // its GitRepository unblocks it at once.
         .watches(secrets, watcher::Config::default(), move |secret| {
@@ -108,6 +113,7 @@ pub async fn run(client: Client, settings: Settings) {
             }
         })
         .await;
+    Ok(())
 }
 
 fn error_policy(_: Arc<GitRepository>, _: &Error, context: Arc<Context>) -> Action {

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     api::{GitRepository, GitRepositoryStatus, parse_duration},
-    apply::{ApplyError, ApplyOptions, ApplyReport, DesiredObject},
+    apply::{Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject},
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
@@ -167,8 +167,8 @@ async fn converge(
             .at(&artifact.revision)
         })?;
     let options = apply_options(repository, namespace, context);
-    let report = context
-        .applier
+    let applier = applier_for(repository, namespace, context)?;
+    let report = applier
         .apply(desired_objects(manifests), &options)
         .await
         .map_err(|error| {
@@ -180,6 +180,27 @@ async fn converge(
                 .at(&artifact.revision)
         })?;
     Ok(Converged { artifact, report })
+}
+
+/// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that
+/// ServiceAccount for every call so a tenant can change only what its account may.
+fn applier_for(
+    repository: &GitRepository,
+    namespace: &str,
+    context: &Context,
+) -> Result<Applier, Failure> {
+    let Some(account) = &repository.spec.service_account_name else {
+        return Ok(context.applier.with_client(context.client.clone()));
+    };
+    let mut config = context.config.clone();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
+    let client = kube::Client::try_from(config).map_err(|error| {
+        Failure::new(
+            Reason::ApplyFailed,
+            format!("impersonating ServiceAccount {account}: {error}"),
+        )
+    })?;
+    Ok(context.applier.with_client(client))
 }
 
 /// Errors that a retry cannot fix: the spec or the Secret must change.
