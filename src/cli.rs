@@ -40,6 +40,14 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
 
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    #[arg(
+        long,
+        env = "DRIFTLESS_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_bind_address: std::net::SocketAddr,
+
     /// Watch GitRepositories in this namespace only (default: all namespaces).
     #[arg(long, env = "DRIFTLESS_NAMESPACE")]
     pub namespace: Option<String>,

@@ -2,6 +2,7 @@ mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command, ControllerArgs};
+use driftless::telemetry::metrics::{self, Metrics, Readiness};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -35,6 +36,19 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         ?settings,
         "starting controller"
     );
-    driftless::controller::run(config, settings).await?;
+    let metrics = Metrics::default();
+    let readiness = Readiness::default();
+    let endpoints = metrics::serve(
+        args.metrics_bind_address,
+        metrics.clone(),
+        readiness.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = endpoints.await {
+            tracing::error!(%error, "metrics and health endpoints stopped");
+        }
+    });
+    readiness.set(true);
+    driftless::controller::run(config, settings, metrics).await?;
     Ok(())
 }

@@ -46,7 +46,7 @@ fn start_controller(namespace: &TestNamespace) -> RunningController {
     };
     let task = tokio::spawn(async move {
         let config = support::cluster::admin_config().await;
-        driftless::controller::run(config, settings)
+        driftless::controller::run(config, settings, Default::default())
             .await
             .expect("the controller runs");
     });
@@ -345,5 +345,94 @@ async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
         greeting(&namespace).await,
         None,
         "nothing of the denied revision was written"
+    );
+}
+
+/// A plain HTTP/1.0 GET on loopback: enough for the health and metrics endpoints.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// Kills the controller binary when the test ends, whatever happens.
+struct ChildProcess(std::process::Child);
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_converges_and_serves_health_and_metrics() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-binary").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let commit = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let cache = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _controller = ChildProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args([
+                "controller",
+                "--log-format",
+                "json",
+                "--namespace",
+                &namespace.name,
+            ])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
+            .arg("--git-cache-dir")
+            .arg(cache.path())
+            .env("KUBECONFIG", support::cluster::kubeconfig_path())
+            .spawn()
+            .expect("the driftless binary starts"),
+    );
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" },
+        "spec": { "url": server.url_for(&repo), "path": "deploy", "interval": "2s" },
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+
+    wait_for(&namespace, "the binary to converge", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&commit))
+    })
+    .await;
+    let health = http_get(port, "/healthz").expect("/healthz answers");
+    assert!(
+        health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+        "{health}"
+    );
+    let metrics = http_get(port, "/metrics").expect("/metrics answers");
+    assert!(
+        metrics.contains("driftless_lead_time_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftless_reconcile_duration_seconds_count{result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "driftless_ready{{namespace=\"{}\",name=\"app\"}} 1",
+            namespace.name
+        )),
+        "{metrics}"
     );
 }

@@ -21,6 +21,7 @@ use crate::{
     api::GitRepository,
     apply::Applier,
     source::{Limits, SourceEngine},
+    telemetry::metrics::Metrics,
 };
 
 /// Settings of a controller process, filled from the command line.
@@ -57,10 +58,11 @@ pub struct Context {
     source: SourceEngine,
     applier: Applier,
     settings: Settings,
+    metrics: Metrics,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(config: kube::Config, settings: Settings) -> Result<(), Error> {
+pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> Result<(), Error> {
     let client = Client::try_from(config.clone())?;
     let (repositories, secrets): (Api<GitRepository>, Api<Secret>) = match &settings.namespace {
         Some(namespace) => (
@@ -81,6 +83,7 @@ pub async fn run(config: kube::Config, settings: Settings) -> Result<(), Error> 
         applier: Applier::new(client.clone()),
         client,
         settings,
+        metrics,
     });
     let controller = Controller::new(repositories, watcher::Config::default());
     let store = controller.store();

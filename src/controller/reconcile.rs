@@ -35,18 +35,21 @@ pub async fn reconcile_repository(
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
     let interval = interval_of(&repository, &context);
+    let started = std::time::Instant::now();
     if repository.spec.suspend == Some(true) {
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    match converge(&repository, &context, &namespace).await {
+    let result = converge(&repository, &context, &namespace).await;
+    record_metrics(&context, &repository, &result, started.elapsed());
+    match result {
         Ok(converged) => {
             let message = converged.summary();
             info!(
                 namespace,
                 name = repository.name_any(),
                 revision = converged.artifact.revision,
-                message,
+                summary = message,
                 "applied"
             );
             write_status(&api, &repository, &Outcome::Ready { message }, |status| {
@@ -64,7 +67,7 @@ pub async fn reconcile_repository(
                 namespace,
                 name = repository.name_any(),
                 reason = failure.reason.as_str(),
-                message = failure.message,
+                detail = failure.message,
                 "reconcile failed"
             );
             let outcome = if failure.stalled {
@@ -90,6 +93,50 @@ pub async fn reconcile_repository(
             ))
         }
     }
+}
+
+fn record_metrics(
+    context: &Context,
+    repository: &GitRepository,
+    result: &Result<Converged, Failure>,
+    took: Duration,
+) {
+    let metrics = &context.metrics;
+    let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
+    match result {
+        Ok(converged) => {
+            let report = &converged.report;
+            metrics.observe_reconcile("success", took);
+            metrics.set_ready(&namespace, &name, true);
+            metrics
+                .objects_applied
+                .inc_by((report.created.len() + report.configured.len()) as u64);
+            metrics
+                .objects_drift_corrected
+                .inc_by(report.drift_corrected.len() as u64);
+            let previous = repository
+                .status
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.as_deref());
+            if previous != Some(converged.artifact.revision.as_str()) {
+                if let Some(lead_time) = seconds_since(&converged.artifact.commit_time) {
+                    metrics.lead_time.observe(lead_time);
+                }
+            }
+        }
+        Err(failure) => {
+            metrics.observe_reconcile(failure.reason.as_str(), took);
+            metrics.set_ready(&namespace, &name, false);
+        }
+    }
+}
+
+/// Seconds from an RFC 3339 time to now (lead time: commit to applied).
+fn seconds_since(time: &str) -> Option<f64> {
+    let then: jiff::Timestamp = time.parse().ok()?;
+    let elapsed = jiff::Timestamp::now().duration_since(then);
+    Some(elapsed.as_secs_f64().max(0.0))
 }
 
 /// What a successful reconcile did.
@@ -149,7 +196,13 @@ async fn converge(
 ) -> Result<Converged, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
     let request = fetch_request(repository, namespace, credentials);
-    let artifact = context.source.fetch(&request).await.map_err(|error| {
+    let fetch_started = std::time::Instant::now();
+    let fetched = context.source.fetch(&request).await;
+    context
+        .metrics
+        .fetch_duration
+        .observe(fetch_started.elapsed().as_secs_f64());
+    let artifact = fetched.map_err(|error| {
         let stalled = needs_user_change(&error.kind);
         let failure = Failure::new(Reason::GitOperationFailed, &error);
         if stalled { failure.stalled() } else { failure }

@@ -1,4 +1,6 @@
-//! Structured logs (and, later, metrics).
+//! Structured logs and Prometheus metrics.
+
+pub mod metrics;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 

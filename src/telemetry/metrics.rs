@@ -1,0 +1,230 @@
+//! Prometheus metrics, served on `/metrics` next to `/healthz` and `/readyz`.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or the failure reason, e.g. `GitOperationFailed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+fn seconds_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
+}
+
+fn lead_time_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.25, 2.0, 16))
+}
+
+/// Every metric driftless exports. Cheap to clone; all clones update the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub reconcile_duration: Family<ResultLabels, Histogram, fn() -> Histogram>,
+    pub fetch_duration: Histogram,
+    pub objects_applied: Counter,
+    pub objects_pruned: Counter,
+    pub objects_drift_corrected: Counter,
+    pub ready: Family<ObjectLabels, Gauge>,
+    pub lead_time: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let reconcile_duration = Family::new_with_constructor(seconds_buckets as fn() -> Histogram);
+        let fetch_duration = seconds_buckets();
+        let (objects_applied, objects_pruned, objects_drift_corrected) = Default::default();
+        let ready = Family::default();
+        let lead_time = lead_time_buckets();
+        let mut registry = Registry::with_prefix("driftless");
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by result",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "fetch_duration_seconds",
+            "Git ref check and fetch duration",
+            fetch_duration.clone(),
+        );
+        registry.register(
+            "objects_applied",
+            "Objects written (created or configured)",
+            Counter::clone(&objects_applied),
+        );
+        registry.register(
+            "objects_pruned",
+            "Objects deleted because they left the repository",
+            Counter::clone(&objects_pruned),
+        );
+        registry.register(
+            "objects_drift_corrected",
+            "Objects changed by hand and written back",
+            Counter::clone(&objects_drift_corrected),
+        );
+        registry.register(
+            "ready",
+            "1 when the GitRepository is Ready, else 0",
+            ready.clone(),
+        );
+        registry.register(
+            "lead_time_seconds",
+            "Seconds from a commit's time to its revision being applied",
+            lead_time.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            reconcile_duration,
+            fetch_duration,
+            objects_applied,
+            objects_pruned,
+            objects_drift_corrected,
+            ready,
+            lead_time,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text of every series.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn observe_reconcile(&self, result: &str, took: Duration) {
+        let labels = ResultLabels {
+            result: result.to_owned(),
+        };
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
+        let labels = ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.ready.get_or_create(&labels).set(i64::from(ready));
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let labels = ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.ready.remove(&labels);
+    }
+}
+
+/// Whether the process is ready for traffic; set once the controller runs.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Metrics,
+    readiness: Readiness,
+}
+
+/// `/metrics`, `/healthz` and `/readyz`.
+pub fn router(metrics: Metrics, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(serve_readiness))
+        .with_state(Endpoints { metrics, readiness })
+}
+
+async fn serve_metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        endpoints.metrics.render(),
+    )
+}
+
+async fn serve_readiness(State(endpoints): State<Endpoints>) -> impl IntoResponse {
+    if endpoints.readiness.get() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+/// Serves the endpoints on `address` until the process ends.
+pub async fn serve(
+    address: SocketAddr,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router(metrics, readiness)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_series_it_was_given() {
+        let metrics = Metrics::default();
+        metrics.observe_reconcile("success", Duration::from_millis(120));
+        metrics.set_ready("team-a", "app", true);
+        metrics.lead_time.observe(3.5);
+        metrics.objects_applied.inc_by(4);
+        let text = metrics.render();
+        assert!(
+            text.contains("driftless_reconcile_duration_seconds_count{result=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("driftless_ready{namespace=\"team-a\",name=\"app\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("driftless_lead_time_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("driftless_objects_applied_total 4"), "{text}");
+    }
+}
