@@ -3,6 +3,7 @@
 //! those modules knows about this one.
 
 pub mod conditions;
+mod events;
 mod reconcile;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -11,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, events::Recorder, reflector::ObjectRef, watcher},
 };
 use tracing::warn;
 
@@ -59,6 +60,7 @@ pub struct Context {
     applier: Applier,
     settings: Settings,
     metrics: Metrics,
+    recorder: Recorder,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -81,6 +83,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             settings.git_stall_timeout,
         ),
         applier: Applier::new(client.clone()),
+        recorder: Recorder::new(client.clone(), "driftless".into()),
         client,
         settings,
         metrics,

@@ -8,9 +8,12 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 use serde_json::json;
 use tracing::{info, warn};
 
+use kube::runtime::events::EventType;
+
 use super::{
     Context, Error,
     conditions::{Outcome, Reason, conditions_for},
+    events,
 };
 use crate::{
     api::{GitRepository, GitRepositoryStatus, parse_duration},
@@ -52,6 +55,7 @@ pub async fn reconcile_repository(
                 summary = message,
                 "applied"
             );
+            announce_success(&context, &repository, &converged).await;
             write_status(&api, &repository, &Outcome::Ready { message }, |status| {
                 let revision = Some(converged.artifact.revision.clone());
                 status.last_fetched_revision = revision.clone();
@@ -70,6 +74,14 @@ pub async fn reconcile_repository(
                 detail = failure.message,
                 "reconcile failed"
             );
+            events::publish(
+                &context.recorder,
+                &repository,
+                EventType::Warning,
+                failure.reason.as_str(),
+                failure.message.clone(),
+            )
+            .await;
             let outcome = if failure.stalled {
                 Outcome::Stalled {
                     reason: failure.reason,
@@ -92,6 +104,46 @@ pub async fn reconcile_repository(
                 retry_interval_of(&repository).unwrap_or(interval),
             ))
         }
+    }
+}
+
+/// Events for what changed: a new revision, objects written, drift corrected.
+async fn announce_success(context: &Context, repository: &GitRepository, converged: &Converged) {
+    let report = &converged.report;
+    let previous = repository
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.as_deref());
+    let recorder = &context.recorder;
+    if previous != Some(converged.artifact.revision.as_str()) {
+        let note = format!("New revision {}", converged.artifact.revision);
+        events::publish(recorder, repository, EventType::Normal, "NewRevision", note).await;
+    }
+    if !report.created.is_empty() || !report.configured.is_empty() {
+        events::publish(
+            recorder,
+            repository,
+            EventType::Normal,
+            "Applied",
+            converged.summary(),
+        )
+        .await;
+    }
+    if !report.drift_corrected.is_empty() {
+        let objects: Vec<String> = report
+            .drift_corrected
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let note = format!("Reverted changes made outside Git: {}", objects.join(", "));
+        events::publish(
+            recorder,
+            repository,
+            EventType::Warning,
+            "DriftCorrected",
+            note,
+        )
+        .await;
     }
 }
 
