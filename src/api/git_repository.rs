@@ -86,6 +86,12 @@ pub struct GitRepositorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 
+    /// Allow a revision that yields no objects at all to prune everything applied before.
+    /// Off by default: an empty revision is far more often a mistake (a wrong `path`, a broken
+    /// branch) than a wish to delete everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_empty: Option<bool>,
+
     /// Per-object push webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
@@ -154,7 +160,40 @@ pub struct GitRepositoryStatus {
     /// The value of the `driftless.dev/reconcile-requested-at` annotation last handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// The objects applied from the last applied revision; what a later revision no longer
+    /// contains is pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+    /// What the last successful reconcile did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_apply: Option<ApplyCounts>,
     /// Path under the webhook receiver that triggers this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_path: Option<String>,
+}
+
+/// One applied object as recorded in `status.inventory`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// `<namespace>_<name>_<group>_<kind>`; the namespace is empty for cluster-scoped objects
+    /// and the group is empty for the core group, e.g. `default_web_apps_Deployment` or
+    /// `_team-a__Namespace`.
+    pub id: String,
+    /// The API version the object was applied as, e.g. `v1`; needed to address it for deletion.
+    pub version: String,
+}
+
+/// Counts of what one reconcile did to the objects of its revision.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyCounts {
+    /// Objects created or changed because Git changed.
+    pub applied: u32,
+    /// Objects changed outside Git and written back.
+    pub drift_corrected: u32,
+    /// Objects deleted because they left the repository.
+    pub pruned: u32,
+    /// Objects in the revision.
+    pub total: u32,
 }

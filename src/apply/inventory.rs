@@ -13,8 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use kube::KubeSchema;
-use serde::{Deserialize, Serialize};
+pub use crate::api::InventoryEntry;
 
 /// Annotation that keeps one object out of pruning when set to [`PRUNE_DISABLED`].
 pub const PRUNE_ANNOTATION: &str = "driftless.dev/prune";
@@ -29,18 +28,6 @@ pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
 const SEPARATOR: char = '_';
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_KIND: &str = "CustomResourceDefinition";
-
-/// One applied object as recorded in `status.inventory`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InventoryEntry {
-    /// `<namespace>_<name>_<group>_<kind>`; the namespace is empty for cluster-scoped objects
-    /// and the group is empty for the core group, e.g. `default_web_apps_Deployment` or
-    /// `_team-a__Namespace`.
-    pub id: String,
-    /// The API version the object was applied as, e.g. `v1`; needed to address it for deletion.
-    pub version: String,
-}
 
 /// Why an inventory entry cannot be read back.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]

@@ -1,1 +1,27 @@
-//! Push webhook receivers (the webhook issue fills this in).
+//! Push webhook receivers: turn a verified push from a Git host into reconcile requests for the
+//! GitRepository objects that follow the pushed repository and ref.
+//!
+//! The flow is verify ([`verify`], over the raw body, constant time) → parse ([`payload`]) →
+//! de-duplicate ([`replay`]) → match ([`matching`], one hash lookup by normalized URL) →
+//! [`Trigger`]. This module knows nothing about Kubernetes: the controller keeps the
+//! [`TargetIndex`] and [`ObjectHooks`] current from its watch and implements [`Trigger`] by
+//! patching the reconcile-requested annotation.
+
+pub mod matching;
+pub mod object_hooks;
+pub mod payload;
+pub mod provider;
+pub mod replay;
+pub mod server;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use matching::{Target, TargetIndex};
+pub use object_hooks::{ObjectHook, ObjectHooks, object_hook_id, object_hook_path};
+pub use payload::{Event, Push};
+pub use provider::Provider;
+pub use replay::ReplayCache;
+pub use server::{DEFAULT_BODY_LIMIT, SharedSecrets, Trigger, WebhookState, router};
+pub use verify::VerifyError;

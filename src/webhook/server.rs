@@ -1,0 +1,378 @@
+//! The HTTP side: `POST /hooks/{provider}` (shared receivers) and `POST /hooks/{id}`
+//! (per-object receivers), wired as verify → parse → de-duplicate → match → trigger.
+//!
+//! Responses:
+//! - 202 `{"triggered": ["ns/name", …]}` after a push, possibly with an empty list;
+//! - 200 `{"triggered": []}` for pings, ignored events (`"ignored": kind`) and redeliveries
+//!   (`"duplicate": true`). A redelivery gets 200 rather than 409 on purpose: the first
+//!   delivery was handled, and a 4xx would show as failed in the Git host and can make GitLab
+//!   disable the hook;
+//! - 401 for a missing or wrong signature, 400 for an unreadable body, 404 for an unknown
+//!   provider, a provider without a configured secret or an unknown hook id, 413 over the body
+//!   limit, 502 when a trigger failed (the delivery id is forgotten so a redelivery retries).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use futures::{StreamExt, stream};
+use serde::Serialize;
+
+use super::matching::{TargetIndex, reference_matches};
+use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
+use super::payload::{Event, Push, parse_event};
+use super::provider::Provider;
+use super::replay::ReplayCache;
+use super::verify::{VerifyError, verify_request};
+
+/// Largest accepted request body. Push payloads are far smaller; the limit keeps a sender from
+/// exhausting memory (Argo CD's CVE-2024-40634).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// How many triggers run at once for one delivery, so a push to a repository with hundreds of
+/// objects does not flood the API server.
+const MAX_CONCURRENT_TRIGGERS: usize = 16;
+
+/// Upper bound for one trigger, keeping the response well inside GitLab's 10 s timeout.
+const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the controller to reconcile an object soon. The controller implements it by patching
+/// the reconcile-requested annotation; it must return once the request is recorded, not when
+/// the reconcile is done.
+pub trait Trigger: Send + Sync {
+    /// Requests a reconcile of `namespace/name`. `commit` is the pushed commit when known, a
+    /// hint only (the reconcile still resolves the ref); it is `None` for semver targets.
+    fn trigger(
+        &self,
+        namespace: &str,
+        name: &str,
+        commit: Option<&str>,
+    ) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Secrets of the shared receivers, one per provider family. A provider without a secret (or
+/// with an empty one) has no receiver: unsigned deliveries are never accepted.
+#[derive(Clone, Default)]
+pub struct SharedSecrets {
+    /// `X-Hub-Signature-256` key.
+    pub github: Option<Vec<u8>>,
+    /// `X-Gitlab-Token` value, or a `whsec_<base64>` Standard Webhooks key.
+    pub gitlab: Option<Vec<u8>>,
+    /// Gitea, Gogs and Forgejo key.
+    pub gitea: Option<Vec<u8>>,
+    /// Bitbucket Cloud and Server key.
+    pub bitbucket: Option<Vec<u8>>,
+    /// `X-Signature` key of the generic receiver.
+    pub generic: Option<Vec<u8>>,
+}
+
+impl SharedSecrets {
+    /// The secret the shared receiver of `provider` verifies with.
+    pub fn for_provider(&self, provider: Provider) -> Option<&[u8]> {
+        let secret = match provider {
+            Provider::GitHub => &self.github,
+            Provider::GitLab => &self.gitlab,
+            Provider::Gitea | Provider::Forgejo => &self.gitea,
+            Provider::Bitbucket => &self.bitbucket,
+            Provider::Generic => &self.generic,
+        };
+        secret.as_deref().filter(|secret| !secret.is_empty())
+    }
+}
+
+/// Shows which providers are configured, never the secrets.
+impl fmt::Debug for SharedSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let configured: Vec<&str> = [
+            Provider::GitHub,
+            Provider::GitLab,
+            Provider::Gitea,
+            Provider::Bitbucket,
+            Provider::Generic,
+        ]
+        .into_iter()
+        .filter(|provider| self.for_provider(*provider).is_some())
+        .map(Provider::path_segment)
+        .collect();
+        f.debug_struct("SharedSecrets")
+            .field("configured", &configured)
+            .finish()
+    }
+}
+
+/// Everything the receiver needs, cheap to clone. The locks are `std` locks: they are only held
+/// for lookups and never across an await.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// Targets by repository URL, kept current by the controller's watch.
+    pub targets: Arc<RwLock<TargetIndex>>,
+    /// Per-object hooks by id, kept current by the controller.
+    pub object_hooks: Arc<RwLock<ObjectHooks>>,
+    /// Secrets of the shared receivers.
+    pub secrets: Arc<SharedSecrets>,
+    /// Recently seen delivery ids.
+    pub replay: Arc<ReplayCache>,
+    /// How matched objects are asked to reconcile.
+    pub trigger: Arc<dyn Trigger>,
+    /// Largest accepted body in bytes; larger requests get 413.
+    pub body_limit: usize,
+}
+
+impl WebhookState {
+    /// State with empty indexes, a default replay cache and the default body limit.
+    pub fn new(secrets: SharedSecrets, trigger: Arc<dyn Trigger>) -> WebhookState {
+        WebhookState {
+            targets: Arc::default(),
+            object_hooks: Arc::default(),
+            secrets: Arc::new(secrets),
+            replay: Arc::default(),
+            trigger,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// The receiver's routes, ready to be served (the caller chooses listener, TLS and shutdown).
+pub fn router(state: WebhookState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route("/hooks/{hook}", post(receive))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// One route for both kinds of hook, since both are a single path segment.
+async fn receive(
+    State(state): State<WebhookState>,
+    Path(hook): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(provider) = Provider::from_path_segment(&hook) {
+        return receive_shared(&state, provider, &headers, &body).await;
+    }
+    if is_object_hook_id(&hook) {
+        return receive_for_object(&state, &hook, &headers, &body).await;
+    }
+    error_response(StatusCode::NOT_FOUND, "no such webhook receiver")
+}
+
+async fn receive_shared(
+    state: &WebhookState,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let Some(secret) = state.secrets.for_provider(provider) else {
+        return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
+    };
+    let pushes = match verified_pushes(provider, secret, headers, body) {
+        Ok(pushes) => pushes,
+        Err(response) => return *response,
+    };
+    let matched = {
+        let index = read(&state.targets);
+        matched_with_commits(&index, &pushes)
+    };
+    let delivery = pushes[0].delivery_id.clone();
+    let replay_key = delivery.map(|id| (provider, id));
+    trigger_once(state, replay_key, matched).await
+}
+
+async fn receive_for_object(
+    state: &WebhookState,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let Some(hook) = read(&state.object_hooks).get(id).cloned() else {
+        return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
+    };
+    let provider = Provider::detect(headers);
+    let pushes = match verified_pushes(provider, &hook.token, headers, body) {
+        Ok(pushes) => pushes,
+        Err(response) => return *response,
+    };
+    let matched = object_match(state, &hook, &pushes);
+    // Scoped to the object: the same delivery id may legitimately reach several hooks.
+    let replay_key = pushes[0]
+        .delivery_id
+        .as_ref()
+        .map(|delivery| (provider, format!("{id}/{delivery}")));
+    trigger_once(state, replay_key, matched).await
+}
+
+/// Verifies, then parses. Anything but a push ends here with its response.
+fn verified_pushes(
+    provider: Provider,
+    secret: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Push>, Box<Response>> {
+    if let Err(error) = verify_request(provider, secret, headers, body, SystemTime::now()) {
+        return Err(Box::new(rejected(provider, &error)));
+    }
+    match parse_event(provider, headers, body) {
+        Ok(Event::Push(pushes)) if !pushes.is_empty() => Ok(pushes),
+        Ok(Event::Push(_)) | Ok(Event::Ping) => {
+            Err(Box::new(outcome(StatusCode::OK, Outcome::default())))
+        }
+        Ok(Event::Ignored(kind)) => {
+            let ignored = Outcome {
+                ignored: Some(kind),
+                ..Outcome::default()
+            };
+            Err(Box::new(outcome(StatusCode::OK, ignored)))
+        }
+        Err(error) => Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            &error.to_string(),
+        ))),
+    }
+}
+
+fn rejected(provider: Provider, error: &VerifyError) -> Response {
+    if *error == VerifyError::InvalidSecret {
+        tracing::error!(%provider, %error, "webhook secret is misconfigured");
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
+    }
+    tracing::warn!(%provider, %error, "rejected webhook delivery");
+    error_response(StatusCode::UNAUTHORIZED, &error.to_string())
+}
+
+/// Targets of every push with the commit to pass along; when several pushes of one delivery
+/// match the same object, the first wins (one reconcile resolves the ref anyway).
+fn matched_with_commits(index: &TargetIndex, pushes: &[Push]) -> Triggers {
+    let mut matched = Triggers::new();
+    for push in pushes {
+        for target in index.matching_targets(push) {
+            let object = (target.namespace.clone(), target.name.clone());
+            let commit = target.commit_hint(push).map(str::to_string);
+            matched.entry(object).or_insert(commit);
+        }
+    }
+    matched
+}
+
+/// A per-object hook names its object, so the repository URL is not compared (mirrors may push
+/// from elsewhere); the ref still has to fit. An object not yet indexed is triggered.
+fn object_match(state: &WebhookState, hook: &ObjectHook, pushes: &[Push]) -> Triggers {
+    let index = read(&state.targets);
+    let target = index.get(&hook.namespace, &hook.name);
+    let fitting = pushes.iter().find(|push| match target {
+        Some(target) => reference_matches(target.reference.as_ref(), push),
+        None => true,
+    });
+    let mut matched = Triggers::new();
+    if let Some(push) = fitting {
+        let commit = match target {
+            Some(target) => target.commit_hint(push),
+            None => push.commit.as_deref(),
+        };
+        let object = (hook.namespace.clone(), hook.name.clone());
+        matched.insert(object, commit.map(str::to_string));
+    }
+    matched
+}
+
+/// `(namespace, name)` → commit, ordered for stable responses.
+type Triggers = BTreeMap<(String, String), Option<String>>;
+
+/// Drops redeliveries, triggers the rest, and forgets the delivery again if a trigger failed so
+/// that the sender's retry is not dropped as a duplicate.
+async fn trigger_once(
+    state: &WebhookState,
+    replay_key: Option<(Provider, String)>,
+    matched: Triggers,
+) -> Response {
+    let redelivered = replay_key
+        .as_ref()
+        .is_some_and(|(provider, delivery)| !state.replay.first_delivery(*provider, delivery));
+    if redelivered {
+        let duplicate = Outcome {
+            duplicate: true,
+            ..Outcome::default()
+        };
+        return outcome(StatusCode::OK, duplicate);
+    }
+    let result = trigger_all(state.trigger.clone(), matched).await;
+    if result.failed.is_empty() {
+        return outcome(StatusCode::ACCEPTED, result);
+    }
+    if let Some((provider, delivery)) = &replay_key {
+        state.replay.forget(*provider, delivery);
+    }
+    outcome(StatusCode::BAD_GATEWAY, result)
+}
+
+/// Runs the triggers concurrently (bounded), each with a timeout.
+async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers) -> Outcome {
+    let results: Vec<(String, Result<(), String>)> = stream::iter(matched)
+        .map(|((namespace, name), commit)| {
+            let request = trigger.trigger(&namespace, &name, commit.as_deref());
+            async move {
+                let result = match tokio::time::timeout(TRIGGER_TIMEOUT, request).await {
+                    Ok(result) => result,
+                    Err(_) => Err("timed out".to_string()),
+                };
+                (format!("{namespace}/{name}"), result)
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_TRIGGERS)
+        .collect()
+        .await;
+    let mut outcome = Outcome::default();
+    for (object, result) in results {
+        match result {
+            Ok(()) => outcome.triggered.push(object),
+            Err(error) => {
+                tracing::warn!(%object, %error, "could not request a reconcile");
+                outcome.failed.push(object);
+            }
+        }
+    }
+    outcome.triggered.sort();
+    outcome.failed.sort();
+    tracing::info!(triggered = ?outcome.triggered, "webhook delivery handled");
+    outcome
+}
+
+/// The JSON body of every non-error response.
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    /// `namespace/name` of every object asked to reconcile.
+    triggered: Vec<String>,
+    /// Objects whose trigger failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<String>,
+    /// The event kind when nothing was done because of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<String>,
+    /// Set when the delivery id was seen recently.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+fn outcome(status: StatusCode, body: Outcome) -> Response {
+    (status, Json(body)).into_response()
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    (status, Json(ErrorBody { error: message })).into_response()
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
