@@ -52,6 +52,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// The namespace the controller runs in (the Helm chart sets it from the pod); it is
+    /// never pruned.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub controller_namespace: Option<String>,
+
     /// How many objects of one revision are applied at the same time.
     #[arg(long, env = "DRIFTLESS_APPLY_CONCURRENCY", default_value_t = 8)]
     pub apply_concurrency: usize,

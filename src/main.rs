@@ -26,6 +26,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         apply_concurrency: args.apply_concurrency,
         namespace: args.namespace.clone(),
+        controller_namespace: args.controller_namespace.clone(),
         default_interval: args.default_interval,
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,

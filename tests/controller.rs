@@ -43,6 +43,7 @@ fn start_controller(namespace: &TestNamespace) -> RunningController {
         git_stall_timeout: Duration::from_secs(10),
         source_limits: Limits::default(),
         namespace: Some(namespace.name.clone()),
+        controller_namespace: None,
     };
     let task = tokio::spawn(async move {
         let config = support::cluster::admin_config().await;
@@ -434,5 +435,164 @@ async fn the_binary_converges_and_serves_health_and_metrics() {
             namespace.name
         )),
         "{metrics}"
+    );
+}
+
+fn configmap(name: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{annotations}data:\n  a: b\n"
+    )
+}
+
+async fn configmap_exists(namespace: &TestNamespace, name: &str) -> bool {
+    namespace
+        .api::<ConfigMap>()
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn create_repository_with(
+    namespace: &TestNamespace,
+    url: &str,
+    extra_spec: serde_json::Value,
+) {
+    let mut spec = json!({ "url": url, "path": "deploy", "interval": "2s" });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra_spec.as_object().unwrap().clone());
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" }, "spec": spec,
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+async fn wait_until_gone(namespace: &TestNamespace, name: &str) {
+    for _ in 0..120 {
+        if !configmap_exists(namespace, name).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("ConfigMap {name} was not deleted");
+}
+
+#[tokio::test]
+async fn removed_objects_are_pruned_with_guards_and_the_finalizer_cleans_up() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-prune").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let (kept, extra, main) = (
+        configmap(
+            "keep",
+            "  annotations:\n    driftless.dev/prune: disabled\n",
+        ),
+        configmap("extra", ""),
+        configmap("main", ""),
+    );
+    repo.commit(
+        "four objects",
+        &[
+            ("deploy/main.yaml", main.as_str()),
+            ("deploy/extra.yaml", extra.as_str()),
+            ("deploy/keep.yaml", kept.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    let first = wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
+    assert_eq!(first.status.unwrap().inventory.len(), 3);
+
+    let second = repo.commit("only main", &[("deploy/main.yaml", main.as_str())]);
+    let pruned = wait_for(&namespace, "the prune", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&second))
+    })
+    .await;
+    let status = pruned.status.unwrap();
+    assert_eq!(status.inventory.len(), 1, "{:?}", status.inventory);
+    assert_eq!(status.last_apply.unwrap().pruned, 1);
+    assert!(
+        !configmap_exists(&namespace, "extra").await,
+        "extra left the repository and was pruned"
+    );
+    assert!(
+        configmap_exists(&namespace, "keep").await,
+        "prune: disabled is never pruned"
+    );
+
+    let empty = repo.commit(
+        "emptied by mistake",
+        &[("deploy/README.md", "nothing here")],
+    );
+    let refused = wait_for(&namespace, "the empty-revision guard", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            .is_some_and(|a| a.ends_with(&empty))
+    })
+    .await;
+    let (status, reason, message) = ready(&refused).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "PruneFailed"),
+        "{message}"
+    );
+    assert!(message.contains("no objects"), "{message}");
+    assert!(
+        configmap_exists(&namespace, "main").await,
+        "an empty revision deletes nothing"
+    );
+
+    namespace
+        .api::<GitRepository>()
+        .delete("app", &Default::default())
+        .await
+        .unwrap();
+    wait_until_gone(&namespace, "main").await;
+    assert!(configmap_exists(&namespace, "keep").await);
+}
+
+#[tokio::test]
+async fn deleting_with_prune_disabled_leaves_objects_in_place() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-orphan").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let main = configmap("main", "");
+    repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(
+        &namespace,
+        &server.url_for(&repo),
+        json!({ "prune": false }),
+    )
+    .await;
+    wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
+
+    let api = namespace.api::<GitRepository>();
+    api.delete("app", &Default::default()).await.unwrap();
+    for _ in 0..120 {
+        if api.get_opt("app").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        api.get_opt("app").await.unwrap().is_none(),
+        "the finalizer let go"
+    );
+    assert!(
+        configmap_exists(&namespace, "main").await,
+        "objects stay when prune is false"
     );
 }

@@ -32,6 +32,10 @@ pub enum ApplyError {
     #[error("{} object(s) could not be written:\n{}", .0.len(), lines(.0))]
     Write(Vec<ObjectFailure>),
 
+    /// Objects that left the repository could not be deleted.
+    #[error("{} object(s) could not be pruned:\n{}", .0.len(), lines(.0))]
+    Prune(Vec<ObjectFailure>),
+
     /// Applied CustomResourceDefinitions did not become Established in time, so their custom
     /// resources cannot be applied yet.
     #[error("CustomResourceDefinition(s) {} not Established within {timeout:?}", names.join(", "))]

@@ -18,6 +18,7 @@ pub mod health;
 pub mod inventory;
 mod kinds;
 mod object;
+mod prune;
 mod report;
 mod stage;
 
@@ -40,6 +41,7 @@ pub use error::{ApplyError, ObjectFailure};
 pub use object::{
     APPLIED_HASH_ANNOTATION, APPLY_ANNOTATION, DesiredObject, IF_NOT_PRESENT, ObjectRef,
 };
+pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport};
 
 use kinds::{DefinedKinds, KindCache, ResolvedKind, discovered, is_crd, is_namespace};

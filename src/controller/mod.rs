@@ -4,6 +4,7 @@
 
 pub mod conditions;
 mod events;
+mod prune;
 mod reconcile;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -42,6 +43,8 @@ pub struct Settings {
     pub source_limits: Limits,
     /// Watch GitRepositories (and Secrets) of this namespace only; all namespaces when `None`.
     pub namespace: Option<String>,
+    /// The namespace the controller runs in; never pruned.
+    pub controller_namespace: Option<String>,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -49,6 +52,10 @@ pub struct Settings {
 pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
+    #[error("cleaning up on deletion: {0}")]
+    Cleanup(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 /// What every reconcile shares.
@@ -112,7 +119,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(reconcile::reconcile_repository, error_policy, context)
+        .run(reconcile_with_finalizer, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile failed");
@@ -120,6 +127,26 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         })
         .await;
     Ok(())
+}
+
+/// Adds the finalizer before the first apply, and runs the clean-up when the object is deleted.
+async fn reconcile_with_finalizer(
+    repository: Arc<GitRepository>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    use kube::runtime::finalizer::{Event, finalizer};
+    let namespace = repository.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
+    finalizer(&api, prune::FINALIZER, repository, |event| async {
+        match event {
+            Event::Apply(repository) => {
+                reconcile::reconcile_repository(repository, context.clone()).await
+            }
+            Event::Cleanup(repository) => prune::cleanup(&repository, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(error.to_string()))
 }
 
 fn error_policy(_: Arc<GitRepository>, _: &Error, context: Arc<Context>) -> Action {

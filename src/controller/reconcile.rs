@@ -13,11 +13,11 @@ use kube::runtime::events::EventType;
 use super::{
     Context, Error,
     conditions::{Outcome, Reason, conditions_for},
-    events,
+    events, prune,
 };
 use crate::{
-    api::{GitRepository, GitRepositoryStatus, parse_duration},
-    apply::{Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject},
+    api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
+    apply::{Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, PruneReport},
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
@@ -56,12 +56,23 @@ pub async fn reconcile_repository(
                 "applied"
             );
             announce_success(&context, &repository, &converged).await;
+            let revision_before = repository
+                .status
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.clone());
             write_status(&api, &repository, &Outcome::Ready { message }, |status| {
                 let revision = Some(converged.artifact.revision.clone());
                 status.last_fetched_revision = revision.clone();
                 status.last_attempted_revision = revision.clone();
                 status.last_applied_revision = revision;
                 status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
+                status.inventory = converged.inventory.clone();
+                // A resync that found nothing to do keeps the counts of the last one that did.
+                if converged.changed_anything()
+                    || revision_before.as_deref() != Some(converged.artifact.revision.as_str())
+                {
+                    status.last_apply = Some(converged.counts());
+                }
             })
             .await?;
             Ok(Action::requeue(jittered(interval)))
@@ -94,6 +105,9 @@ pub async fn reconcile_repository(
                 }
             };
             write_status(&api, &repository, &outcome, |status| {
+                if let Some(inventory) = &failure.inventory {
+                    status.inventory = inventory.clone();
+                }
                 if let Some(revision) = &failure.revision {
                     status.last_fetched_revision = Some(revision.clone());
                     status.last_attempted_revision = Some(revision.clone());
@@ -195,38 +209,60 @@ fn seconds_since(time: &str) -> Option<f64> {
 struct Converged {
     artifact: Artifact,
     report: ApplyReport,
+    pruned: PruneReport,
+    inventory: Vec<InventoryEntry>,
 }
 
 impl Converged {
+    fn changed_anything(&self) -> bool {
+        let r = &self.report;
+        r.writes > 0 || !self.pruned.deleted.is_empty()
+    }
+
+    fn counts(&self) -> ApplyCounts {
+        let r = &self.report;
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ApplyCounts {
+            applied: count(r.created.len() + r.configured.len()),
+            drift_corrected: count(r.drift_corrected.len()),
+            pruned: count(self.pruned.deleted.len()),
+            total: count(self.inventory.len()),
+        }
+    }
+
     fn summary(&self) -> String {
         let r = &self.report;
         format!(
-            "Applied revision {}: {} created, {} configured, {} drift corrected, {} unchanged",
+            "Applied revision {}: {} created, {} configured, {} drift corrected, {} unchanged, {} pruned",
             self.artifact.revision,
             r.created.len(),
             r.configured.len(),
             r.drift_corrected.len(),
-            r.unchanged.len()
+            r.unchanged.len(),
+            self.pruned.deleted.len()
         )
     }
 }
 
 /// Why a reconcile stopped, in the words of its `Ready` condition.
-struct Failure {
-    reason: Reason,
-    message: String,
+pub(super) struct Failure {
+    pub(super) reason: Reason,
+    pub(super) message: String,
     /// True when only a change by the user can help.
     stalled: bool,
     revision: Option<String>,
+    /// The inventory to record although the reconcile failed (objects were applied).
+    pub(super) inventory: Option<Vec<InventoryEntry>>,
 }
 
 impl Failure {
-    fn new(reason: Reason, message: impl ToString) -> Self {
+    pub(super) fn new(reason: Reason, message: impl ToString) -> Self {
         Self {
             reason,
             message: message.to_string(),
             stalled: false,
             revision: None,
+            inventory: None,
         }
     }
 
@@ -237,6 +273,12 @@ impl Failure {
 
     fn at(mut self, revision: &str) -> Self {
         self.revision = Some(revision.to_owned());
+        self
+    }
+
+    /// Records `inventory` although the reconcile failed: objects were applied.
+    pub(super) fn keeping(mut self, inventory: Vec<InventoryEntry>) -> Self {
+        self.inventory = Some(inventory);
         self
     }
 }
@@ -284,12 +326,20 @@ async fn converge(
             Failure::new(reason, format!("revision {}: {error}", artifact.revision))
                 .at(&artifact.revision)
         })?;
-    Ok(Converged { artifact, report })
+    let (inventory, pruned) = prune::prune_stale(repository, namespace, context, &applier, &report)
+        .await
+        .map_err(|failure| failure.at(&artifact.revision))?;
+    Ok(Converged {
+        artifact,
+        report,
+        pruned,
+        inventory,
+    })
 }
 
 /// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that
 /// ServiceAccount for every call so a tenant can change only what its account may.
-fn applier_for(
+pub(super) fn applier_for(
     repository: &GitRepository,
     namespace: &str,
     context: &Context,

@@ -1,0 +1,142 @@
+//! Deleting what left the repository, in the order the inventory planner chose, and only
+//! objects that still carry their owner's labels and have not opted out.
+
+use kube::{
+    Api,
+    api::{DeleteParams, DynamicObject, GroupVersionKind},
+    discovery::Scope,
+};
+
+use super::{
+    Applier,
+    error::{ApplyError, ObjectFailure, reason_of},
+    inventory::{InventoryEntry, ObjectKey, may_delete},
+    kinds::discovered,
+    object::ObjectRef,
+    report::ApplyReport,
+};
+
+/// What a prune did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub deleted: Vec<ObjectRef>,
+    /// Objects left in place, with the reason (opted out, owned by someone else, gone).
+    pub skipped: Vec<(ObjectRef, String)>,
+}
+
+impl From<&ObjectKey> for ObjectRef {
+    fn from(key: &ObjectKey) -> Self {
+        let api_version = if key.group.is_empty() {
+            key.version.clone()
+        } else {
+            format!("{}/{}", key.group, key.version)
+        };
+        ObjectRef {
+            api_version,
+            kind: key.kind.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+        }
+    }
+}
+
+impl From<&ObjectRef> for ObjectKey {
+    fn from(reference: &ObjectRef) -> Self {
+        let (group, version) = match reference.api_version.split_once('/') {
+            Some((group, version)) => (group.to_owned(), version.to_owned()),
+            None => (String::new(), reference.api_version.clone()),
+        };
+        ObjectKey {
+            group,
+            version,
+            kind: reference.kind.clone(),
+            namespace: reference.namespace.clone(),
+            name: reference.name.clone(),
+        }
+    }
+}
+
+/// The inventory of everything a revision applied (written or found unchanged).
+pub fn inventory_of(report: &ApplyReport) -> Vec<InventoryEntry> {
+    let all = [
+        &report.created,
+        &report.configured,
+        &report.drift_corrected,
+        &report.unchanged,
+    ];
+    let mut entries: Vec<InventoryEntry> = all
+        .into_iter()
+        .flatten()
+        .map(|reference| ObjectKey::from(reference).to_entry())
+        .collect();
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    entries
+}
+
+impl Applier {
+    /// Deletes `keys` one after another (the planner's order: namespaced objects before
+    /// Namespaces before CRDs), each only if it still carries the owner's labels and not the
+    /// `driftless.dev/prune: disabled` annotation.
+    pub async fn prune(
+        &self,
+        keys: &[ObjectKey],
+        owner_name: &str,
+        owner_namespace: &str,
+    ) -> Result<PruneReport, ApplyError> {
+        let mut report = PruneReport::default();
+        let mut failures = Vec::new();
+        for key in keys {
+            let reference = ObjectRef::from(key);
+            match self.prune_one(key, owner_name, owner_namespace).await {
+                Ok(None) => report.deleted.push(reference),
+                Ok(Some(why)) => report.skipped.push((reference, why)),
+                Err(reason) => failures.push(ObjectFailure {
+                    origin: "inventory".into(),
+                    object: reference,
+                    reason,
+                }),
+            }
+        }
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(ApplyError::Prune(failures))
+        }
+    }
+
+    /// `Ok(None)` when deleted, `Ok(Some(why))` when deliberately left in place.
+    async fn prune_one(
+        &self,
+        key: &ObjectKey,
+        owner_name: &str,
+        owner_namespace: &str,
+    ) -> Result<Option<String>, String> {
+        let discovery = self.kinds.current().await.map_err(|e| reason_of(&e))?;
+        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
+        let Some((resource, scope)) = discovered(&discovery, &gvk) else {
+            return Ok(Some("its kind is no longer served".into()));
+        };
+        let api: Api<DynamicObject> = match (&scope, &key.namespace) {
+            (Scope::Namespaced, Some(namespace)) => {
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        };
+        let Some(live) = api.get_opt(&key.name).await.map_err(|e| reason_of(&e))? else {
+            return Ok(Some("already gone".into()));
+        };
+        if let Err(why) = may_delete(
+            &live.metadata.labels.unwrap_or_default(),
+            &live.metadata.annotations.unwrap_or_default(),
+            owner_name,
+            owner_namespace,
+        ) {
+            return Ok(Some(why));
+        }
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some("already gone".into())),
+            Err(error) => Err(reason_of(&error)),
+        }
+    }
+}
