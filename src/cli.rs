@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator: reconcile every GitRepository in the cluster.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` and the Helm chart ship).
     Crd,
     /// Print the version of this build.

@@ -7,7 +7,7 @@ use driftless::telemetry::metrics::{self, Metrics, Readiness};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Controller(args) => run_controller(args).await,
+        Command::Controller(args) => run_controller(*args).await,
         Command::Crd => {
             print!("{}", driftless::api::crd_yaml());
             Ok(())
