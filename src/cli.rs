@@ -67,6 +67,61 @@ pub struct ControllerArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// Running several replicas: one leads and reconciles, the others wait and receive webhooks.
+#[derive(Args, Debug)]
+pub struct LeaderElectionArgs {
+    /// Elect a leader on a Lease before reconciling (needed with more than one replica).
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease (default: the controller's namespace, else `default`).
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "DRIFTLESS_LEADER_ELECTION_LEASE",
+        default_value = "driftless-leader"
+    )]
+    pub leader_election_lease: String,
+
+    /// How long leadership lasts without renewal; a dead leader is replaced after this.
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
+    /// How often the leader renews (and candidates retry).
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_PERIOD", default_value = "5s", value_parser = parse_duration)]
+    pub leader_election_renew_period: Duration,
+}
+
+/// The push webhook receiver, served by every replica.
+#[derive(Args, Debug)]
+pub struct WebhookArgs {
+    /// Address of the webhook receiver (`POST /hooks/{github,gitlab,gitea,forgejo,bitbucket,generic}`).
+    #[arg(
+        long,
+        env = "DRIFTLESS_WEBHOOK_BIND_ADDRESS",
+        default_value = "0.0.0.0:9292"
+    )]
+    pub webhook_bind_address: std::net::SocketAddr,
+
+    /// Directory holding the shared receivers' secrets, one file per provider: `github`,
+    /// `gitlab`, `gitea`, `bitbucket`, `generic`. A provider without a file is disabled.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_SECRETS_DIR")]
+    pub webhook_secrets_dir: Option<PathBuf>,
+
+    /// Do not serve webhooks at all.
+    #[arg(long, env = "DRIFTLESS_DISABLE_WEBHOOK")]
+    pub disable_webhook: bool,
 }
 
 /// Where repositories are cached and how much one revision may bring in.

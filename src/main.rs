@@ -2,7 +2,10 @@ mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command, ControllerArgs};
-use driftless::telemetry::metrics::{self, Metrics, Readiness};
+use driftless::{
+    controller::{LeaderElectionSettings, WebhookSettings, process_identity},
+    telemetry::metrics::{self, Metrics, Readiness},
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,6 +30,11 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         apply_concurrency: args.apply_concurrency,
         namespace: args.namespace.clone(),
         controller_namespace: args.controller_namespace.clone(),
+        leader_election: leader_election(&args),
+        webhook: (!args.webhook.disable_webhook).then(|| WebhookSettings {
+            bind_address: args.webhook.webhook_bind_address,
+            secrets_dir: args.webhook.webhook_secrets_dir.clone(),
+        }),
         default_interval: args.default_interval,
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,
@@ -52,4 +60,19 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     readiness.set(true);
     driftless::controller::run(config, settings, metrics).await?;
     Ok(())
+}
+
+fn leader_election(args: &ControllerArgs) -> Option<LeaderElectionSettings> {
+    let election = &args.leader_election;
+    election.leader_elect.then(|| LeaderElectionSettings {
+        namespace: election
+            .leader_election_namespace
+            .clone()
+            .or_else(|| args.controller_namespace.clone())
+            .unwrap_or_else(|| "default".into()),
+        lease_name: election.leader_election_lease.clone(),
+        identity: process_identity(),
+        lease_duration: election.leader_election_lease_duration,
+        renew_period: election.leader_election_renew_period,
+    })
 }

@@ -44,6 +44,8 @@ fn start_controller(namespace: &TestNamespace) -> RunningController {
         source_limits: Limits::default(),
         namespace: Some(namespace.name.clone()),
         controller_namespace: None,
+        leader_election: None,
+        webhook: None,
     };
     let task = tokio::spawn(async move {
         let config = support::cluster::admin_config().await;
@@ -391,6 +393,7 @@ async fn the_binary_converges_and_serves_health_and_metrics() {
                 "json",
                 "--namespace",
                 &namespace.name,
+                "--disable-webhook",
             ])
             .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
             .arg("--git-cache-dir")

@@ -4,10 +4,22 @@
 
 pub mod conditions;
 mod events;
+mod leader;
 mod prune;
 mod reconcile;
+mod webhooks;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+pub use leader::{LeaderElectionSettings, process_identity};
+pub use webhooks::WebhookSettings;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -15,9 +27,12 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{Controller, controller::Action, events::Recorder, reflector::ObjectRef, watcher},
 };
-use tracing::warn;
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 pub use reconcile::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, RECONCILE_REQUESTED_AT, jittered};
+
+use leader::Leadership;
 
 use crate::{
     api::GitRepository,
@@ -45,6 +60,10 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The namespace the controller runs in; never pruned.
     pub controller_namespace: Option<String>,
+    /// Leader election among replicas; `None` runs as the only replica.
+    pub leader_election: Option<LeaderElectionSettings>,
+    /// The push webhook receiver; `None` disables it.
+    pub webhook: Option<WebhookSettings>,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -56,6 +75,10 @@ pub enum Error {
     Cleanup(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("cannot start: {0}")]
+    Startup(String),
+    #[error("leadership was lost; stopping so that a new leader takes over alone")]
+    LostLeadership,
 }
 
 /// What every reconcile shares.
@@ -80,8 +103,20 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller_config =
-        kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+    // Every replica receives webhooks; only the leader reconciles.
+    if let Some(webhook) = settings.webhook.clone() {
+        webhooks::start(client.clone(), repositories.clone(), webhook)
+            .map_err(|e| Error::Startup(e.to_string()))?;
+    }
+    let leadership = settings
+        .leader_election
+        .clone()
+        .map(|election| Arc::new(Leadership::new(client.clone(), election)));
+    if let Some(leadership) = &leadership {
+        leadership.acquire().await;
+    }
+    let still_leading = leadership.clone().map(Leadership::keep_renewing);
+    let lost = Arc::new(AtomicBool::new(false));
     let context = Arc::new(Context {
         config,
         source: SourceEngine::new(
@@ -92,13 +127,13 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         applier: Applier::new(client.clone()),
         recorder: Recorder::new(client.clone(), "driftless".into()),
         client,
-        settings,
+        settings: settings.clone(),
         metrics,
     });
     let controller = Controller::new(repositories, watcher::Config::default());
     let store = controller.store();
     controller
-        .with_config(controller_config)
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
         // its GitRepository unblocks it at once.
         .watches(secrets, watcher::Config::default(), move |secret| {
@@ -118,7 +153,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown_requested(still_leading, lost.clone()))
         .run(reconcile_with_finalizer, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -126,7 +161,40 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             }
         })
         .await;
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
+    if lost.load(Ordering::Relaxed) {
+        return Err(Error::LostLeadership);
+    }
     Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C, or when leadership is lost (recorded in `lost`); in-flight
+/// reconciles then finish before the controller stops.
+async fn shutdown_requested(still_leading: Option<watch::Receiver<bool>>, lost: Arc<AtomicBool>) {
+    let leadership_lost = async move {
+        match still_leading {
+            Some(mut leading) => {
+                let _ = leading.wait_for(|leading| !leading).await;
+                lost.store(true, Ordering::Relaxed);
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = termination_signal() => info!("shutting down on signal"),
+        _ = leadership_lost => warn!("stopping: leadership lost"),
+    }
+}
+
+async fn termination_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 /// Adds the finalizer before the first apply, and runs the clean-up when the object is deleted.

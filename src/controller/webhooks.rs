@@ -1,0 +1,169 @@
+//! Serving the push webhooks on every replica: an in-memory index of GitRepositories kept by a
+//! watch (no API list per request), and a trigger that asks for a reconcile by setting the
+//! `driftless.dev/reconcile-requested-at` annotation, which survives restarts and reaches the
+//! leader whichever replica received the push.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use futures::{StreamExt, future::BoxFuture};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::RECONCILE_REQUESTED_AT;
+use crate::{
+    api::GitRepository,
+    webhook::{SharedSecrets, Target, TargetIndex, Trigger, WebhookState, router},
+};
+
+/// Where the receiver listens and where its shared secrets are mounted.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    pub bind_address: SocketAddr,
+    /// Files named `github`, `gitlab`, `gitea`, `bitbucket`, `generic`, each holding that
+    /// provider's shared secret; a missing file disables that provider's shared receiver.
+    pub secrets_dir: Option<PathBuf>,
+}
+
+/// Reads the shared secrets; trailing newlines (from `kubectl create secret --from-file`) are
+/// not part of a secret.
+pub fn read_shared_secrets(dir: Option<&Path>) -> std::io::Result<SharedSecrets> {
+    let read = |name: &str| -> std::io::Result<Option<Vec<u8>>> {
+        let Some(dir) = dir else { return Ok(None) };
+        match std::fs::read(dir.join(name)) {
+            Ok(mut bytes) => {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                Ok((!bytes.is_empty()).then_some(bytes))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    };
+    Ok(SharedSecrets {
+        github: read("github")?,
+        gitlab: read("gitlab")?,
+        gitea: read("gitea")?,
+        bitbucket: read("bitbucket")?,
+        generic: read("generic")?,
+    })
+}
+
+/// Asks for a reconcile through the API, skipping pushes whose commit is already applied so a
+/// burst of redundant deliveries causes no fetch storm.
+struct AnnotationTrigger {
+    client: Client,
+    store: Store<GitRepository>,
+}
+
+impl Trigger for AnnotationTrigger {
+    fn trigger(
+        &self,
+        namespace: &str,
+        name: &str,
+        commit: Option<&str>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let reference = ObjectRef::new(name).within(namespace);
+        let applied = self
+            .store
+            .get(&reference)
+            .and_then(|r| r.status.as_ref()?.last_applied_revision.clone());
+        let already_applied = matches!((commit, &applied), (Some(c), Some(a)) if a.ends_with(c));
+        let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_owned();
+        Box::pin(async move {
+            if already_applied {
+                return Ok(());
+            }
+            let now = jiff::Timestamp::now().to_string();
+            let patch = json!({ "metadata": { "annotations": { RECONCILE_REQUESTED_AT: now } } });
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+/// Starts the receiver and the watch that feeds its index; both run until the process ends.
+pub fn start(
+    client: Client,
+    repositories: Api<GitRepository>,
+    settings: WebhookSettings,
+) -> std::io::Result<()> {
+    let secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
+    let (store, writer) = reflector::store();
+    let trigger = Arc::new(AnnotationTrigger { client, store });
+    let state = WebhookState::new(secrets, trigger);
+    tokio::spawn(keep_index(repositories, writer, state.targets.clone()));
+    tokio::spawn(async move {
+        let listener = match tokio::net::TcpListener::bind(settings.bind_address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                warn!(%error, address = %settings.bind_address, "webhook receiver cannot listen");
+                return;
+            }
+        };
+        info!(address = %settings.bind_address, "webhook receiver listening");
+        if let Err(error) = axum::serve(listener, router(state)).await {
+            warn!(%error, "webhook receiver stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Mirrors every GitRepository into the index as the watch reports it.
+async fn keep_index(
+    repositories: Api<GitRepository>,
+    writer: reflector::store::Writer<GitRepository>,
+    targets: Arc<RwLock<TargetIndex>>,
+) {
+    let events = watcher(repositories, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    let mut events = std::pin::pin!(events);
+    let mut relisted = Vec::new();
+    while let Some(event) = events.next().await {
+        let Ok(event) = event else { continue };
+        let mut index = targets.write().expect("the target index is never poisoned");
+        match event {
+            watcher::Event::Init => relisted.clear(),
+            watcher::Event::InitApply(repository) => relisted.extend(target_of(&repository)),
+            watcher::Event::InitDone => index.replace_all(relisted.drain(..)),
+            watcher::Event::Apply(repository) => match target_of(&repository) {
+                Some(target) => {
+                    index.insert(target);
+                }
+                None => {
+                    index.remove(
+                        &repository.namespace().unwrap_or_default(),
+                        &repository.name_any(),
+                    );
+                }
+            },
+            watcher::Event::Delete(repository) => {
+                index.remove(
+                    &repository.namespace().unwrap_or_default(),
+                    &repository.name_any(),
+                );
+            }
+        }
+    }
+}
+
+fn target_of(repository: &GitRepository) -> Option<Target> {
+    Target::from_git_repository(repository).ok()
+}

@@ -1,0 +1,293 @@
+//! The `driftless controller` binary as operators run it: two replicas with leader election
+//! and failover after SIGKILL, and a signed push webhook that triggers an immediate reconcile.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::{Child, Command},
+    time::Duration,
+};
+
+use driftless::api::GitRepository;
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::PostParams;
+use serde_json::json;
+use sha2::Sha256;
+use support::{
+    cluster::{TestNamespace, install_crds, kubeconfig_path},
+    git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+};
+
+/// A controller process, killed when dropped.
+struct Replica {
+    child: Child,
+    _cache: tempfile::TempDir,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
+    let cache = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args([
+            "controller",
+            "--namespace",
+            &namespace.name,
+            "--controller-namespace",
+            &namespace.name,
+        ])
+        .args([
+            "--metrics-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--git-cache-dir")
+        .arg(cache.path())
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("RUST_LOG", "driftless=info")
+        .spawn()
+        .expect("the driftless binary starts");
+    Replica {
+        child,
+        _cache: cache,
+    }
+}
+
+fn manifest(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+fn commit(repo: &TestRepo, value: &str) -> String {
+    repo.commit(value, &[("deploy/app.yaml", manifest(value).as_str())])
+}
+
+async fn create_repository(namespace: &TestNamespace, url: &str, interval: &str) {
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" },
+        "spec": { "url": url, "path": "deploy", "interval": interval },
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+async fn wait_applied(namespace: &TestNamespace, commit: &str, within: Duration) -> Duration {
+    let started = tokio::time::Instant::now();
+    let api = namespace.api::<GitRepository>();
+    while started.elapsed() < within {
+        let repository = api.get("app").await.unwrap();
+        let applied = repository
+            .status
+            .and_then(|s| s.last_applied_revision)
+            .unwrap_or_default();
+        if applied.ends_with(commit) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{commit} was not applied within {within:?}");
+}
+
+async fn lease_holder(namespace: &TestNamespace) -> Option<String> {
+    let lease = namespace
+        .api::<Lease>()
+        .get_opt("driftless-leader")
+        .await
+        .unwrap()?;
+    lease.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over_after_sigkill() {
+    install_crds().await;
+    let namespace = TestNamespace::create("leader-election").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let election = [
+        "--leader-elect",
+        "--leader-election-lease-duration",
+        "3s",
+        "--leader-election-renew-period",
+        "500ms",
+        "--disable-webhook",
+    ];
+    let mut replicas = vec![
+        start_replica(&namespace, &election),
+        start_replica(&namespace, &election),
+    ];
+    create_repository(&namespace, &server.url_for(&repo), "1s").await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+
+    let leader = lease_holder(&namespace)
+        .await
+        .expect("one replica holds the Lease");
+    let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
+    let leader_index = pids
+        .iter()
+        .position(|pid| leader.contains(&format!("_{pid:x}")))
+        .unwrap_or_else(|| panic!("Lease holder {leader} is one of {pids:?}"));
+    eprintln!("leader: {leader} (pid {})", pids[leader_index]);
+
+    let mut killed = replicas.remove(leader_index);
+    killed.child.kill().expect("SIGKILL the leader");
+    killed.child.wait().unwrap();
+    let second = commit(&repo, "two");
+    let took = wait_applied(&namespace, &second, Duration::from_secs(60)).await;
+    let new_leader = lease_holder(&namespace).await.unwrap();
+    assert_ne!(
+        new_leader, leader,
+        "the surviving replica took the Lease over"
+    );
+    eprintln!("failover: {new_leader} applied the next commit {took:?} after the leader died");
+}
+
+fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    let digest: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={digest}")
+}
+
+/// POSTs `body` with `headers` to the receiver; returns the status line and the body.
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the receiver listens");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn write_secret(dir: &Path, provider: &str, secret: &str) {
+    std::fs::write(dir.join(provider), format!("{secret}\n")).unwrap();
+}
+
+#[tokio::test]
+async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-push").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(secrets.path(), "github", "It's a Secret to Everybody");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let secrets_dir = secrets.path().to_str().unwrap();
+    let _replica = start_replica(
+        &namespace,
+        &[
+            "--webhook-bind-address",
+            &address,
+            "--webhook-secrets-dir",
+            secrets_dir,
+        ],
+    );
+    let url = server.url_for(&repo);
+    // Polling once an hour: only the webhook can make the next commit land quickly.
+    create_repository(&namespace, &url, "1h").await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+    wait_for_port(port).await;
+
+    let second = commit(&repo, "two");
+    let payload = json!({
+        "ref": "refs/heads/main", "after": second, "head_commit": { "id": second },
+        "repository": { "clone_url": url, "default_branch": "main" },
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let (status, response) = post(
+        port,
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "delivery-1"),
+            (
+                "X-Hub-Signature-256",
+                &github_signature(b"wrong secret", &body),
+            ),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 401, "a forged signature is refused: {response}");
+
+    let (status, response) = post(
+        port,
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "delivery-2"),
+            (
+                "X-Hub-Signature-256",
+                &github_signature(b"It's a Secret to Everybody", &body),
+            ),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 202, "{response}");
+    assert!(
+        response.contains(&format!("{}/app", namespace.name)),
+        "{response}"
+    );
+    let took = wait_applied(&namespace, &second, Duration::from_secs(30)).await;
+    eprintln!("push to applied through the webhook: {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the webhook, not the hourly poll, applied it"
+    );
+}
