@@ -599,3 +599,190 @@ async fn deleting_with_prune_disabled_leaves_objects_in_place() {
         "objects stay when prune is false"
     );
 }
+
+const UNSCHEDULABLE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      nodeSelector: {no-such-node: \"true\"}
+      containers:
+      - name: app
+        image: example.invalid/app:1
+";
+
+#[tokio::test]
+async fn waiting_for_health_reports_ready_only_when_deployments_are_available() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-wait").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let healthy = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(
+        &namespace,
+        &server.url_for(&repo),
+        json!({ "wait": true, "timeout": "8s" }),
+    )
+    .await;
+
+    let ready_repo = wait_for(&namespace, "a healthy revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&healthy))
+    })
+    .await;
+    let deployment = namespace
+        .api::<k8s_openapi::api::apps::v1::Deployment>()
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        deployment.status.and_then(|s| s.available_replicas),
+        Some(2),
+        "Ready means available"
+    );
+    assert_eq!(ready(&ready_repo).unwrap().0, "True");
+
+    let stuck = push(&repo, "stuck", &[("deploy/stuck.yaml", UNSCHEDULABLE)]);
+    let unhealthy = wait_for(&namespace, "the health check to fail", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            .is_some_and(|a| a.ends_with(&stuck))
+            && ready(r).is_some_and(|(status, _, _)| status == "False")
+    })
+    .await;
+    let (_, reason, message) = ready(&unhealthy).unwrap();
+    assert_eq!(reason, "HealthCheckFailed", "{message}");
+    assert!(
+        message.contains("Deployment") && message.contains("stuck"),
+        "{message}"
+    );
+    assert!(
+        applied(&unhealthy).unwrap().ends_with(&healthy),
+        "the revision is not counted as applied"
+    );
+}
+
+const BILLION_LAUGHS: &str =
+    "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+";
+
+#[tokio::test]
+async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-lifecycle").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let good = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    wait_for(&namespace, "the first revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&good))
+    })
+    .await;
+
+    // A hand edit is reverted at the next interval (2 s).
+    let configmaps = namespace.api::<ConfigMap>();
+    let edit = json!({ "data": { "greeting": "edited by hand" } });
+    configmaps
+        .patch(
+            "app-config",
+            &Default::default(),
+            &kube::api::Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    for _ in 0..60 {
+        if greeting(&namespace).await.as_deref() == Some("hello") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        greeting(&namespace).await.as_deref(),
+        Some("hello"),
+        "drift reverted"
+    );
+
+    // A hostile file fails cleanly, naming the file; the cluster keeps the last good revision.
+    let hostile = push(&repo, "hostile", &[("deploy/laughs.yaml", BILLION_LAUGHS)]);
+    let failed = wait_for(&namespace, "the hostile file to be refused", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            .is_some_and(|a| a.ends_with(&hostile))
+    })
+    .await;
+    let (status, reason, message) = ready(&failed).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ManifestInvalid"),
+        "{message}"
+    );
+    assert!(message.contains("deploy/laughs.yaml"), "{message}");
+    assert_eq!(greeting(&namespace).await.as_deref(), Some("hello"));
+
+    // Suspend: nothing is applied, and the status says so.
+    let api = namespace.api::<GitRepository>();
+    let suspend = json!({ "spec": { "suspend": true } });
+    api.patch(
+        "app",
+        &Default::default(),
+        &kube::api::Patch::Merge(&suspend),
+    )
+    .await
+    .unwrap();
+    wait_for(&namespace, "Suspended", |r| {
+        ready(r).is_some_and(|(_, reason, _)| reason == "Suspended")
+    })
+    .await;
+    let fixed = push(&repo, "while-suspended", &[]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        greeting(&namespace).await.as_deref(),
+        Some("hello"),
+        "suspended objects are not reconciled"
+    );
+
+    // Resume, and ask for an immediate reconcile with the annotation; its value is echoed.
+    let resume = json!({
+        "metadata": { "annotations": { "driftless.dev/reconcile-requested-at": "now-1" } },
+        "spec": { "suspend": false, "interval": "1h" },
+    });
+    api.patch(
+        "app",
+        &Default::default(),
+        &kube::api::Patch::Merge(&resume),
+    )
+    .await
+    .unwrap();
+    let resumed = wait_for(&namespace, "the requested reconcile", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&fixed))
+    })
+    .await;
+    assert_eq!(
+        resumed.status.unwrap().last_handled_reconcile_at.as_deref(),
+        Some("now-1")
+    );
+    assert_eq!(
+        greeting(&namespace).await.as_deref(),
+        Some("while-suspended")
+    );
+}

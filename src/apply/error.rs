@@ -36,6 +36,13 @@ pub enum ApplyError {
     #[error("{} object(s) could not be pruned:\n{}", .0.len(), lines(.0))]
     Prune(Vec<ObjectFailure>),
 
+    /// Applied objects did not become healthy.
+    #[error("{} object(s) not healthy within {timeout:?}:\n{}", failures.len(), lines(failures))]
+    Unhealthy {
+        failures: Vec<ObjectFailure>,
+        timeout: Duration,
+    },
+
     /// Applied CustomResourceDefinitions did not become Established in time, so their custom
     /// resources cannot be applied yet.
     #[error("CustomResourceDefinition(s) {} not Established within {timeout:?}", names.join(", "))]

@@ -21,6 +21,7 @@ mod object;
 mod prune;
 mod report;
 mod stage;
+mod wait;
 
 use std::{
     collections::{HashMap, hash_map::Entry},

@@ -91,6 +91,26 @@ pub struct Context {
     settings: Settings,
     metrics: Metrics,
     recorder: Recorder,
+    failures: FailureCounts,
+}
+
+/// Consecutive failed reconciles per GitRepository, which set the retry backoff.
+#[derive(Default)]
+struct FailureCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl FailureCounts {
+    /// Counts one more failure and returns how many in a row there have been.
+    fn record(&self, namespace: &str, name: &str) -> u32 {
+        let mut counts = self.0.lock().expect("failure counts are never poisoned");
+        let count = counts.entry(format!("{namespace}/{name}")).or_default();
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn clear(&self, namespace: &str, name: &str) {
+        let mut counts = self.0.lock().expect("failure counts are never poisoned");
+        counts.remove(&format!("{namespace}/{name}"));
+    }
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -126,6 +146,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         ),
         applier: Applier::new(client.clone()),
         recorder: Recorder::new(client.clone(), "driftless".into()),
+        failures: FailureCounts::default(),
         client,
         settings: settings.clone(),
         metrics,

@@ -75,6 +75,7 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
+            context.failures.clear(&namespace, &repository.name_any());
             Ok(Action::requeue(jittered(interval)))
         }
         Err(failure) => {
@@ -114,8 +115,9 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
+            let failures = context.failures.record(&namespace, &repository.name_any());
             Ok(Action::requeue(
-                retry_interval_of(&repository).unwrap_or(interval),
+                retry_interval_of(&repository).unwrap_or_else(|| backoff(failures, interval)),
             ))
         }
     }
@@ -329,6 +331,26 @@ async fn converge(
     let (inventory, pruned) = prune::prune_stale(repository, namespace, context, &applier, &report)
         .await
         .map_err(|failure| failure.at(&artifact.revision))?;
+    if repository.spec.wait == Some(true) {
+        let applied = [
+            &report.created,
+            &report.configured,
+            &report.drift_corrected,
+            &report.unchanged,
+        ];
+        let objects: Vec<_> = applied.into_iter().flatten().cloned().collect();
+        applier
+            .wait_healthy(&objects, request_timeout(repository))
+            .await
+            .map_err(|error| {
+                Failure::new(
+                    Reason::HealthCheckFailed,
+                    format!("revision {}: {error}", artifact.revision),
+                )
+                .at(&artifact.revision)
+                .keeping(inventory.clone())
+            })?;
+    }
     Ok(Converged {
         artifact,
         report,
@@ -415,11 +437,7 @@ fn fetch_request(
         path: spec.path.clone().unwrap_or_default(),
         ignore: spec.ignore.clone(),
         credentials,
-        timeout: spec
-            .timeout
-            .as_deref()
-            .and_then(|t| parse_duration(t).ok())
-            .unwrap_or(DEFAULT_TIMEOUT),
+        timeout: request_timeout(repository),
     }
 }
 
@@ -448,6 +466,25 @@ fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
             object: m.object,
         })
         .collect()
+}
+
+/// `spec.timeout`: bounds git work, and waiting for health.
+fn request_timeout(repository: &GitRepository) -> Duration {
+    repository
+        .spec
+        .timeout
+        .as_deref()
+        .and_then(|t| parse_duration(t).ok())
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Retries after consecutive failures: 5 s, 10 s, 20 s ... up to the interval, so a transient
+/// failure heals fast and a persistent one does not hammer the git server or the apiserver.
+pub fn backoff(consecutive_failures: u32, interval: Duration) -> Duration {
+    let exponent = consecutive_failures.saturating_sub(1).min(16);
+    Duration::from_secs(5)
+        .saturating_mul(1 << exponent)
+        .min(interval)
 }
 
 fn interval_of(repository: &GitRepository, context: &Context) -> Duration {
@@ -506,4 +543,26 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_interval() {
+        let interval = Duration::from_secs(300);
+        let delays: Vec<u64> = (1..=8).map(|n| backoff(n, interval).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff(1000, interval), interval);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let interval = Duration::from_secs(100);
+        for _ in 0..100 {
+            let jittered = jittered(interval).as_secs_f64();
+            assert!((90.0..=110.0).contains(&jittered), "{jittered}");
+        }
+    }
 }
