@@ -786,3 +786,76 @@ async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval(
         Some("while-suspended")
     );
 }
+
+#[tokio::test]
+async fn multi_kind_revision_converges_and_prune_never_deletes_the_own_namespace() {
+    use k8s_openapi::api::{core::v1::Namespace, rbac::v1::Role};
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-multikind").await;
+    let other = support::cluster::unique_name("pruned-ns");
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let own_namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+        namespace.name
+    );
+    let other_namespace = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {other}\n");
+    let in_other = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inside\n  namespace: {other}\ndata:\n  a: b\n"
+    );
+    let rbac = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: app\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: app\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: app\nsubjects:\n- kind: ServiceAccount\n  name: app\n";
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n";
+    let first = push(
+        &repo,
+        "hello",
+        &[
+            (
+                "deploy/00-namespaces.yaml",
+                &format!("{own_namespace}---\n{other_namespace}"),
+            ),
+            ("deploy/other.yaml", &in_other),
+            ("deploy/rbac.yaml", rbac),
+            ("deploy/service.yaml", service),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    let converged = wait_for(&namespace, "the multi-kind revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&first))
+    })
+    .await;
+    assert_eq!(converged.status.unwrap().inventory.len(), 9);
+
+    let second = push(&repo, "changed", &[]);
+    let pruned = wait_for(&namespace, "the prune", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&second))
+    })
+    .await;
+    assert_eq!(
+        pruned.status.unwrap().inventory.len(),
+        2,
+        "ConfigMap and Deployment remain"
+    );
+    assert_eq!(greeting(&namespace).await.as_deref(), Some("changed"));
+    assert!(
+        namespace
+            .api::<Role>()
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none(),
+        "RBAC left the repository"
+    );
+    let namespaces: kube::Api<Namespace> = kube::Api::all(namespace.client.clone());
+    let own = namespaces.get(&namespace.name).await.unwrap();
+    assert!(
+        own.metadata.deletion_timestamp.is_none(),
+        "the GitRepository's own namespace is never pruned"
+    );
+    let gone = namespaces.get_opt(&other).await.unwrap();
+    assert!(
+        gone.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()),
+        "the other namespace is pruned"
+    );
+}
