@@ -291,3 +291,68 @@ async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
         "the webhook, not the hourly poll, applied it"
     );
 }
+
+async fn owned_configmaps(namespace: &TestNamespace) -> usize {
+    let selector = kube::api::ListParams::default().labels("driftless.dev/name=app");
+    let list = namespace
+        .api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .list(&selector)
+        .await
+        .unwrap();
+    list.items.len()
+}
+
+#[tokio::test]
+async fn a_controller_killed_mid_apply_converges_after_restart_with_nothing_lost() {
+    const OBJECTS: usize = 400;
+    install_crds().await;
+    let namespace = TestNamespace::create("sigkill-mid-apply").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let documents: Vec<String> = (0..OBJECTS)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  index: \"{i}\"\n"))
+        .collect();
+    let head = repo.commit(
+        "large",
+        &[("deploy/many.yaml", documents.join("---\n").as_str())],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let mut first = start_replica(
+        &namespace,
+        &["--disable-webhook", "--apply-concurrency", "2"],
+    );
+    create_repository(&namespace, &server.url_for(&repo), "1s").await;
+
+    let mut written = 0;
+    for _ in 0..600 {
+        written = owned_configmaps(&namespace).await;
+        if written > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().expect("SIGKILL the controller");
+    first.child.wait().unwrap();
+    let at_kill = owned_configmaps(&namespace).await;
+    eprintln!("killed with {at_kill} of {OBJECTS} objects written (first seen: {written})");
+
+    let _second = start_replica(&namespace, &["--disable-webhook"]);
+    wait_applied(&namespace, &head, Duration::from_secs(120)).await;
+    assert_eq!(
+        owned_configmaps(&namespace).await,
+        OBJECTS,
+        "every object applied and owned"
+    );
+    let status = namespace
+        .api::<GitRepository>()
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(
+        status.inventory.len(),
+        OBJECTS,
+        "the inventory lists every object"
+    );
+}

@@ -7,6 +7,8 @@
 #   cluster.sh down        stop every process the cluster started, by pid, and forget it
 #   cluster.sh kubeconfig  print the kubeconfig path (fails when the cluster is not serving)
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
+#   cluster.sh restart-apiserver  kill kube-apiserver and start it again with the same command
+#                          line (for tests of what a controller does when the apiserver goes away)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -80,6 +82,24 @@ down() {
   log "cluster $name is down (${#pids[@]} processes stopped)"
 }
 
+restart_apiserver() {
+  binaries
+  local pid_file="$cluster_dir/pids/kube-apiserver.pid" pid
+  pid=$(cat "$pid_file")
+  local -a command
+  mapfile -d '' -t command <"/proc/$pid/cmdline"
+  kill -9 "$pid" # a crash, not a graceful stop: that is what the tests want to survive
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  log "kube-apiserver $pid stopped; starting it again"
+  (
+    cd "$cluster_dir"
+    nohup "${command[@]}" >>"$cluster_dir/logs/kube-apiserver.log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
+  )
+  until serving; do sleep 0.2; done
+  log "kube-apiserver serving again as pid $(cat "$pid_file")"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
@@ -89,5 +109,6 @@ case "${1:-}" in
     echo "$kubeconfig"
     ;;
   bin) binaries && echo "$bin" ;;
-  *) echo "usage: $0 up|down|kubeconfig|bin" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver ;;
+  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -37,6 +37,11 @@ pub fn binaries_dir() -> &'static Path {
     DIR.get_or_init(|| PathBuf::from(run_cluster_script("bin")))
 }
 
+/// Kills kube-apiserver and starts it again (etcd keeps the data), waiting until it serves.
+pub fn restart_apiserver() {
+    run_cluster_script("restart-apiserver");
+}
+
 fn run_cluster_script(verb: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
     let output = Command::new("bash")
