@@ -24,6 +24,7 @@ use support::{
 /// A controller process, killed when dropped.
 struct Replica {
     child: Child,
+    metrics_port: u16,
     _cache: tempfile::TempDir,
 }
 
@@ -34,16 +35,23 @@ impl Drop for Replica {
     }
 }
 
+/// A port for a server the controller binary will open. Taken below the kernel's ephemeral
+/// range (which starts at 32768), so a port-0 listener of a parallel test can never grab it
+/// between this check and the binary's bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 700) as u16 * 16;
+    loop {
+        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
     let cache = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
         .args([
             "controller",
@@ -54,7 +62,7 @@ fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
         ])
         .args([
             "--metrics-bind-address",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{metrics_port}"),
         ])
         .arg("--git-cache-dir")
         .arg(cache.path())
@@ -65,6 +73,7 @@ fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
         .expect("the driftless binary starts");
     Replica {
         child,
+        metrics_port,
         _cache: cache,
     }
 }
@@ -354,5 +363,106 @@ async fn a_controller_killed_mid_apply_converges_after_restart_with_nothing_lost
         status.inventory.len(),
         OBJECTS,
         "the inventory lists every object"
+    );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint listens");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test]
+async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token() {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-object").await;
+    let token = b"per-object-token";
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("hook".into()),
+            ..Default::default()
+        },
+        data: Some([("token".to_owned(), ByteString(token.to_vec()))].into()),
+        ..Default::default()
+    };
+    namespace
+        .api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let port = free_port();
+    let replica = start_replica(
+        &namespace,
+        &["--webhook-bind-address", &format!("127.0.0.1:{port}")],
+    );
+    let url = server.url_for(&repo);
+    let object: GitRepository = serde_json::from_value(json!({
+        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": { "name": "app" },
+        "spec": { "url": url, "path": "deploy", "interval": "1h", "webhook": { "secretRef": { "name": "hook" } } },
+    }))
+    .unwrap();
+    namespace
+        .api::<GitRepository>()
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+    let status = namespace
+        .api::<GitRepository>()
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let path = status
+        .webhook_path
+        .expect("status.webhookPath is published");
+    assert_eq!(
+        path,
+        driftless::webhook::object_hook_path(token, &namespace.name, "app")
+    );
+    wait_for_port(port).await;
+
+    let second = commit(&repo, "two");
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "after": second, "head_commit": { "id": second },
+        "repository": { "clone_url": url, "default_branch": "main" },
+    }))
+    .unwrap();
+    let signed_with = |key: &[u8], delivery: &str| {
+        let signature = github_signature(key, &body);
+        post(
+            port,
+            &path,
+            &[
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", delivery),
+                ("X-Hub-Signature-256", &signature),
+            ],
+            &body,
+        )
+    };
+    let (status, response) = signed_with(b"some other secret", "d-1");
+    assert_eq!(status, 401, "{response}");
+    let (status, response) = signed_with(token, "d-2");
+    assert_eq!(status, 202, "{response}");
+    wait_applied(&namespace, &second, Duration::from_secs(30)).await;
+    let metrics = http_get(replica.metrics_port, "/metrics");
+    assert!(
+        metrics.contains("driftless_webhook_requests_total{code=\"401\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftless_webhook_requests_total{code=\"202\"} 1"),
+        "{metrics}"
     );
 }

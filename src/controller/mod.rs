@@ -125,8 +125,13 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
     };
     // Every replica receives webhooks; only the leader reconciles.
     if let Some(webhook) = settings.webhook.clone() {
-        webhooks::start(client.clone(), repositories.clone(), webhook)
-            .map_err(|e| Error::Startup(e.to_string()))?;
+        webhooks::start(
+            client.clone(),
+            repositories.clone(),
+            webhook,
+            metrics.clone(),
+        )
+        .map_err(|e| Error::Startup(e.to_string()))?;
     }
     let leadership = settings
         .leader_election

@@ -44,6 +44,7 @@ pub async fn reconcile_repository(
         return Ok(Action::await_change());
     }
     let result = converge(&repository, &context, &namespace).await;
+    let webhook_path = webhook_path_of(&repository, &context, &namespace).await;
     record_metrics(&context, &repository, &result, started.elapsed());
     match result {
         Ok(converged) => {
@@ -67,6 +68,7 @@ pub async fn reconcile_repository(
                 status.last_applied_revision = revision;
                 status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
                 status.inventory = converged.inventory.clone();
+                status.webhook_path = webhook_path.clone();
                 // A resync that found nothing to do keeps the counts of the last one that did.
                 if converged.changed_anything()
                     || revision_before.as_deref() != Some(converged.artifact.revision.as_str())
@@ -106,6 +108,7 @@ pub async fn reconcile_repository(
                 }
             };
             write_status(&api, &repository, &outcome, |status| {
+                status.webhook_path = webhook_path.clone();
                 if let Some(inventory) = &failure.inventory {
                     status.inventory = inventory.clone();
                 }
@@ -121,6 +124,22 @@ pub async fn reconcile_repository(
             ))
         }
     }
+}
+
+/// The unguessable path of the per-object receiver, published in the status so users can
+/// configure their git host; `None` without `spec.webhook` or its token.
+async fn webhook_path_of(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+) -> Option<String> {
+    let secret = &repository.spec.webhook.as_ref()?.secret_ref.name;
+    let token = super::webhooks::webhook_token(&context.client, namespace, secret).await?;
+    Some(crate::webhook::object_hook_path(
+        &token,
+        namespace,
+        &repository.name_any(),
+    ))
 }
 
 /// Events for what changed: a new revision, objects written, drift corrected.

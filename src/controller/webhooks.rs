@@ -6,7 +6,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::Arc,
 };
 
 use futures::{StreamExt, future::BoxFuture};
@@ -22,10 +22,13 @@ use kube::{
 use serde_json::json;
 use tracing::{info, warn};
 
+use k8s_openapi::api::core::v1::Secret;
+
 use super::RECONCILE_REQUESTED_AT;
 use crate::{
     api::GitRepository,
-    webhook::{SharedSecrets, Target, TargetIndex, Trigger, WebhookState, router},
+    telemetry::metrics::Metrics,
+    webhook::{SharedSecrets, Target, Trigger, WebhookState, router},
 };
 
 /// Where the receiver listens and where its shared secrets are mounted.
@@ -103,12 +106,17 @@ pub fn start(
     client: Client,
     repositories: Api<GitRepository>,
     settings: WebhookSettings,
+    metrics: Metrics,
 ) -> std::io::Result<()> {
     let secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
     let (store, writer) = reflector::store();
-    let trigger = Arc::new(AnnotationTrigger { client, store });
-    let state = WebhookState::new(secrets, trigger);
-    tokio::spawn(keep_index(repositories, writer, state.targets.clone()));
+    let trigger = Arc::new(AnnotationTrigger {
+        client: client.clone(),
+        store,
+    });
+    let mut state = WebhookState::new(secrets, trigger);
+    state.metrics = Some(metrics);
+    tokio::spawn(keep_index(client, repositories, writer, state.clone()));
     tokio::spawn(async move {
         let listener = match tokio::net::TcpListener::bind(settings.bind_address).await {
             Ok(listener) => listener,
@@ -125,11 +133,13 @@ pub fn start(
     Ok(())
 }
 
-/// Mirrors every GitRepository into the index as the watch reports it.
+/// Mirrors every GitRepository into the index (and its per-object hook, when it has one) as
+/// the watch reports it.
 async fn keep_index(
+    client: Client,
     repositories: Api<GitRepository>,
     writer: reflector::store::Writer<GitRepository>,
-    targets: Arc<RwLock<TargetIndex>>,
+    state: WebhookState,
 ) {
     let events = watcher(repositories, watcher::Config::default())
         .default_backoff()
@@ -138,7 +148,17 @@ async fn keep_index(
     let mut relisted = Vec::new();
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
-        let mut index = targets.write().expect("the target index is never poisoned");
+        if let watcher::Event::Apply(repository) | watcher::Event::InitApply(repository) = &event {
+            tokio::spawn(register_object_hook(
+                client.clone(),
+                repository.clone(),
+                state.clone(),
+            ));
+        }
+        let mut index = state
+            .targets
+            .write()
+            .expect("the target index is never poisoned");
         match event {
             watcher::Event::Init => relisted.clear(),
             watcher::Event::InitApply(repository) => relisted.extend(target_of(&repository)),
@@ -155,13 +175,47 @@ async fn keep_index(
                 }
             },
             watcher::Event::Delete(repository) => {
-                index.remove(
-                    &repository.namespace().unwrap_or_default(),
-                    &repository.name_any(),
+                let (namespace, name) = (
+                    repository.namespace().unwrap_or_default(),
+                    repository.name_any(),
                 );
+                index.remove(&namespace, &name);
+                state
+                    .object_hooks
+                    .write()
+                    .expect("never poisoned")
+                    .remove(&namespace, &name);
             }
         }
     }
+}
+
+/// Registers (or updates, or removes) the per-object hook of `repository`, whose token lives
+/// in the Secret named by `spec.webhook.secretRef`.
+async fn register_object_hook(client: Client, repository: GitRepository, state: WebhookState) {
+    let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
+    let token = match &repository.spec.webhook {
+        Some(webhook) => webhook_token(&client, &namespace, &webhook.secret_ref.name).await,
+        None => None,
+    };
+    let mut hooks = state.object_hooks.write().expect("never poisoned");
+    match token {
+        Some(token) => {
+            hooks.insert(&namespace, &name, &token);
+        }
+        None => {
+            hooks.remove(&namespace, &name);
+        }
+    }
+}
+
+/// The `token` key of a webhook Secret, if it exists.
+pub async fn webhook_token(client: &Client, namespace: &str, secret: &str) -> Option<Vec<u8>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get_opt(secret).await.ok()??;
+    let token = secret.data?.remove("token")?.0;
+    (!token.is_empty()).then_some(token)
 }
 
 fn target_of(repository: &GitRepository) -> Option<Target> {

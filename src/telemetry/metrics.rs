@@ -28,6 +28,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The HTTP status answered, e.g. 202, 401, 413.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub namespace: String,
     pub name: String,
@@ -52,6 +58,7 @@ pub struct Metrics {
     pub objects_drift_corrected: Counter,
     pub ready: Family<ObjectLabels, Gauge>,
     pub lead_time: Histogram,
+    pub webhook_requests: Family<StatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -61,6 +68,7 @@ impl Default for Metrics {
         let (objects_applied, objects_pruned, objects_drift_corrected) = Default::default();
         let ready = Family::default();
         let lead_time = lead_time_buckets();
+        let webhook_requests = Family::<StatusLabels, Counter>::default();
         let mut registry = Registry::with_prefix("driftless");
         registry.register(
             "reconcile_duration_seconds",
@@ -97,6 +105,11 @@ impl Default for Metrics {
             "Seconds from a commit's time to its revision being applied",
             lead_time.clone(),
         );
+        registry.register(
+            "webhook_requests",
+            "Webhook deliveries by HTTP status answered (401: bad signature, 413: too large)",
+            webhook_requests.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -106,6 +119,7 @@ impl Default for Metrics {
             objects_drift_corrected,
             ready,
             lead_time,
+            webhook_requests,
         }
     }
 }
@@ -133,6 +147,13 @@ impl Metrics {
             name: name.to_owned(),
         };
         self.ready.get_or_create(&labels).set(i64::from(ready));
+    }
+
+    pub fn count_webhook(&self, code: u16) {
+        let labels = StatusLabels {
+            code: code.to_string(),
+        };
+        self.webhook_requests.get_or_create(&labels).inc();
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {

@@ -31,6 +31,7 @@ use super::payload::{Event, Push, parse_event};
 use super::provider::Provider;
 use super::replay::ReplayCache;
 use super::verify::{VerifyError, verify_request};
+use crate::telemetry::metrics::Metrics;
 
 /// Largest accepted request body. Push payloads are far smaller; the limit keeps a sender from
 /// exhausting memory (Argo CD's CVE-2024-40634).
@@ -123,6 +124,8 @@ pub struct WebhookState {
     pub trigger: Arc<dyn Trigger>,
     /// Largest accepted body in bytes; larger requests get 413.
     pub body_limit: usize,
+    /// Counts answers by status code, rejected deliveries included.
+    pub metrics: Option<Metrics>,
 }
 
 impl WebhookState {
@@ -135,6 +138,7 @@ impl WebhookState {
             replay: Arc::default(),
             trigger,
             body_limit: DEFAULT_BODY_LIMIT,
+            metrics: None,
         }
     }
 }
@@ -155,11 +159,19 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(provider) = Provider::from_path_segment(&hook) {
-        return receive_shared(&state, provider, &headers, &body).await;
+    let response = dispatch(&state, &hook, &headers, &body).await;
+    if let Some(metrics) = &state.metrics {
+        metrics.count_webhook(response.status().as_u16());
     }
-    if is_object_hook_id(&hook) {
-        return receive_for_object(&state, &hook, &headers, &body).await;
+    response
+}
+
+async fn dispatch(state: &WebhookState, hook: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Some(provider) = Provider::from_path_segment(hook) {
+        return receive_shared(state, provider, headers, body).await;
+    }
+    if is_object_hook_id(hook) {
+        return receive_for_object(state, hook, headers, body).await;
     }
     error_response(StatusCode::NOT_FOUND, "no such webhook receiver")
 }
