@@ -119,6 +119,22 @@ pub struct WebhookArgs {
     #[arg(long, env = "DRIFTLESS_WEBHOOK_SECRETS_DIR")]
     pub webhook_secrets_dir: Option<PathBuf>,
 
+    /// Serve the receiver over HTTPS with this PEM certificate chain (with --webhook-tls-key).
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
+    pub webhook_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --webhook-tls-cert.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_TLS_KEY", requires = "webhook_tls_cert")]
+    pub webhook_tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: accept only clients presenting a certificate from this PEM CA.
+    #[arg(
+        long,
+        env = "DRIFTLESS_WEBHOOK_CLIENT_CA",
+        requires = "webhook_tls_cert"
+    )]
+    pub webhook_client_ca: Option<PathBuf>,
+
     /// Do not serve webhooks at all.
     #[arg(long, env = "DRIFTLESS_DISABLE_WEBHOOK")]
     pub disable_webhook: bool,

@@ -3,7 +3,7 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command, ControllerArgs};
 use driftless::{
-    controller::{LeaderElectionSettings, WebhookSettings, process_identity},
+    controller::{LeaderElectionSettings, WebhookSettings, WebhookTls, process_identity},
     telemetry::metrics::{self, Metrics, Readiness},
 };
 
@@ -34,6 +34,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         webhook: (!args.webhook.disable_webhook).then(|| WebhookSettings {
             bind_address: args.webhook.webhook_bind_address,
             secrets_dir: args.webhook.webhook_secrets_dir.clone(),
+            tls: webhook_tls(&args),
         }),
         default_interval: args.default_interval,
         git_cache_dir: args.source.git_cache_dir.clone(),
@@ -74,5 +75,14 @@ fn leader_election(args: &ControllerArgs) -> Option<LeaderElectionSettings> {
         identity: process_identity(),
         lease_duration: election.leader_election_lease_duration,
         renew_period: election.leader_election_renew_period,
+    })
+}
+
+fn webhook_tls(args: &ControllerArgs) -> Option<WebhookTls> {
+    let webhook = &args.webhook;
+    Some(WebhookTls {
+        cert: webhook.webhook_tls_cert.clone()?,
+        key: webhook.webhook_tls_key.clone()?,
+        client_ca: webhook.webhook_client_ca.clone(),
     })
 }

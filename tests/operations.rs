@@ -466,3 +466,86 @@ async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token
         "{metrics}"
     );
 }
+
+/// `curl` (installed by tests/prereqs.sh) as a git host would call the receiver over TLS;
+/// returns the HTTP status, or the curl error when the TLS handshake fails.
+fn curl_post(url: &str, ca: &Path, client: Option<(&Path, &Path)>) -> Result<String, String> {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            "--cacert",
+        ])
+        .arg(ca);
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let output = command.arg(url).output().expect("curl runs");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_receiver_serves_mutual_tls() {
+    let namespace = TestNamespace::create("webhook-mtls").await;
+    let tls = support::git::TestTls::generate();
+    let files = tempfile::tempdir().unwrap();
+    let path = |name: &str| files.path().join(name);
+    let (server_cert, server_key) = tls.server_pem();
+    let (client_cert, client_key) = tls.client_certificate("git host");
+    for (name, contents) in [
+        ("ca.pem", tls.ca_pem.as_str()),
+        ("server.pem", server_cert),
+        ("server.key", server_key),
+        ("client.pem", client_cert.as_str()),
+        ("client.key", client_key.as_str()),
+    ] {
+        std::fs::write(path(name), contents).unwrap();
+    }
+    let port = free_port();
+    let (ca, server_cert, server_key) = (path("ca.pem"), path("server.pem"), path("server.key"));
+    let _replica = start_replica(
+        &namespace,
+        &[
+            "--webhook-bind-address",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-tls-cert",
+            server_cert.to_str().unwrap(),
+            "--webhook-tls-key",
+            server_key.to_str().unwrap(),
+            "--webhook-client-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    wait_for_port(port).await;
+    let url = format!("https://127.0.0.1:{port}/hooks/github");
+
+    let without = tokio::task::spawn_blocking({
+        let (url, ca) = (url.clone(), ca.clone());
+        move || curl_post(&url, &ca, None)
+    });
+    let refused = without.await.unwrap();
+    assert!(
+        refused.is_err(),
+        "a client without a certificate is refused: {refused:?}"
+    );
+    let (cert, key) = (path("client.pem"), path("client.key"));
+    let with = tokio::task::spawn_blocking(move || curl_post(&url, &ca, Some((&cert, &key))));
+    // No shared GitHub secret is configured, so a client that got through TLS gets 404.
+    assert_eq!(
+        with.await.unwrap().as_deref(),
+        Ok("404"),
+        "a client with a certificate gets through TLS"
+    );
+}

@@ -7,10 +7,11 @@ mod events;
 mod leader;
 mod prune;
 mod reconcile;
+mod webhook_tls;
 mod webhooks;
 
 pub use leader::{LeaderElectionSettings, process_identity};
-pub use webhooks::WebhookSettings;
+pub use webhooks::{WebhookSettings, WebhookTls};
 
 use std::{
     path::PathBuf,

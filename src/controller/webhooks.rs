@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::RECONCILE_REQUESTED_AT;
+use super::{RECONCILE_REQUESTED_AT, webhook_tls};
 use crate::{
     api::GitRepository,
     telemetry::metrics::Metrics,
@@ -38,6 +38,16 @@ pub struct WebhookSettings {
     /// Files named `github`, `gitlab`, `gitea`, `bitbucket`, `generic`, each holding that
     /// provider's shared secret; a missing file disables that provider's shared receiver.
     pub secrets_dir: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
+    pub tls: Option<WebhookTls>,
+}
+
+/// The receiver's certificate and, for mutual TLS, the CA its clients must present.
+#[derive(Clone, Debug)]
+pub struct WebhookTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Reads the shared secrets; trailing newlines (from `kubectl create secret --from-file`) are
@@ -117,20 +127,36 @@ pub fn start(
     let mut state = WebhookState::new(secrets, trigger);
     state.metrics = Some(metrics);
     tokio::spawn(keep_index(client, repositories, writer, state.clone()));
-    tokio::spawn(async move {
-        let listener = match tokio::net::TcpListener::bind(settings.bind_address).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                warn!(%error, address = %settings.bind_address, "webhook receiver cannot listen");
-                return;
-            }
-        };
-        info!(address = %settings.bind_address, "webhook receiver listening");
-        if let Err(error) = axum::serve(listener, router(state)).await {
-            warn!(%error, "webhook receiver stopped");
-        }
-    });
+    let tls = match &settings.tls {
+        Some(tls) => Some(
+            webhook_tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
+    tokio::spawn(serve(settings.bind_address, router(state), tls));
     Ok(())
+}
+
+/// Serves the receiver over HTTP, or HTTPS (mutual TLS when a client CA is set).
+async fn serve(address: SocketAddr, app: axum::Router, tls: Option<Arc<rustls::ServerConfig>>) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%address, scheme, "webhook receiver listening");
+    let served = match tls {
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            axum_server::bind_rustls(address, config)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => axum::serve(listener, app).await,
+            Err(error) => Err(error),
+        },
+    };
+    if let Err(error) = served {
+        warn!(%error, %address, "webhook receiver stopped");
+    }
 }
 
 /// Mirrors every GitRepository into the index (and its per-object hook, when it has one) as

@@ -17,6 +17,7 @@ mod tls;
 pub use http::{HttpGitServer, HttpOptions};
 pub use repos::{GitRepos, TestRepo};
 pub use ssh::{ClientKey, SshGitServer};
+pub use tls::TestTls;
 
 use std::path::Path;
 use std::process::{Command, Output};

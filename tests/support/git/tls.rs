@@ -13,11 +13,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 const SERVER_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
 
 /// A fresh CA plus a server certificate for [`SERVER_NAMES`] signed by it.
-pub(super) struct TestTls {
+pub struct TestTls {
     pub ca_pem: String,
     pub ca_der: Vec<u8>,
     server_cert: CertificateDer<'static>,
     server_key: PrivatePkcs8KeyDer<'static>,
+    server_cert_pem: String,
+    server_key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestTls {
@@ -32,7 +35,29 @@ impl TestTls {
             ca_der: ca_cert.der().to_vec(),
             server_cert: server_cert.der().clone(),
             server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            issuer: ca_issuer,
         }
+    }
+
+    /// The server certificate and its key as PEM, for servers that read files.
+    pub fn server_pem(&self) -> (&str, &str) {
+        (&self.server_cert_pem, &self.server_key_pem)
+    }
+
+    /// A client certificate (PEM certificate, PEM key) signed by this CA, for mutual TLS.
+    pub fn client_certificate(&self, name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names to parse");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("generate client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign client certificate");
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A rustls server config presenting the server certificate.
