@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use driftless::{api::GitRepository, controller::Settings, source::Limits};
+use driftless::api::GitRepository;
 use kube::api::PostParams;
 use serde_json::json;
 use support::{
@@ -29,18 +29,8 @@ async fn reconcile_retries_and_converges_after_the_apiserver_restarts() {
     let first = repo.commit("one", &[("deploy/app.yaml", manifest("one").as_str())]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
     let cache = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        concurrency: 2,
-        apply_concurrency: 2,
-        default_interval: Duration::from_secs(1),
-        git_cache_dir: cache.path().to_owned(),
-        git_stall_timeout: Duration::from_secs(10),
-        source_limits: Limits::default(),
-        namespace: Some(namespace.name.clone()),
-        controller_namespace: None,
-        leader_election: None,
-        webhook: None,
-    };
+    let settings =
+        support::controller::settings_for(&namespace.name, cache.path(), Duration::from_secs(1));
     let config = admin_config().await;
     let controller = tokio::spawn(driftless::controller::run(
         config,

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use driftless::{api::GitRepository, controller::Settings, source::Limits};
+use driftless::api::GitRepository;
 use k8s_openapi::{
     ByteString,
     api::core::v1::{ConfigMap, Secret},
@@ -35,18 +35,8 @@ impl Drop for RunningController {
 
 fn start_controller(namespace: &TestNamespace) -> RunningController {
     let cache = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        concurrency: 4,
-        apply_concurrency: 4,
-        default_interval: Duration::from_secs(2),
-        git_cache_dir: cache.path().to_owned(),
-        git_stall_timeout: Duration::from_secs(10),
-        source_limits: Limits::default(),
-        namespace: Some(namespace.name.clone()),
-        controller_namespace: None,
-        leader_election: None,
-        webhook: None,
-    };
+    let settings =
+        support::controller::settings_for(&namespace.name, cache.path(), Duration::from_secs(2));
     let task = tokio::spawn(async move {
         let config = support::cluster::admin_config().await;
         driftless::controller::run(config, settings, Default::default())
@@ -93,20 +83,11 @@ fn push(repo: &TestRepo, greeting: &str, extra: &[(&str, &str)]) -> String {
 }
 
 async fn create_repository(namespace: &TestNamespace, url: &str, secret: Option<&str>) {
-    let mut spec = json!({ "url": url, "path": "deploy", "interval": "2s" });
-    if let Some(secret) = secret {
-        spec["secretRef"] = json!({ "name": secret });
-    }
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" }, "spec": spec,
-    }))
-    .unwrap();
-    namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+    let spec = match secret {
+        Some(secret) => json!({ "secretRef": { "name": secret } }),
+        None => json!({}),
+    };
+    create_repository_with(namespace, url, spec).await;
 }
 
 async fn create_credentials(namespace: &TestNamespace) {
@@ -163,6 +144,20 @@ fn ready(repository: &GitRepository) -> Option<(String, String, String)> {
     ))
 }
 
+/// Whether the last attempt was `commit` (applied or not).
+fn attempted(repository: &GitRepository, commit: &str) -> bool {
+    let status = repository.status.as_ref();
+    status
+        .and_then(|s| s.last_attempted_revision.as_deref())
+        .is_some_and(|a| a.ends_with(commit))
+}
+
+/// Whether `commit` was attempted and left the object not Ready.
+fn failed_at(repository: &GitRepository, commit: &str) -> bool {
+    attempted(repository, commit)
+        && ready(repository).is_some_and(|(status, _, _)| status == "False")
+}
+
 fn applied(repository: &GitRepository) -> Option<String> {
     repository.status.as_ref()?.last_applied_revision.clone()
 }
@@ -215,11 +210,7 @@ async fn git_repository_converges_follows_pushes_and_survives_a_bad_commit() {
     let broken = "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  ports:\n  - port: 70000\n";
     let bad = push(&repo, "never-applied", &[("deploy/broken.yaml", broken)]);
     let failed = wait_for(&namespace, "the bad commit to be reported", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_attempted_revision.as_deref())
-            .is_some_and(|a| a.ends_with(&bad))
-            && ready(r).is_some_and(|(status, _, _)| status == "False")
+        failed_at(r, &bad)
     })
     .await;
     let (_, reason, message) = ready(&failed).unwrap();
@@ -351,16 +342,6 @@ async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
     );
 }
 
-/// A plain HTTP/1.0 GET on loopback: enough for the health and metrics endpoints.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
 /// Kills the controller binary when the test ends, whatever happens.
 struct ChildProcess(std::process::Child);
 
@@ -418,12 +399,12 @@ async fn the_binary_converges_and_serves_health_and_metrics() {
         applied(r).is_some_and(|a| a.ends_with(&commit))
     })
     .await;
-    let health = http_get(port, "/healthz").expect("/healthz answers");
+    let health = support::controller::http_get(port, "/healthz").expect("/healthz answers");
     assert!(
         health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
         "{health}"
     );
-    let metrics = http_get(port, "/metrics").expect("/metrics answers");
+    let metrics = support::controller::http_get(port, "/metrics").expect("/metrics answers");
     assert!(
         metrics.contains("driftless_lead_time_seconds_count 1"),
         "{metrics}"
@@ -537,10 +518,7 @@ async fn removed_objects_are_pruned_with_guards_and_the_finalizer_cleans_up() {
         &[("deploy/README.md", "nothing here")],
     );
     let refused = wait_for(&namespace, "the empty-revision guard", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_attempted_revision.as_deref())
-            .is_some_and(|a| a.ends_with(&empty))
+        attempted(r, &empty)
     })
     .await;
     let (status, reason, message) = ready(&refused).unwrap();
@@ -652,11 +630,7 @@ async fn waiting_for_health_reports_ready_only_when_deployments_are_available() 
 
     let stuck = push(&repo, "stuck", &[("deploy/stuck.yaml", UNSCHEDULABLE)]);
     let unhealthy = wait_for(&namespace, "the health check to fail", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_attempted_revision.as_deref())
-            .is_some_and(|a| a.ends_with(&stuck))
-            && ready(r).is_some_and(|(status, _, _)| status == "False")
+        failed_at(r, &stuck)
     })
     .await;
     let (_, reason, message) = ready(&unhealthy).unwrap();
@@ -724,10 +698,7 @@ async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval(
     // A hostile file fails cleanly, naming the file; the cluster keeps the last good revision.
     let hostile = push(&repo, "hostile", &[("deploy/laughs.yaml", BILLION_LAUGHS)]);
     let failed = wait_for(&namespace, "the hostile file to be refused", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_attempted_revision.as_deref())
-            .is_some_and(|a| a.ends_with(&hostile))
+        attempted(r, &hostile)
     })
     .await;
     let (status, reason, message) = ready(&failed).unwrap();

@@ -186,6 +186,18 @@ fn github_signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={digest}")
 }
 
+/// Delivers `body` as a GitHub push event signed with `key`.
+fn github_push(port: u16, path: &str, key: &[u8], delivery: &str, body: &[u8]) -> (u16, String) {
+    let signature = github_signature(key, body);
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", delivery),
+        ("X-Hub-Signature-256", signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    post(port, path, &headers, body)
+}
+
 /// POSTs `body` with `headers` to the receiver; returns the status line and the body.
 fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut stream =
@@ -258,34 +270,15 @@ async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
         "repository": { "clone_url": url, "default_branch": "main" },
     });
     let body = serde_json::to_vec(&payload).unwrap();
-    let (status, response) = post(
-        port,
-        "/hooks/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-1"),
-            (
-                "X-Hub-Signature-256",
-                &github_signature(b"wrong secret", &body),
-            ),
-            ("Content-Type", "application/json"),
-        ],
-        &body,
-    );
+    let (status, response) =
+        github_push(port, "/hooks/github", b"wrong secret", "delivery-1", &body);
     assert_eq!(status, 401, "a forged signature is refused: {response}");
 
-    let (status, response) = post(
+    let (status, response) = github_push(
         port,
         "/hooks/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", "delivery-2"),
-            (
-                "X-Hub-Signature-256",
-                &github_signature(b"It's a Secret to Everybody", &body),
-            ),
-            ("Content-Type", "application/json"),
-        ],
+        b"It's a Secret to Everybody",
+        "delivery-2",
         &body,
     );
     assert_eq!(status, 202, "{response}");
@@ -366,15 +359,6 @@ async fn a_controller_killed_mid_apply_converges_after_restart_with_nothing_lost
     );
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint listens");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
 #[tokio::test]
 async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token() {
     use k8s_openapi::{ByteString, api::core::v1::Secret};
@@ -438,25 +422,13 @@ async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token
         "repository": { "clone_url": url, "default_branch": "main" },
     }))
     .unwrap();
-    let signed_with = |key: &[u8], delivery: &str| {
-        let signature = github_signature(key, &body);
-        post(
-            port,
-            &path,
-            &[
-                ("X-GitHub-Event", "push"),
-                ("X-GitHub-Delivery", delivery),
-                ("X-Hub-Signature-256", &signature),
-            ],
-            &body,
-        )
-    };
-    let (status, response) = signed_with(b"some other secret", "d-1");
+    let (status, response) = github_push(port, &path, b"some other secret", "d-1", &body);
     assert_eq!(status, 401, "{response}");
-    let (status, response) = signed_with(token, "d-2");
+    let (status, response) = github_push(port, &path, token, "d-2", &body);
     assert_eq!(status, 202, "{response}");
     wait_applied(&namespace, &second, Duration::from_secs(30)).await;
-    let metrics = http_get(replica.metrics_port, "/metrics");
+    let metrics =
+        support::controller::http_get(replica.metrics_port, "/metrics").expect("/metrics answers");
     assert!(
         metrics.contains("driftless_webhook_requests_total{code=\"401\"} 1"),
         "{metrics}"

@@ -1,4 +1,5 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cluster;
+pub mod controller;
 pub mod git;

@@ -1,0 +1,37 @@
+//! Running driftless's controller in tests: settings scoped to a test namespace, and plain
+//! HTTP to its endpoints.
+
+use std::{
+    io::{Read, Write},
+    path::Path,
+    time::Duration,
+};
+
+use driftless::{controller::Settings, source::Limits};
+
+/// Settings for an in-process controller that watches only `namespace`, polls every
+/// `interval`, and has neither leader election nor webhooks.
+pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settings {
+    Settings {
+        concurrency: 4,
+        apply_concurrency: 4,
+        default_interval: interval,
+        git_cache_dir: cache.to_owned(),
+        git_stall_timeout: Duration::from_secs(10),
+        source_limits: Limits::default(),
+        namespace: Some(namespace.to_owned()),
+        controller_namespace: None,
+        leader_election: None,
+        webhook: None,
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback, enough for the health and metrics endpoints; `None` when
+/// nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
