@@ -9,7 +9,7 @@ test:
 
 ## The main job: local control plane, the controller, a git repository, a push, convergence.
 demo:
-	@echo "make demo: not yet - the quickstart issue adds it (see README.md)"; exit 1
+	bash scripts/demo.sh
 
 ## Benchmarks (see BENCHMARKS.md).
 bench:
@@ -26,3 +26,4 @@ cluster-down:
 ## Regenerate crds/ from the Rust types.
 crds:
 	cargo run --quiet -- crd > crds/driftless.dev_gitrepositories.yaml
+	cp crds/driftless.dev_gitrepositories.yaml charts/driftless/crds/

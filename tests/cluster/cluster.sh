@@ -29,6 +29,15 @@ serving() {
   [[ -f "$kubeconfig" ]] && kubectl --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null 2>&1
 }
 
+# Every process the cluster started is still running (a dead controller-manager leaves an
+# apiserver that answers but Deployments that never roll out).
+all_running() {
+  local pid_file
+  for pid_file in "$cluster_dir"/pids/*.pid; do
+    [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null || return 1
+  done
+}
+
 create() {
   log "creating cluster $name (state in $cluster_dir)"
   kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
@@ -53,7 +62,7 @@ create() {
 
 up() {
   binaries
-  if serving; then
+  if serving && all_running; then
     log "cluster $name is already serving"
   else
     create
@@ -82,22 +91,31 @@ down() {
   log "cluster $name is down (${#pids[@]} processes stopped)"
 }
 
-restart_apiserver() {
-  binaries
-  local pid_file="$cluster_dir/pids/kube-apiserver.pid" pid
+# Kills one control-plane process and starts it again with the same command line.
+restart_component() {
+  local name=$1 pid_file="$cluster_dir/pids/$1.pid" pid
   pid=$(cat "$pid_file")
   local -a command
-  mapfile -d '' -t command <"/proc/$pid/cmdline"
+  mapfile -d '' -t command <"/proc/$pid/cmdline" || { log "$name ($pid) is not running"; return 1; }
   kill -9 "$pid" # a crash, not a graceful stop: that is what the tests want to survive
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  log "kube-apiserver $pid stopped; starting it again"
   (
     cd "$cluster_dir"
-    nohup "${command[@]}" >>"$cluster_dir/logs/kube-apiserver.log" 2>&1 </dev/null &
+    nohup "${command[@]}" >>"$cluster_dir/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$pid_file"
   )
+  log "$name restarted: pid $pid -> $(cat "$pid_file")"
+}
+
+restart_apiserver() {
+  binaries
+  restart_component kube-apiserver
   until serving; do sleep 0.2; done
-  log "kube-apiserver serving again as pid $(cat "$pid_file")"
+  # The controller-manager and scheduler hold leader Leases on the apiserver; after an outage
+  # they may give up and exit, so they are restarted too, leaving a control plane that works.
+  restart_component kube-controller-manager
+  restart_component kube-scheduler
+  log "kube-apiserver serving again"
 }
 
 case "${1:-}" in
