@@ -119,6 +119,10 @@ pub struct WebhookArgs {
     #[arg(long, env = "DRIFTLESS_WEBHOOK_SECRETS_DIR")]
     pub webhook_secrets_dir: Option<PathBuf>,
 
+    /// Largest webhook request body in bytes; larger deliveries get 413.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_BODY_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_LIMIT)]
+    pub webhook_max_body_bytes: usize,
+
     /// Serve the receiver over HTTPS with this PEM certificate chain (with --webhook-tls-key).
     #[arg(long, env = "DRIFTLESS_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
     pub webhook_tls_cert: Option<PathBuf>,

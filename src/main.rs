@@ -34,6 +34,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         webhook: (!args.webhook.disable_webhook).then(|| WebhookSettings {
             bind_address: args.webhook.webhook_bind_address,
             secrets_dir: args.webhook.webhook_secrets_dir.clone(),
+            max_body_bytes: args.webhook.webhook_max_body_bytes,
             tls: webhook_tls(&args),
         }),
         default_interval: args.default_interval,

@@ -38,6 +38,8 @@ pub struct WebhookSettings {
     /// Files named `github`, `gitlab`, `gitea`, `bitbucket`, `generic`, each holding that
     /// provider's shared secret; a missing file disables that provider's shared receiver.
     pub secrets_dir: Option<PathBuf>,
+    /// Largest accepted request body; larger deliveries get 413 without being read.
+    pub max_body_bytes: usize,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
     pub tls: Option<WebhookTls>,
 }
@@ -126,6 +128,7 @@ pub fn start(
     });
     let mut state = WebhookState::new(secrets, trigger);
     state.metrics = Some(metrics);
+    state.body_limit = settings.max_body_bytes;
     tokio::spawn(keep_index(client, repositories, writer, state.clone()));
     let tls = match &settings.tls {
         Some(tls) => Some(

@@ -35,7 +35,7 @@ use crate::telemetry::metrics::Metrics;
 
 /// Largest accepted request body. Push payloads are far smaller; the limit keeps a sender from
 /// exhausting memory (Argo CD's CVE-2024-40634).
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
 /// How many triggers run at once for one delivery, so a push to a repository with hundreds of
 /// objects does not flood the API server.
