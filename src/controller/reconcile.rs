@@ -206,7 +206,9 @@ fn record_metrics(
                 .status
                 .as_ref()
                 .and_then(|s| s.last_applied_revision.as_deref());
-            if previous != Some(converged.artifact.revision.as_str()) {
+            // A new revision that this reconcile wrote: a stale cache replaying it counts nothing.
+            let new_revision = previous != Some(converged.artifact.revision.as_str());
+            if new_revision && converged.changed_anything() {
                 if let Some(lead_time) = seconds_since(&converged.artifact.commit_time) {
                     metrics.lead_time.observe(lead_time);
                 }
