@@ -11,9 +11,12 @@ test:
 demo:
 	bash scripts/demo.sh
 
-## Benchmarks (see BENCHMARKS.md).
+## Benchmarks (see BENCHMARKS.md): every scenario, or one with `make bench SCENARIO=git`
+## (git, coalesce, apply). Writes bench-results/latest.json and latest.md.
 bench:
-	@echo "make bench: not yet - the benchmark issue adds it"; exit 1
+	kubeconfig=$$(bash tests/cluster/cluster.sh up) && \
+	DRIFTLESS_TEST_KUBECONFIG=$${DRIFTLESS_TEST_KUBECONFIG:-$$kubeconfig} \
+	cargo bench --bench bench -- $(SCENARIO)
 
 ## Start (or reuse) the test cluster and print its kubeconfig path.
 cluster-up:
