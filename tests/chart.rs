@@ -801,38 +801,12 @@ async fn helm_install_in_restricted_mode_applies_only_as_the_tenant() {
     let tenant = TestNamespace::create("chart-tenant").await;
     let other = TestNamespace::create("chart-other").await;
     tenant
-        .api::<ServiceAccount>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": "deployer" } })).unwrap(),
+        .grant_service_account(
+            "deployer",
+            &["configmaps"],
+            &["get", "list", "create", "patch", "delete"],
         )
-        .await
-        .unwrap();
-    tenant
-        .api::<Role>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "deployer" },
-                "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch", "delete"] }],
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    tenant
-        .api::<RoleBinding>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": { "name": "deployer" },
-                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer" },
-                "subjects": [{ "kind": "ServiceAccount", "name": "deployer", "namespace": tenant.name }],
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+        .await;
 
     // On its own, the controller may apply nothing.
     assert!(
@@ -1025,38 +999,8 @@ async fn the_controller_with_the_charts_rights_reconciles_in_both_rbac_modes() {
         let other = TestNamespace::create("chart-e2e-other").await;
         if mode == "restricted" {
             tenant
-                .api::<ServiceAccount>()
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({ "metadata": { "name": "deployer" } })).unwrap(),
-                )
-                .await
-                .unwrap();
-            tenant
-                .api::<Role>()
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({
-                        "metadata": { "name": "deployer" },
-                        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] }],
-                    }))
-                    .unwrap(),
-                )
-                .await
-                .unwrap();
-            tenant
-                .api::<RoleBinding>()
-                .create(
-                    &PostParams::default(),
-                    &serde_json::from_value(json!({
-                        "metadata": { "name": "deployer" },
-                        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer" },
-                        "subjects": [{ "kind": "ServiceAccount", "name": "deployer", "namespace": tenant.name }],
-                    }))
-                    .unwrap(),
-                )
-                .await
-                .unwrap();
+                .grant_service_account("deployer", &["configmaps"], &["*"])
+                .await;
         }
 
         let repos = GitRepos::new();

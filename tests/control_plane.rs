@@ -10,7 +10,6 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     authentication::v1::TokenRequest,
     core::v1::{ConfigMap, Secret, ServiceAccount},
-    rbac::v1::{Role, RoleBinding},
 };
 use kube::{
     Api, Client,
@@ -158,28 +157,11 @@ fn assert_forbidden(error: kube::Error) {
 /// Creates a ServiceAccount allowed only to get and list ConfigMaps, and returns a client that
 /// authenticates with a token issued for it.
 async fn grant_configmap_reader(namespace: &TestNamespace) -> Client {
-    let role: Role = serde_json::from_value(json!({
-        "metadata": { "name": "configmap-reader" },
-        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"] }]
-    }))
-    .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "configmap-reader" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "reader", "namespace": namespace.name }]
-    }))
-    .unwrap();
-    let account: ServiceAccount =
-        serde_json::from_value(json!({ "metadata": { "name": "reader" } })).unwrap();
-    let post = PostParams::default();
-    namespace.api::<Role>().create(&post, &role).await.unwrap();
     namespace
-        .api::<RoleBinding>()
-        .create(&post, &binding)
-        .await
-        .unwrap();
+        .grant_service_account("reader", &["configmaps"], &["get", "list"])
+        .await;
     let accounts = namespace.api::<ServiceAccount>();
-    accounts.create(&post, &account).await.unwrap();
+    let post = PostParams::default();
 
     let request: TokenRequest =
         serde_json::from_value(json!({ "spec": { "audiences": [], "expirationSeconds": 600 } }))

@@ -7,10 +7,7 @@ mod support;
 use std::time::Duration;
 
 use driftless::api::GitRepository;
-use k8s_openapi::{
-    ByteString,
-    api::core::v1::{ConfigMap, Secret},
-};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use serde_json::json;
 use support::{
@@ -91,24 +88,11 @@ async fn create_repository(namespace: &TestNamespace, url: &str, secret: Option<
 }
 
 async fn create_credentials(namespace: &TestNamespace) {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("git-auth".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [("username", USER), ("password", PASSWORD)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    namespace
-        .api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    let data: [(&str, &[u8]); 2] = [
+        ("username", USER.as_bytes()),
+        ("password", PASSWORD.as_bytes()),
+    ];
+    namespace.create_secret("git-auth", &data).await;
 }
 
 /// Polls the GitRepository until `check` accepts it, or fails with its last status.
@@ -268,43 +252,13 @@ async fn missing_secret_stalls_and_recovers_when_it_appears() {
     );
 }
 
-async fn grant_configmaps_only(namespace: &TestNamespace, account: &str) {
-    use k8s_openapi::api::{
-        core::v1::ServiceAccount,
-        rbac::v1::{Role, RoleBinding},
-    };
-    let post = PostParams::default();
-    let account_object: ServiceAccount =
-        serde_json::from_value(json!({ "metadata": { "name": account } })).unwrap();
-    namespace
-        .api::<ServiceAccount>()
-        .create(&post, &account_object)
-        .await
-        .unwrap();
-    let role: Role = serde_json::from_value(json!({
-        "metadata": { "name": "configmaps-only" },
-        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"] }]
-    }))
-    .unwrap();
-    namespace.api::<Role>().create(&post, &role).await.unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "configmaps-only" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmaps-only" },
-        "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": namespace.name }]
-    }))
-    .unwrap();
-    namespace
-        .api::<RoleBinding>()
-        .create(&post, &binding)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
     install_crds().await;
     let namespace = TestNamespace::create("controller-tenant").await;
-    grant_configmaps_only(&namespace, "tenant").await;
+    namespace
+        .grant_service_account("tenant", &["configmaps"], &["*"])
+        .await;
     let repos = GitRepos::new();
     let repo = repos.create("app");
     push(&repo, "hello", &[]);

@@ -361,23 +361,10 @@ async fn a_controller_killed_mid_apply_converges_after_restart_with_nothing_lost
 
 #[tokio::test]
 async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token() {
-    use k8s_openapi::{ByteString, api::core::v1::Secret};
     install_crds().await;
     let namespace = TestNamespace::create("webhook-object").await;
     let token = b"per-object-token";
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("hook".into()),
-            ..Default::default()
-        },
-        data: Some([("token".to_owned(), ByteString(token.to_vec()))].into()),
-        ..Default::default()
-    };
-    namespace
-        .api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    namespace.create_secret("hook", &[("token", token)]).await;
     let repos = GitRepos::new();
     let repo = repos.create("app");
     let first = commit(&repo, "one");

@@ -19,8 +19,8 @@ pub use crate::api::InventoryEntry;
 pub const PRUNE_ANNOTATION: &str = "driftless.dev/prune";
 /// The value of [`PRUNE_ANNOTATION`] that keeps an object.
 pub const PRUNE_DISABLED: &str = "disabled";
-/// Label naming the owning GitRepository. Same value as the controller's `OWNER_NAME_LABEL`,
-/// repeated here because `apply` must not depend on `controller`.
+/// Label naming the owning GitRepository; the controller puts it on every applied object, and
+/// prune deletes only objects that still carry it.
 pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
 /// Label naming the owning GitRepository's namespace (see [`OWNER_NAME_LABEL`]).
 pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";

@@ -74,6 +74,25 @@ pub fn inventory_of(report: &ApplyReport) -> Vec<InventoryEntry> {
 }
 
 impl Applier {
+    /// An API for the object `key` names, resolved through the discovery cache; `None` when its
+    /// kind is not served (any more).
+    pub(super) async fn api_for(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<Api<DynamicObject>>, String> {
+        let discovery = self.kinds.current().await.map_err(|e| reason_of(&e))?;
+        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
+        let Some((resource, scope)) = discovered(&discovery, &gvk) else {
+            return Ok(None);
+        };
+        Ok(Some(match (&scope, &key.namespace) {
+            (Scope::Namespaced, Some(namespace)) => {
+                Api::namespaced_with(self.client.clone(), namespace, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        }))
+    }
+
     /// Deletes `keys` one after another (the planner's order: namespaced objects before
     /// Namespaces before CRDs), each only if it still carries the owner's labels and not the
     /// `driftless.dev/prune: disabled` annotation.
@@ -111,16 +130,8 @@ impl Applier {
         owner_name: &str,
         owner_namespace: &str,
     ) -> Result<Option<String>, String> {
-        let discovery = self.kinds.current().await.map_err(|e| reason_of(&e))?;
-        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
-        let Some((resource, scope)) = discovered(&discovery, &gvk) else {
+        let Some(api) = self.api_for(key).await? else {
             return Ok(Some("its kind is no longer served".into()));
-        };
-        let api: Api<DynamicObject> = match (&scope, &key.namespace) {
-            (Scope::Namespaced, Some(namespace)) => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource)
-            }
-            _ => Api::all_with(self.client.clone(), &resource),
         };
         let Some(live) = api.get_opt(&key.name).await.map_err(|e| reason_of(&e))? else {
             return Ok(Some("already gone".into()));

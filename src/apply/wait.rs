@@ -2,18 +2,11 @@
 
 use std::time::Duration;
 
-use kube::{
-    Api,
-    api::{DynamicObject, GroupVersionKind},
-    discovery::Scope,
-};
-
 use super::{
     Applier,
     error::{ApplyError, ObjectFailure, reason_of},
     health::{Health, health_of},
     inventory::ObjectKey,
-    kinds::discovered,
     object::ObjectRef,
 };
 
@@ -64,19 +57,10 @@ impl Applier {
 
     async fn health(&self, object: &ObjectRef) -> Health {
         let key = ObjectKey::from(object);
-        let discovery = match self.kinds.current().await {
-            Ok(discovery) => discovery,
-            Err(error) => return Health::InProgress(reason_of(&error)),
-        };
-        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
-        let Some((resource, scope)) = discovered(&discovery, &gvk) else {
-            return Health::InProgress(format!("{} is not served", key.kind));
-        };
-        let api: Api<DynamicObject> = match (&scope, &key.namespace) {
-            (Scope::Namespaced, Some(namespace)) => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource)
-            }
-            _ => Api::all_with(self.client.clone(), &resource),
+        let api = match self.api_for(&key).await {
+            Ok(Some(api)) => api,
+            Ok(None) => return Health::InProgress(format!("{} is not served", key.kind)),
+            Err(reason) => return Health::InProgress(reason),
         };
         match api.get_opt(&key.name).await {
             Ok(Some(live)) => health_of(&live),

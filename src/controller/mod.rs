@@ -31,7 +31,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use reconcile::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, RECONCILE_REQUESTED_AT, jittered};
+pub use reconcile::{RECONCILE_REQUESTED_AT, jittered};
 
 use leader::Leadership;
 

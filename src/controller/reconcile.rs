@@ -17,16 +17,16 @@ use super::{
 };
 use crate::{
     api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
-    apply::{Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, PruneReport},
+    apply::{
+        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, PruneReport,
+        inventory::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL},
+    },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
 /// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
 pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
-/// Labels that mark every applied object with the GitRepository that owns it.
-pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
-pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -116,6 +116,59 @@ impl TestNamespace {
     }
 }
 
+impl TestNamespace {
+    /// Creates ServiceAccount `account` and a Role and RoleBinding of the same name granting it
+    /// `verbs` on the core-group `resources` of this namespace, and nothing else.
+    pub async fn grant_service_account(&self, account: &str, resources: &[&str], verbs: &[&str]) {
+        use k8s_openapi::api::{
+            core::v1::ServiceAccount,
+            rbac::v1::{Role, RoleBinding},
+        };
+        let post = PostParams::default();
+        let service_account: ServiceAccount =
+            literal(serde_json::json!({ "metadata": { "name": account } }));
+        let role: Role = literal(serde_json::json!({
+            "metadata": { "name": account },
+            "rules": [{ "apiGroups": [""], "resources": resources, "verbs": verbs }],
+        }));
+        let binding: RoleBinding = literal(serde_json::json!({
+            "metadata": { "name": account },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": self.name }],
+        }));
+        self.api::<ServiceAccount>()
+            .create(&post, &service_account)
+            .await
+            .unwrap();
+        self.api::<Role>().create(&post, &role).await.unwrap();
+        self.api::<RoleBinding>()
+            .create(&post, &binding)
+            .await
+            .unwrap();
+    }
+
+    /// Creates Secret `name` holding `data`.
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &[u8])]) {
+        use k8s_openapi::{ByteString, api::core::v1::Secret};
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.api::<Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+}
+
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Drop cannot await, and the test's runtime may be shutting down: delete from a
@@ -193,4 +246,8 @@ pub async fn install_crds() {
     .await
     .expect("the CRD becomes Established")
     .unwrap();
+}
+
+fn literal<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("a valid literal")
 }
