@@ -123,6 +123,15 @@ pub struct WebhookArgs {
     #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_BODY_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_LIMIT)]
     pub webhook_max_body_bytes: usize,
 
+    /// Webhook requests per second each receiver accepts (each shared provider and each
+    /// per-object hook has its own budget); more get 429. 0 disables the limit.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_RATE_LIMIT", default_value_t = driftless::webhook::RateLimit::DEFAULT.per_second, value_parser = parse_rate)]
+    pub webhook_rate_limit: f64,
+
+    /// How many webhook requests one receiver accepts at once after a quiet period.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_RATE_BURST", default_value_t = driftless::webhook::RateLimit::DEFAULT.burst)]
+    pub webhook_rate_burst: u32,
+
     /// Serve the receiver over HTTPS with this PEM certificate chain (with --webhook-tls-key).
     #[arg(long, env = "DRIFTLESS_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
     pub webhook_tls_cert: Option<PathBuf>,
@@ -142,6 +151,15 @@ pub struct WebhookArgs {
     /// Do not serve webhooks at all.
     #[arg(long, env = "DRIFTLESS_DISABLE_WEBHOOK")]
     pub disable_webhook: bool,
+}
+
+impl WebhookArgs {
+    pub fn rate_limit(&self) -> driftless::webhook::RateLimit {
+        driftless::webhook::RateLimit {
+            per_second: self.webhook_rate_limit,
+            burst: self.webhook_rate_burst,
+        }
+    }
 }
 
 /// Where repositories are cached and how much one revision may bring in.
@@ -186,6 +204,16 @@ impl SourceArgs {
                 max_files: self.max_manifest_files,
             },
         }
+    }
+}
+
+/// A rate in requests per second: finite and not negative (0 disables).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: use a number of requests per second, 0 to disable"
+        )),
     }
 }
 

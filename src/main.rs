@@ -35,6 +35,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             bind_address: args.webhook.webhook_bind_address,
             secrets_dir: args.webhook.webhook_secrets_dir.clone(),
             max_body_bytes: args.webhook.webhook_max_body_bytes,
+            rate_limit: args.webhook.rate_limit(),
             tls: webhook_tls(&args),
         }),
         default_interval: args.default_interval,

@@ -28,7 +28,7 @@ use super::{RECONCILE_REQUESTED_AT, webhook_tls};
 use crate::{
     api::GitRepository,
     telemetry::metrics::Metrics,
-    webhook::{SharedSecrets, Target, Trigger, WebhookState, router},
+    webhook::{RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState, router},
 };
 
 /// Where the receiver listens and where its shared secrets are mounted.
@@ -40,6 +40,8 @@ pub struct WebhookSettings {
     pub secrets_dir: Option<PathBuf>,
     /// Largest accepted request body; larger deliveries get 413 without being read.
     pub max_body_bytes: usize,
+    /// Requests per second and burst of each receiver; more get 429.
+    pub rate_limit: RateLimit,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
     pub tls: Option<WebhookTls>,
 }
@@ -129,6 +131,7 @@ pub fn start(
     let mut state = WebhookState::new(secrets, trigger);
     state.metrics = Some(metrics);
     state.body_limit = settings.max_body_bytes;
+    state.rate_limiter = Arc::new(RateLimiter::new(settings.rate_limit));
     tokio::spawn(keep_index(client, repositories, writer, state.clone()));
     let tls = match &settings.tls {
         Some(tls) => Some(

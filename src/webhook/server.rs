@@ -9,15 +9,19 @@
 //!   disable the hook;
 //! - 401 for a missing or wrong signature, 400 for an unreadable body, 404 for an unknown
 //!   provider, a provider without a configured secret or an unknown hook id, 413 over the body
-//!   limit, 502 when a trigger failed (the delivery id is forgotten so a redelivery retries).
+//!   limit, 429 with `Retry-After` when the receiver's rate limit is exhausted, 502 when a
+//!   trigger failed (the delivery id is forgotten so a redelivery retries).
+//!
+//! The order is chosen by cost: the receiver is looked up (404) and its rate limit checked
+//! (429) before the body is read, and the body is read before any signature is computed.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -29,6 +33,7 @@ use super::matching::{TargetIndex, reference_matches};
 use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
 use super::payload::{Event, Push, parse_event};
 use super::provider::Provider;
+use super::rate_limit::{RateLimit, RateLimiter, ReceiverKey, retry_after_seconds};
 use super::replay::ReplayCache;
 use super::verify::{VerifyError, verify_request};
 use crate::telemetry::metrics::Metrics;
@@ -124,6 +129,8 @@ pub struct WebhookState {
     pub trigger: Arc<dyn Trigger>,
     /// Largest accepted body in bytes; larger requests get 413.
     pub body_limit: usize,
+    /// Token buckets per receiver; an empty bucket answers 429.
+    pub rate_limiter: Arc<RateLimiter>,
     /// Counts answers by status code, rejected deliveries included.
     pub metrics: Option<Metrics>,
 }
@@ -138,6 +145,7 @@ impl WebhookState {
             replay: Arc::default(),
             trigger,
             body_limit: DEFAULT_BODY_LIMIT,
+            rate_limiter: Arc::new(RateLimiter::new(RateLimit::DEFAULT)),
             metrics: None,
         }
     }
@@ -156,35 +164,80 @@ pub fn router(state: WebhookState) -> Router {
 async fn receive(
     State(state): State<WebhookState>,
     Path(hook): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+    request: Request,
 ) -> Response {
-    let response = dispatch(&state, &hook, &headers, &body).await;
+    let response = handle(&state, &hook, request).await;
     if let Some(metrics) = &state.metrics {
         metrics.count_webhook(response.status().as_u16());
     }
     response
 }
 
-async fn dispatch(state: &WebhookState, hook: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// The receiver a path names, with what its deliveries are verified with.
+enum Receiver<'a> {
+    Shared(Provider, &'a [u8]),
+    Object(String, ObjectHook),
+}
+
+impl Receiver<'_> {
+    fn key(&self) -> ReceiverKey {
+        match self {
+            Receiver::Shared(provider, _) => ReceiverKey::Shared(*provider),
+            Receiver::Object(id, _) => ReceiverKey::Object(id.clone()),
+        }
+    }
+}
+
+/// Unknown providers, providers without a secret and unknown hook ids are all `None`, so a
+/// wrong per-object token looks exactly like a path that never existed.
+fn resolve<'a>(state: &'a WebhookState, hook: &str) -> Option<Receiver<'a>> {
     if let Some(provider) = Provider::from_path_segment(hook) {
-        return receive_shared(state, provider, headers, body).await;
+        let secret = state.secrets.for_provider(provider)?;
+        return Some(Receiver::Shared(provider, secret));
     }
-    if is_object_hook_id(hook) {
-        return receive_for_object(state, hook, headers, body).await;
+    if !is_object_hook_id(hook) {
+        return None;
     }
-    error_response(StatusCode::NOT_FOUND, "no such webhook receiver")
+    let object_hook = read(&state.object_hooks).get(hook).cloned()?;
+    Some(Receiver::Object(hook.to_string(), object_hook))
+}
+
+async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response {
+    let Some(receiver) = resolve(state, hook) else {
+        return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
+    };
+    if let Err(wait) = state.rate_limiter.check(&receiver.key()) {
+        return too_many_requests(wait);
+    }
+    let headers = request.headers().clone();
+    let body = match axum::body::Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
+    };
+    match receiver {
+        Receiver::Shared(provider, secret) => {
+            receive_shared(state, provider, secret, &headers, &body).await
+        }
+        Receiver::Object(id, object_hook) => {
+            receive_for_object(state, &id, &object_hook, &headers, &body).await
+        }
+    }
+}
+
+fn too_many_requests(wait: Duration) -> Response {
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+    let seconds = HeaderValue::from(retry_after_seconds(wait));
+    response.headers_mut().insert(header::RETRY_AFTER, seconds);
+    response
 }
 
 async fn receive_shared(
     state: &WebhookState,
     provider: Provider,
+    secret: &[u8],
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let Some(secret) = state.secrets.for_provider(provider) else {
-        return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
-    };
     let pushes = match verified_pushes(provider, secret, headers, body) {
         Ok(pushes) => pushes,
         Err(response) => return *response,
@@ -201,18 +254,16 @@ async fn receive_shared(
 async fn receive_for_object(
     state: &WebhookState,
     id: &str,
+    hook: &ObjectHook,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let Some(hook) = read(&state.object_hooks).get(id).cloned() else {
-        return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
-    };
     let provider = Provider::detect(headers);
     let pushes = match verified_pushes(provider, &hook.token, headers, body) {
         Ok(pushes) => pushes,
         Err(response) => return *response,
     };
-    let matched = object_match(state, &hook, &pushes);
+    let matched = object_match(state, hook, &pushes);
     // Scoped to the object: the same delivery id may legitimately reach several hooks.
     let replay_key = pushes[0]
         .delivery_id

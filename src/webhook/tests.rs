@@ -410,3 +410,80 @@ async fn gitlab_standard_webhooks_signature_is_verified_and_its_id_deduplicated(
     assert_eq!(response["duplicate"], json!(true));
     assert_eq!(harness.trigger.calls().len(), 1);
 }
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after_per_receiver() {
+    let mut harness = Harness::new();
+    harness.state.rate_limiter = Arc::new(RateLimiter::new(RateLimit {
+        per_second: 0.001,
+        burst: 2,
+    }));
+    for delivery in ["r-1", "r-2"] {
+        let response = router(harness.state.clone())
+            .oneshot(signed_github_push(delivery, "refs/heads/main"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let response = router(harness.state.clone())
+        .oneshot(signed_github_push("r-3", "refs/heads/main"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        harness.trigger.calls().len(),
+        2,
+        "a refused request triggers nothing"
+    );
+
+    // Checked before the signature: even a forged request is refused without verification.
+    let forged = github_request("/hooks/github", "push", "r-4", "sha256=00", vec![]);
+    assert_eq!(harness.send(forged).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    // Other receivers keep their own budget; unknown paths stay 404 and get no bucket.
+    let gitlab = Request::post("/hooks/gitlab")
+        .header("x-gitlab-event", "Push Hook")
+        .header("x-gitlab-token", "wrong")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(harness.send(gitlab).await.0, StatusCode::UNAUTHORIZED);
+    for _ in 0..3 {
+        let unknown = Request::post(format!("/hooks/{}", "b".repeat(64)))
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(harness.send(unknown).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn per_object_hooks_have_their_own_rate_limit() {
+    let mut harness = Harness::new();
+    harness.state.rate_limiter = Arc::new(RateLimiter::new(RateLimit {
+        per_second: 0.001,
+        burst: 1,
+    }));
+    let token = b"object-token";
+    let path = harness
+        .state
+        .object_hooks
+        .write()
+        .unwrap()
+        .insert("apps", "site", token);
+    let body = github_push_body("refs/heads/main");
+    let signature = github_signature(token, &body);
+    let request =
+        |delivery: &str| github_request(&path, "push", delivery, &signature, body.clone());
+    assert_eq!(harness.send(request("o-1")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        harness.send(request("o-2")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let shared = signed_github_push("s-1", "refs/heads/main");
+    assert_eq!(harness.send(shared).await.0, StatusCode::ACCEPTED);
+}
