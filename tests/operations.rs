@@ -3,130 +3,16 @@
 
 mod support;
 
-use std::{
-    io::{Read, Write},
-    path::Path,
-    process::{Child, Command},
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use driftless::api::GitRepository;
-use hmac::{Hmac, Mac};
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::PostParams;
 use serde_json::json;
-use sha2::Sha256;
 use support::{
-    cluster::{TestNamespace, install_crds, kubeconfig_path},
-    git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+    cluster::{TestNamespace, install_crds},
+    git::{GitRepos, HttpGitServer, HttpOptions},
+    replica::*,
 };
-
-/// A controller process, killed when dropped.
-struct Replica {
-    child: Child,
-    metrics_port: u16,
-    _cache: tempfile::TempDir,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port for a server the controller binary will open. Taken below the kernel's ephemeral
-/// range (which starts at 32768), so a port-0 listener of a parallel test can never grab it
-/// between this check and the binary's bind.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 700) as u16 * 16;
-    loop {
-        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
-    let cache = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
-        .args([
-            "controller",
-            "--namespace",
-            &namespace.name,
-            "--controller-namespace",
-            &namespace.name,
-        ])
-        .args([
-            "--metrics-bind-address",
-            &format!("127.0.0.1:{metrics_port}"),
-        ])
-        .arg("--git-cache-dir")
-        .arg(cache.path())
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("RUST_LOG", "driftless=info")
-        .spawn()
-        .expect("the driftless binary starts");
-    Replica {
-        child,
-        metrics_port,
-        _cache: cache,
-    }
-}
-
-fn manifest(value: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  value: \"{value}\"\n"
-    )
-}
-
-fn commit(repo: &TestRepo, value: &str) -> String {
-    repo.commit(value, &[("deploy/app.yaml", manifest(value).as_str())])
-}
-
-async fn create_repository(namespace: &TestNamespace, url: &str, interval: &str) {
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" },
-        "spec": { "url": url, "path": "deploy", "interval": interval },
-    }))
-    .unwrap();
-    namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
-}
-
-async fn wait_applied(namespace: &TestNamespace, commit: &str, within: Duration) -> Duration {
-    let started = tokio::time::Instant::now();
-    let api = namespace.api::<GitRepository>();
-    while started.elapsed() < within {
-        let repository = api.get("app").await.unwrap();
-        let applied = repository
-            .status
-            .and_then(|s| s.last_applied_revision)
-            .unwrap_or_default();
-        if applied.ends_with(commit) {
-            return started.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{commit} was not applied within {within:?}");
-}
-
-async fn lease_holder(namespace: &TestNamespace) -> Option<String> {
-    let lease = namespace
-        .api::<Lease>()
-        .get_opt("driftless-leader")
-        .await
-        .unwrap()?;
-    lease.spec?.holder_identity
-}
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over_after_sigkill() {
@@ -172,68 +58,6 @@ async fn two_replicas_elect_one_leader_and_fail_over_after_sigkill() {
         "the surviving replica took the Lease over"
     );
     eprintln!("failover: {new_leader} applied the next commit {took:?} after the leader died");
-}
-
-fn github_signature(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(body);
-    let digest: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={digest}")
-}
-
-/// Delivers `body` as a GitHub push event signed with `key`.
-fn github_push(port: u16, path: &str, key: &[u8], delivery: &str, body: &[u8]) -> (u16, String) {
-    let signature = github_signature(key, body);
-    let headers = [
-        ("X-GitHub-Event", "push"),
-        ("X-GitHub-Delivery", delivery),
-        ("X-Hub-Signature-256", signature.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    post(port, path, &headers, body)
-}
-
-/// POSTs `body` with `headers` to the receiver; returns the status line and the body.
-fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the receiver listens");
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, response)
-}
-
-async fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
-}
-
-fn write_secret(dir: &Path, provider: &str, secret: &str) {
-    std::fs::write(dir.join(provider), format!("{secret}\n")).unwrap();
 }
 
 #[tokio::test]

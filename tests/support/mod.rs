@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod controller;
 pub mod git;
+pub mod replica;
