@@ -132,6 +132,15 @@ pub struct WebhookArgs {
     #[arg(long, env = "DRIFTLESS_WEBHOOK_RATE_BURST", default_value_t = driftless::webhook::RateLimit::DEFAULT.burst)]
     pub webhook_rate_burst: u32,
 
+    /// Longest a webhook client may take to send its request head (and to finish the TLS
+    /// handshake); slower connections are closed.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_header_timeout: Duration,
+
+    /// Longest a webhook client may take to send its request body; slower ones get 408.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub webhook_body_timeout: Duration,
+
     /// Serve the receiver over HTTPS with this PEM certificate chain (with --webhook-tls-key).
     #[arg(long, env = "DRIFTLESS_WEBHOOK_TLS_CERT", requires = "webhook_tls_key")]
     pub webhook_tls_cert: Option<PathBuf>,

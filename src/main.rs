@@ -36,6 +36,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             secrets_dir: args.webhook.webhook_secrets_dir.clone(),
             max_body_bytes: args.webhook.webhook_max_body_bytes,
             rate_limit: args.webhook.rate_limit(),
+            header_timeout: args.webhook.webhook_header_timeout,
+            body_timeout: args.webhook.webhook_body_timeout,
             tls: webhook_tls(&args),
         }),
         default_interval: args.default_interval,

@@ -58,6 +58,7 @@ pub fn server_config(
     let mut config = builder
         .with_single_cert(chain, private_key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: the receiver serves no HTTP/2 (see `webhook::serve`).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

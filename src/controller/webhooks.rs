@@ -7,6 +7,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use futures::{StreamExt, future::BoxFuture};
@@ -28,7 +29,7 @@ use super::{RECONCILE_REQUESTED_AT, webhook_tls};
 use crate::{
     api::GitRepository,
     telemetry::metrics::Metrics,
-    webhook::{RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState, router},
+    webhook::{self, RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState, router},
 };
 
 /// Where the receiver listens and where its shared secrets are mounted.
@@ -42,6 +43,10 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     /// Requests per second and burst of each receiver; more get 429.
     pub rate_limit: RateLimit,
+    /// Longest a client may take to send a request head (or finish a TLS handshake).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request body; slower ones get 408.
+    pub body_timeout: Duration,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
     pub tls: Option<WebhookTls>,
 }
@@ -132,6 +137,7 @@ pub fn start(
     state.metrics = Some(metrics);
     state.body_limit = settings.max_body_bytes;
     state.rate_limiter = Arc::new(RateLimiter::new(settings.rate_limit));
+    state.body_timeout = settings.body_timeout;
     tokio::spawn(keep_index(client, repositories, writer, state.clone()));
     let tls = match &settings.tls {
         Some(tls) => Some(
@@ -140,28 +146,30 @@ pub fn start(
         ),
         None => None,
     };
-    tokio::spawn(serve(settings.bind_address, router(state), tls));
+    let app = router(state);
+    tokio::spawn(serve(
+        settings.bind_address,
+        app,
+        settings.header_timeout,
+        tls,
+    ));
     Ok(())
 }
 
 /// Serves the receiver over HTTP, or HTTPS (mutual TLS when a client CA is set).
-async fn serve(address: SocketAddr, app: axum::Router, tls: Option<Arc<rustls::ServerConfig>>) {
+async fn serve(
+    address: SocketAddr,
+    app: axum::Router,
+    header_timeout: Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%address, scheme, "webhook receiver listening");
-    let served = match tls {
-        Some(config) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            axum_server::bind_rustls(address, config)
-                .serve(app.into_make_service())
-                .await
+    match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => {
+            info!(%address, scheme, "webhook receiver listening");
+            webhook::serve(listener, app, header_timeout, tls).await;
         }
-        None => match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => axum::serve(listener, app).await,
-            Err(error) => Err(error),
-        },
-    };
-    if let Err(error) = served {
-        warn!(%error, %address, "webhook receiver stopped");
+        Err(error) => warn!(%error, %address, "webhook receiver could not listen"),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod payload;
 pub mod provider;
 pub mod rate_limit;
 pub mod replay;
+pub mod serve;
 pub mod server;
 pub mod verify;
 
@@ -25,5 +26,6 @@ pub use payload::{Event, Push};
 pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use replay::ReplayCache;
+pub use serve::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve};
 pub use server::{DEFAULT_BODY_LIMIT, SharedSecrets, Trigger, WebhookState, router};
 pub use verify::VerifyError;

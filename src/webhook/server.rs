@@ -8,8 +8,8 @@
 //!   delivery was handled, and a 4xx would show as failed in the Git host and can make GitLab
 //!   disable the hook;
 //! - 401 for a missing or wrong signature, 400 for an unreadable body, 404 for an unknown
-//!   provider, a provider without a configured secret or an unknown hook id, 413 over the body
-//!   limit, 429 with `Retry-After` when the receiver's rate limit is exhausted, 502 when a
+//!   provider, a provider without a configured secret or an unknown hook id, 408 when the body
+//!   did not arrive within the body deadline, 413 over the body limit, 429 with `Retry-After` when the receiver's rate limit is exhausted, 502 when a
 //!   trigger failed (the delivery id is forgotten so a redelivery retries).
 //!
 //! The order is chosen by cost: the receiver is looked up (404) and its rate limit checked
@@ -35,6 +35,7 @@ use super::payload::{Event, Push, parse_event};
 use super::provider::Provider;
 use super::rate_limit::{RateLimit, RateLimiter, ReceiverKey, retry_after_seconds};
 use super::replay::ReplayCache;
+use super::serve::DEFAULT_BODY_TIMEOUT;
 use super::verify::{VerifyError, verify_request};
 use crate::telemetry::metrics::Metrics;
 
@@ -131,6 +132,8 @@ pub struct WebhookState {
     pub body_limit: usize,
     /// Token buckets per receiver; an empty bucket answers 429.
     pub rate_limiter: Arc<RateLimiter>,
+    /// Longest time from a request's head to the end of its body; slower bodies get 408.
+    pub body_timeout: Duration,
     /// Counts answers by status code, rejected deliveries included.
     pub metrics: Option<Metrics>,
 }
@@ -146,6 +149,7 @@ impl WebhookState {
             trigger,
             body_limit: DEFAULT_BODY_LIMIT,
             rate_limiter: Arc::new(RateLimiter::new(RateLimit::DEFAULT)),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             metrics: None,
         }
     }
@@ -210,9 +214,11 @@ async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response 
         return too_many_requests(wait);
     }
     let headers = request.headers().clone();
-    let body = match axum::body::Bytes::from_request(request, &()).await {
-        Ok(body) => body,
-        Err(rejection) => return error_response(rejection.status(), &rejection.body_text()),
+    let read = axum::body::Bytes::from_request(request, &());
+    let body = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(rejection)) => return error_response(rejection.status(), &rejection.body_text()),
+        Err(_) => return request_timeout(),
     };
     match receiver {
         Receiver::Shared(provider, secret) => {
@@ -222,6 +228,14 @@ async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response 
             receive_for_object(state, &id, &object_hook, &headers, &body).await
         }
     }
+}
+
+/// The rest of the body is never read, so the connection cannot carry another request.
+fn request_timeout() -> Response {
+    let mut response = error_response(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+    let close = HeaderValue::from_static("close");
+    response.headers_mut().insert(header::CONNECTION, close);
+    response
 }
 
 fn too_many_requests(wait: Duration) -> Response {

@@ -487,3 +487,198 @@ async fn per_object_hooks_have_their_own_rate_limit() {
     let shared = signed_github_push("s-1", "refs/heads/main");
     assert_eq!(harness.send(shared).await.0, StatusCode::ACCEPTED);
 }
+
+/// Deadlines against slow clients, over real TCP connections to a served receiver.
+mod deadlines {
+    use std::io::{Read as _, Write as _};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Short deadlines, so the tests are quick; generous margins, so a loaded machine passes.
+    const DEADLINE: Duration = Duration::from_millis(300);
+    const CLOSED_WITHIN: Duration = Duration::from_secs(3);
+
+    async fn served(harness: &Harness, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut state = harness.state.clone();
+        state.body_timeout = DEADLINE;
+        tokio::spawn(serve(listener, router(state), DEADLINE, tls));
+        address
+    }
+
+    /// Keeps sending one byte every 50 ms, as a slow-loris client does, until the server
+    /// closes the connection.
+    fn trickle(mut writer: tokio::net::tcp::OwnedWriteHalf, byte: u8) {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if writer.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// What the server sent until it closed, and how long closing took. Fails if it did not.
+    async fn until_closed(reader: &mut tokio::net::tcp::OwnedReadHalf) -> (String, Duration) {
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(CLOSED_WITHIN, reader.read_to_end(&mut received)).await;
+        let text = String::from_utf8_lossy(&received).into_owned();
+        assert!(
+            read.is_ok(),
+            "the connection stayed open; received {text:?}"
+        );
+        (text, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_trickled_request_head_is_cut_off_at_the_header_deadline() {
+        let harness = Harness::new();
+        let address = served(&harness, None).await;
+        let (mut reader, mut writer) = TcpStream::connect(address).await.unwrap().into_split();
+        writer
+            .write_all(b"POST /hooks/github HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await
+            .unwrap();
+        trickle(writer, b'a');
+        let (response, took) = until_closed(&mut reader).await;
+        assert!(took >= DEADLINE / 2, "closed after {took:?}");
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 408"),
+            "{response:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_one_byte_connection_is_closed_at_the_header_deadline() {
+        let harness = Harness::new();
+        let address = served(&harness, None).await;
+        // "P" is also how an HTTP/2 preface starts: a server that sniffs the protocol waits.
+        for opening in [&b""[..], b"P"] {
+            let (mut reader, mut writer) = TcpStream::connect(address).await.unwrap().into_split();
+            writer.write_all(opening).await.unwrap();
+            let (_, took) = until_closed(&mut reader).await;
+            assert!(took < CLOSED_WITHIN, "{took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trickled_body_gets_408_at_the_body_deadline_and_prompt_ones_are_served() {
+        let harness = Harness::new();
+        let address = served(&harness, None).await;
+
+        let body = github_push_body("refs/heads/main");
+        let head = |length: usize, delivery: &str, signature: &str| {
+            format!(
+                "POST /hooks/github HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\
+                 X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
+                 X-Hub-Signature-256: {signature}\r\nConnection: close\r\n\r\n"
+            )
+        };
+        let mut prompt = TcpStream::connect(address).await.unwrap();
+        let signature = github_signature(SECRET, &body);
+        let mut request = head(body.len(), "t-1", &signature).into_bytes();
+        request.extend_from_slice(&body);
+        prompt.write_all(&request).await.unwrap();
+        let (mut reader, _writer) = prompt.into_split();
+        let (response, _) = until_closed(&mut reader).await;
+        assert!(response.starts_with("HTTP/1.1 202"), "{response:?}");
+
+        let (mut reader, mut writer) = TcpStream::connect(address).await.unwrap().into_split();
+        let started = Instant::now();
+        writer
+            .write_all(head(body.len(), "t-2", &signature).as_bytes())
+            .await
+            .unwrap();
+        writer.write_all(&body[..10]).await.unwrap();
+        trickle(writer, b' ');
+        let (response, _) = until_closed(&mut reader).await;
+        let took = started.elapsed();
+        assert!(response.starts_with("HTTP/1.1 408"), "{response:?}");
+        assert!(took >= DEADLINE && took < CLOSED_WITHIN, "{took:?}");
+        assert_eq!(
+            harness.trigger.calls().len(),
+            1,
+            "the slow delivery triggered nothing"
+        );
+    }
+
+    fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let certificate: CertificateDer<'static> = certified.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certificate).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Over TLS, the handshake and then the request head each get the header deadline.
+    #[tokio::test]
+    async fn tls_connections_get_the_same_deadlines() {
+        let harness = Harness::new();
+        let (server, client) = tls_pair();
+        let address = served(&harness, Some(server)).await;
+
+        let (mut reader, _writer) = TcpStream::connect(address).await.unwrap().into_split();
+        let (_, took) = until_closed(&mut reader).await;
+        assert!(
+            took < CLOSED_WITHIN,
+            "a stalled handshake was closed after {took:?}"
+        );
+
+        let took = tokio::task::spawn_blocking(move || {
+            let tcp = std::net::TcpStream::connect(address).unwrap();
+            tcp.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let connection = rustls::ClientConnection::new(client, name).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            tls.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: localhost\r\n")
+                .unwrap();
+            tls.flush().unwrap();
+            let started = Instant::now();
+            let mut buffer = [0u8; 512];
+            loop {
+                match tls.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        let kind = error.kind();
+                        let stalled = matches!(
+                            kind,
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        );
+                        assert!(!stalled, "the TLS connection stayed open");
+                        break;
+                    }
+                }
+            }
+            started.elapsed()
+        })
+        .await
+        .unwrap();
+        assert!(
+            took < CLOSED_WITHIN,
+            "a stalled TLS request head lasted {took:?}"
+        );
+    }
+}
