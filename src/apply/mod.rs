@@ -6,8 +6,12 @@
 //! Within a stage every object is dry-run first, and if any fails nothing of that stage is
 //! written.
 //!
-//! The dry run doubles as drift detection: when the object the server would store equals the
-//! live one, nothing is written, so re-applying an unchanged revision issues no write at all.
+//! Live objects are read with one LIST per resource and namespace (by the owner's labels). An
+//! object last applied from the same content (its [`APPLIED_HASH_ANNOTATION`]) that still holds
+//! every desired field is left alone without a dry run, so a no-change resync costs a few
+//! LISTs. Every other object is dry-run, and the dry run doubles as drift detection: when the
+//! object the server would store equals the live one, nothing is written, so re-applying an
+//! unchanged revision issues no write at all.
 //! A write is reported as drift correction when the live object carries the content hash
 //! ([`APPLIED_HASH_ANNOTATION`]) of the very object being applied, i.e. Git did not change but
 //! the cluster did; otherwise as "configured".
@@ -17,6 +21,7 @@ mod error;
 pub mod health;
 pub mod inventory;
 mod kinds;
+mod live;
 mod object;
 mod prune;
 mod report;
@@ -91,13 +96,23 @@ impl Applier {
             .into_iter()
             .partition(|p| is_crd(&p.object) || is_namespace(&p.object));
         let crd_names = crd_names(&foundation);
-        let mut report = stage::apply_stage(&self.client, foundation, options.concurrency).await?;
+        let mut report = stage::apply_stage(
+            &self.client,
+            foundation,
+            &options.owner_labels,
+            options.concurrency,
+        ).await?;
         if !crd_names.is_empty() {
             self.await_established(crd_names, options.crd_established_timeout)
                 .await?;
             self.kinds.refresh().await.map_err(ApplyError::Discovery)?;
         }
-        report.merge(stage::apply_stage(&self.client, rest, options.concurrency).await?);
+        report.merge(stage::apply_stage(
+            &self.client,
+            rest,
+            &options.owner_labels,
+            options.concurrency,
+        ).await?);
         Ok(report)
     }
 

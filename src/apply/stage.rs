@@ -1,7 +1,10 @@
 //! Applying one stage: dry-run every object first, write only when all passed, and skip the
 //! objects the dry run shows to be unchanged.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    time::Duration,
+};
 
 use futures::{StreamExt, stream};
 use kube::{
@@ -11,8 +14,9 @@ use kube::{
 
 use super::{
     FIELD_MANAGER,
-    compare::{applied_hash, same_object},
+    compare::{applied_hash, same_object, unchanged_since_applied},
     error::{ApplyError, ObjectFailure, reason_of},
+    live::{LiveKey, prefetch},
     object::{ObjectRef, PreparedObject},
     report::ApplyReport,
 };
@@ -36,11 +40,20 @@ enum Outcome {
 pub async fn apply_stage(
     client: &Client,
     objects: Vec<PreparedObject>,
+    owner_labels: &BTreeMap<String, String>,
     concurrency: usize,
 ) -> Result<ApplyReport, ApplyError> {
     let concurrency = concurrency.max(1);
-    let plans = stream::iter(objects.into_iter().enumerate())
-        .map(|(index, object)| async move { (index, plan(client, object).await) })
+    let mut live = prefetch(client, &objects, owner_labels, concurrency).await;
+    let with_live: Vec<_> = objects
+        .into_iter()
+        .map(|object| {
+            let found = live.remove(&LiveKey::of(&object));
+            (object, found)
+        })
+        .collect();
+    let plans = stream::iter(with_live.into_iter().enumerate())
+        .map(|(index, (object, live))| async move { (index, plan(client, object, live).await) })
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -51,16 +64,28 @@ pub async fn apply_stage(
     write_all(client, plans, concurrency).await
 }
 
-/// Reads the live object and dry-runs the apply, to validate it and to learn whether a write
-/// would change anything.
-async fn plan(client: &Client, prepared: PreparedObject) -> Result<Plan, ObjectFailure> {
+/// Decides whether the object needs a write. An object that was last applied from this very
+/// content and still holds all of it needs none; anything else is dry-run, which validates it
+/// and tells whether a write would change anything.
+///
+/// `listed` is the live object when the stage's LIST found it; otherwise it is read here.
+async fn plan(
+    client: &Client,
+    prepared: PreparedObject,
+    listed: Option<DynamicObject>,
+) -> Result<Plan, ObjectFailure> {
     let api = api_for(client, &prepared);
-    let name = prepared.reference.name.clone();
-    let live = api
-        .get_opt(&name)
-        .await
-        .map_err(|error| failure(&prepared, &error))?;
-    if prepared.create_only && live.is_some() {
+    let live = match listed {
+        Some(live) => Some(live),
+        None => api
+            .get_opt(&prepared.reference.name)
+            .await
+            .map_err(|error| failure(&prepared, &error))?,
+    };
+    let unchanged = |live: &DynamicObject| {
+        prepared.create_only || unchanged_since_applied(live, &prepared.object, &prepared.hash)
+    };
+    if live.as_ref().is_some_and(unchanged) {
         return Ok(Plan::Unchanged(prepared.reference));
     }
     let would_be = dry_run(&api, &prepared)
