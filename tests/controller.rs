@@ -119,8 +119,13 @@ async fn wait_for(
 }
 
 fn ready(repository: &GitRepository) -> Option<(String, String, String)> {
+    condition(repository, "Ready")
+}
+
+/// Status, reason and message of the condition `type_`.
+fn condition(repository: &GitRepository, type_: &str) -> Option<(String, String, String)> {
     let status = repository.status.as_ref()?;
-    let condition = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+    let condition = status.conditions.iter().find(|c| c.type_ == type_)?;
     Some((
         condition.status.clone(),
         condition.reason.clone(),
@@ -582,11 +587,24 @@ async fn waiting_for_health_reports_ready_only_when_deployments_are_available() 
     );
     assert_eq!(ready(&ready_repo).unwrap().0, "True");
 
+    assert!(
+        condition(&ready_repo, "Reconciling").is_none(),
+        "Reconciling is removed when done"
+    );
+
     let stuck = push(&repo, "stuck", &[("deploy/stuck.yaml", UNSCHEDULABLE)]);
+    let working = wait_for(&namespace, "Reconciling while waiting for health", |r| {
+        condition(r, "Reconciling").is_some_and(|(status, _, _)| status == "True")
+    })
+    .await;
+    let (status, reason, message) = ready(&working).unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("Unknown", "Progressing"));
+    assert!(message.contains(&stuck), "{message}");
     let unhealthy = wait_for(&namespace, "the health check to fail", |r| {
         failed_at(r, &stuck)
     })
     .await;
+    assert!(condition(&unhealthy, "Reconciling").is_none());
     let (_, reason, message) = ready(&unhealthy).unwrap();
     assert_eq!(reason, "HealthCheckFailed", "{message}");
     assert!(

@@ -62,8 +62,8 @@ pub fn conditions_for(
     generation: i64,
     now: Time,
 ) -> Vec<Condition> {
-    let make = |type_: &str, status: bool, reason: Reason, message: &str| {
-        let status = if status { "True" } else { "False" }.to_owned();
+    let make = |type_: &str, status: &str, reason: Reason, message: &str| {
+        let status = status.to_owned();
         let unchanged = previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status);
@@ -79,19 +79,21 @@ pub fn conditions_for(
         }
     };
     match outcome {
+        // Unknown, not False, while working: the outcome is not known yet, and alerts on
+        // Ready=False should not fire for every new commit (Flux does the same).
         Outcome::Reconciling { message } => vec![
-            make(READY, false, Reason::Progressing, message),
-            make(RECONCILING, true, Reason::Progressing, message),
+            make(READY, "Unknown", Reason::Progressing, message),
+            make(RECONCILING, "True", Reason::Progressing, message),
         ],
-        Outcome::Ready { message } => vec![make(READY, true, Reason::Succeeded, message)],
-        Outcome::Failed { reason, message } => vec![make(READY, false, *reason, message)],
+        Outcome::Ready { message } => vec![make(READY, "True", Reason::Succeeded, message)],
+        Outcome::Failed { reason, message } => vec![make(READY, "False", *reason, message)],
         Outcome::Stalled { reason, message } => vec![
-            make(READY, false, *reason, message),
-            make(STALLED, true, *reason, message),
+            make(READY, "False", *reason, message),
+            make(STALLED, "True", *reason, message),
         ],
         Outcome::Suspended => vec![make(
             READY,
-            false,
+            "False",
             Reason::Suspended,
             "reconciliation is suspended",
         )],
@@ -121,7 +123,7 @@ mod tests {
         assert_eq!(
             types(&conditions_for(&reconciling, &[], 1, at(0))),
             [
-                ("Ready", "False", "Progressing"),
+                ("Ready", "Unknown", "Progressing"),
                 ("Reconciling", "True", "Progressing")
             ]
         );

@@ -26,7 +26,15 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client, ResourceExt,
-    runtime::{Controller, controller::Action, events::Recorder, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::Recorder,
+        predicates,
+        reflector::{self, ObjectRef},
+        utils::{Predicate, PredicateConfig},
+        watcher,
+    },
 };
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -157,8 +165,13 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         settings: settings.clone(),
         metrics,
     });
-    let controller = Controller::new(repositories, watcher::Config::default());
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let changes = watcher(repositories, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(wants_reconcile, PredicateConfig::default());
+    let controller = Controller::for_stream(changes, store.clone());
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
@@ -195,6 +208,26 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         return Err(Error::LostLeadership);
     }
     Ok(())
+}
+
+/// What, in a GitRepository's change, asks for a reconcile: the spec (generation), the
+/// reconcile-requested annotation, the start of deletion, the finalizers. Status
+/// writes, the controller's own included, are left out: reacting to them would re-run every
+/// reconcile once more, possibly on a cache that has not seen the write yet.
+fn wants_reconcile(repository: &GitRepository) -> Option<u64> {
+    let requested = |r: &GitRepository| {
+        let value = r.annotations().get(RECONCILE_REQUESTED_AT);
+        Some(predicate_hash(&(value, r.metadata.deletion_timestamp.is_some())))
+    };
+    predicates::generation
+        .combine(requested)
+        .combine(predicates::finalizers)
+        .hash_property(repository)
+}
+
+fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 /// Completes on SIGTERM or Ctrl-C, or when leadership is lost (recorded in `lost`); in-flight

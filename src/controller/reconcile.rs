@@ -43,7 +43,17 @@ pub async fn reconcile_repository(
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    let result = converge(&repository, &context, &namespace).await;
+    let fetched = fetch(&repository, &context, &namespace).await;
+    let repository = match &fetched {
+        Ok(artifact) if is_new_work(&repository, artifact) => {
+            mark_reconciling(&api, repository, artifact).await?
+        }
+        _ => repository,
+    };
+    let result = match fetched {
+        Ok(artifact) => converge(&repository, &context, &namespace, artifact).await,
+        Err(failure) => Err(failure),
+    };
     let webhook_path = webhook_path_of(&repository, &context, &namespace).await;
     record_metrics(&context, &repository, &result, started.elapsed());
     match result {
@@ -306,11 +316,12 @@ impl Failure {
     }
 }
 
-async fn converge(
+/// Resolves the ref and fetches its files (from the cache when the commit is known).
+async fn fetch(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
-) -> Result<Converged, Failure> {
+) -> Result<Artifact, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
     let request = fetch_request(repository, namespace, credentials);
     let fetch_started = std::time::Instant::now();
@@ -319,11 +330,43 @@ async fn converge(
         .metrics
         .fetch_duration
         .observe(fetch_started.elapsed().as_secs_f64());
-    let artifact = fetched.map_err(|error| {
+    fetched.map_err(|error| {
         let stalled = needs_user_change(&error.kind);
         let failure = Failure::new(Reason::GitOperationFailed, &error);
         if stalled { failure.stalled() } else { failure }
-    })?;
+    })
+}
+
+/// A new revision or a changed spec: work worth announcing with `Reconciling`. A resync of
+/// the applied revision is not announced, so a steady state writes no status.
+fn is_new_work(repository: &GitRepository, artifact: &Artifact) -> bool {
+    let status = repository.status.as_ref();
+    let applied = status.and_then(|s| s.last_applied_revision.as_deref());
+    let observed = status.and_then(|s| s.observed_generation);
+    applied != Some(artifact.revision.as_str()) || observed != repository.metadata.generation
+}
+
+/// Sets `Reconciling=True` (and `Ready=Unknown`) before applying, and returns the object as
+/// written so the final status write compares against what the server now holds.
+async fn mark_reconciling(
+    api: &Api<GitRepository>,
+    repository: Arc<GitRepository>,
+    artifact: &Artifact,
+) -> Result<Arc<GitRepository>, Error> {
+    let message = format!("Applying revision {}", artifact.revision);
+    let written = write_status(api, &repository, &Outcome::Reconciling { message }, |status| {
+        status.last_fetched_revision = Some(artifact.revision.clone());
+    })
+    .await?;
+    Ok(written.map(Arc::new).unwrap_or(repository))
+}
+
+async fn converge(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    artifact: Artifact,
+) -> Result<Converged, Failure> {
     let files = artifact
         .files
         .iter()
@@ -536,13 +579,14 @@ pub fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(factor)
 }
 
-/// Writes the status only when it changed, so a steady state costs no writes.
+/// Writes the status only when it changed, so a steady state costs no writes; returns the
+/// object as written, or `None` when nothing needed writing.
 async fn write_status(
     api: &Api<GitRepository>,
     repository: &GitRepository,
     outcome: &Outcome,
     update: impl FnOnce(&mut GitRepositoryStatus),
-) -> Result<(), Error> {
+) -> Result<Option<GitRepository>, Error> {
     let previous = repository.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     let generation = repository.metadata.generation.unwrap_or_default();
@@ -555,15 +599,16 @@ async fn write_status(
         .cloned();
     update(&mut status);
     if status == previous {
-        return Ok(());
+        return Ok(None);
     }
-    api.patch_status(
-        &repository.name_any(),
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &repository.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    Ok(Some(written))
 }
 
 #[cfg(test)]
