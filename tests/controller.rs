@@ -598,7 +598,10 @@ async fn waiting_for_health_reports_ready_only_when_deployments_are_available() 
     })
     .await;
     let (status, reason, message) = ready(&working).unwrap();
-    assert_eq!((status.as_str(), reason.as_str()), ("Unknown", "Progressing"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("Unknown", "Progressing")
+    );
     assert!(message.contains(&stuck), "{message}");
     let unhealthy = wait_for(&namespace, "the health check to fail", |r| {
         failed_at(r, &stuck)

@@ -89,11 +89,17 @@ mod tests {
     fn covers_accepts_extra_live_fields_but_not_changed_or_missing_ones() {
         let live = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "y": "2"}},
             "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}});
-        assert!(covers(&live, &json!({"metadata": {"name": "a", "labels": {"x": "1"}},
-            "spec": {"ports": [{"port": 80}]}})));
+        assert!(covers(
+            &live,
+            &json!({"metadata": {"name": "a", "labels": {"x": "1"}},
+            "spec": {"ports": [{"port": 80}]}})
+        ));
         assert!(!covers(&live, &json!({"metadata": {"labels": {"x": "2"}}})));
         assert!(!covers(&live, &json!({"metadata": {"labels": {"z": "1"}}})));
-        assert!(!covers(&live, &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})));
+        assert!(!covers(
+            &live,
+            &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})
+        ));
         assert!(!covers(&live, &json!({"spec": {"ports": []}})));
         assert!(covers(&live, &json!({"spec": {"missing": null}})));
     }

@@ -57,7 +57,12 @@ pub async fn prefetch(
     let selector = label_selector(owner_labels);
     let lists: HashSet<(ResourceId, Option<String>)> = objects
         .iter()
-        .map(|p| (ResourceId(p.resource.clone()), p.reference.namespace.clone()))
+        .map(|p| {
+            (
+                ResourceId(p.resource.clone()),
+                p.reference.namespace.clone(),
+            )
+        })
         .collect();
     stream::iter(lists)
         .map(|(resource, namespace)| {

@@ -101,18 +101,22 @@ impl Applier {
             foundation,
             &options.owner_labels,
             options.concurrency,
-        ).await?;
+        )
+        .await?;
         if !crd_names.is_empty() {
             self.await_established(crd_names, options.crd_established_timeout)
                 .await?;
             self.kinds.refresh().await.map_err(ApplyError::Discovery)?;
         }
-        report.merge(stage::apply_stage(
-            &self.client,
-            rest,
-            &options.owner_labels,
-            options.concurrency,
-        ).await?);
+        report.merge(
+            stage::apply_stage(
+                &self.client,
+                rest,
+                &options.owner_labels,
+                options.concurrency,
+            )
+            .await?,
+        );
         Ok(report)
     }
 

@@ -1,10 +1,7 @@
 //! Applying one stage: dry-run every object first, write only when all passed, and skip the
 //! objects the dry run shows to be unchanged.
 
-use std::{
-    collections::BTreeMap,
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use futures::{StreamExt, stream};
 use kube::{

@@ -217,7 +217,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
 fn wants_reconcile(repository: &GitRepository) -> Option<u64> {
     let requested = |r: &GitRepository| {
         let value = r.annotations().get(RECONCILE_REQUESTED_AT);
-        Some(predicate_hash(&(value, r.metadata.deletion_timestamp.is_some())))
+        Some(predicate_hash(&(
+            value,
+            r.metadata.deletion_timestamp.is_some(),
+        )))
     };
     predicates::generation
         .combine(requested)

@@ -354,9 +354,14 @@ async fn mark_reconciling(
     artifact: &Artifact,
 ) -> Result<Arc<GitRepository>, Error> {
     let message = format!("Applying revision {}", artifact.revision);
-    let written = write_status(api, &repository, &Outcome::Reconciling { message }, |status| {
-        status.last_fetched_revision = Some(artifact.revision.clone());
-    })
+    let written = write_status(
+        api,
+        &repository,
+        &Outcome::Reconciling { message },
+        |status| {
+            status.last_fetched_revision = Some(artifact.revision.clone());
+        },
+    )
     .await?;
     Ok(written.map(Arc::new).unwrap_or(repository))
 }
