@@ -14,6 +14,8 @@ use super::verify::{encode_hex, hmac_sha256};
 use super::*;
 use crate::api::GitReference;
 
+mod properties;
+
 const SECRET: &[u8] = b"shared-secret";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
