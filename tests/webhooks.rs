@@ -1,0 +1,763 @@
+//! Push webhooks end to end (issue 6), through the real `driftless controller` binary, the test
+//! cluster and a real git server: a signed push of every provider converges the cluster long
+//! before the polling interval; bad deliveries get their status code and trigger nothing; a
+//! delivery to a replica that does not lead still triggers the leader; polling converges when
+//! no webhook ever arrives.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
+use driftless::{api::GitRepository, controller::RECONCILE_REQUESTED_AT};
+use serde_json::{Value, json};
+use support::{
+    cluster::{TestNamespace, install_crds},
+    git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+    replica::*,
+};
+
+/// Polling interval of the objects whose next commit only a webhook may bring in quickly.
+const HOURLY: &str = "1h";
+
+/// How long a webhook-triggered apply may take on a loaded 2-core machine: generous, and still
+/// 180 times shorter than the hourly poll.
+const WEBHOOK_DEADLINE: Duration = Duration::from_secs(20);
+
+const GITHUB_SECRET: &str = "github shared secret";
+/// A Standard Webhooks key (`whsec_<base64>`). GitLab sends the configured secret token as is
+/// in `X-Gitlab-Token`, or signs with it as a Standard Webhooks key; one `gitlab` file serves
+/// both, so the token GitLab is configured with is this same string.
+const GITLAB_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const GITEA_SECRET: &str = "gitea and forgejo shared secret";
+const BITBUCKET_SECRET: &str = "bitbucket shared secret";
+const GENERIC_SECRET: &str = "generic shared secret";
+
+/// Writes every provider's shared secret, as the Helm chart mounts them.
+fn shared_secrets() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (provider, secret) in [
+        ("github", GITHUB_SECRET),
+        ("gitlab", GITLAB_SECRET),
+        ("gitea", GITEA_SECRET),
+        ("bitbucket", BITBUCKET_SECRET),
+        ("generic", GENERIC_SECRET),
+    ] {
+        write_secret(dir.path(), provider, secret);
+    }
+    dir
+}
+
+/// Flags serving webhooks on `port` with the secrets in `secrets`.
+fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
+    [
+        "--webhook-bind-address".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--webhook-secrets-dir".to_owned(),
+        secrets.path().to_str().unwrap().to_owned(),
+    ]
+}
+
+fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// The ways a Git host delivers a push, each with its own headers and payload shape.
+#[derive(Clone, Copy, Debug)]
+enum Delivery {
+    GitHub,
+    GitLabToken,
+    GitLabSigned,
+    Gitea,
+    Forgejo,
+    BitbucketCloud,
+    BitbucketServer,
+    Generic,
+}
+
+impl Delivery {
+    const ALL: [Delivery; 8] = [
+        Delivery::GitHub,
+        Delivery::GitLabToken,
+        Delivery::GitLabSigned,
+        Delivery::Gitea,
+        Delivery::Forgejo,
+        Delivery::BitbucketCloud,
+        Delivery::BitbucketServer,
+        Delivery::Generic,
+    ];
+
+    /// Names the repository, the GitRepository and its ConfigMap.
+    fn name(self) -> &'static str {
+        match self {
+            Delivery::GitHub => "github",
+            Delivery::GitLabToken => "gitlab-token",
+            Delivery::GitLabSigned => "gitlab-signed",
+            Delivery::Gitea => "gitea",
+            Delivery::Forgejo => "forgejo",
+            Delivery::BitbucketCloud => "bitbucket-cloud",
+            Delivery::BitbucketServer => "bitbucket-server",
+            Delivery::Generic => "generic",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Delivery::GitHub => "/hooks/github",
+            Delivery::GitLabToken | Delivery::GitLabSigned => "/hooks/gitlab",
+            Delivery::Gitea => "/hooks/gitea",
+            Delivery::Forgejo => "/hooks/forgejo",
+            Delivery::BitbucketCloud | Delivery::BitbucketServer => "/hooks/bitbucket",
+            Delivery::Generic => "/hooks/generic",
+        }
+    }
+
+    /// The push payload the provider sends when `repo` (cloned from `url`) moved `main` from
+    /// `before` to `after`, in the provider's documented shape.
+    fn payload(self, repo: &TestRepo, url: &str, before: &str, after: &str) -> Value {
+        let name = repo.name();
+        let web = url.trim_end_matches(".git");
+        let ssh = format!("ssh://git@127.0.0.1:7999/test/{name}.git");
+        match self {
+            Delivery::GitHub | Delivery::Gitea | Delivery::Forgejo => json!({
+                "ref": "refs/heads/main",
+                "before": before,
+                "after": after,
+                "created": false,
+                "deleted": false,
+                "forced": false,
+                "compare_url": format!("{web}/compare/{before}...{after}"),
+                "commits": [{ "id": after, "message": "two\n", "url": format!("{web}/commit/{after}") }],
+                "head_commit": { "id": after, "message": "two\n", "url": format!("{web}/commit/{after}") },
+                "repository": {
+                    "id": 42,
+                    "name": name,
+                    "full_name": format!("test/{name}"),
+                    "private": false,
+                    "html_url": web,
+                    "clone_url": url,
+                    "ssh_url": format!("git@127.0.0.1:test/{name}.git"),
+                    "default_branch": "main",
+                },
+                "pusher": { "name": "driftless-test", "email": "test@example.com" },
+                "sender": { "login": "driftless-test", "id": 1 },
+            }),
+            Delivery::GitLabToken | Delivery::GitLabSigned => json!({
+                "object_kind": "push",
+                "event_name": "push",
+                "before": before,
+                "after": after,
+                "ref": "refs/heads/main",
+                "ref_protected": true,
+                "checkout_sha": after,
+                "user_username": "driftless-test",
+                "project_id": 15,
+                "project": {
+                    "id": 15,
+                    "name": name,
+                    "web_url": web,
+                    "git_ssh_url": format!("git@127.0.0.1:test/{name}.git"),
+                    "git_http_url": url,
+                    "namespace": "test",
+                    "path_with_namespace": format!("test/{name}"),
+                    "default_branch": "main",
+                },
+                "commits": [{ "id": after, "message": "two\n" }],
+                "total_commits_count": 1,
+                "repository": {
+                    "name": name,
+                    "url": format!("git@127.0.0.1:test/{name}.git"),
+                    "homepage": web,
+                    "git_http_url": url,
+                    "git_ssh_url": format!("git@127.0.0.1:test/{name}.git"),
+                },
+            }),
+            // No clone URL in Cloud payloads: the receiver derives it from the web link.
+            Delivery::BitbucketCloud => json!({
+                "actor": { "display_name": "driftless test", "type": "user" },
+                "repository": {
+                    "type": "repository",
+                    "name": name,
+                    "full_name": format!("test/{name}"),
+                    "links": { "html": { "href": web } },
+                },
+                "push": { "changes": [{
+                    "old": { "type": "branch", "name": "main", "target": { "type": "commit", "hash": before } },
+                    "new": { "type": "branch", "name": "main", "target": { "type": "commit", "hash": after } },
+                    "created": false, "closed": false, "forced": false,
+                }] },
+            }),
+            Delivery::BitbucketServer => json!({
+                "eventKey": "repo:refs_changed",
+                "date": "2026-01-01T00:00:00+0000",
+                "actor": { "name": "driftless-test", "type": "NORMAL" },
+                "repository": {
+                    "slug": name,
+                    "name": name,
+                    "project": { "key": "TEST" },
+                    "links": {
+                        "clone": [
+                            { "href": ssh, "name": "ssh" },
+                            { "href": url, "name": "http" },
+                        ],
+                        "self": [{ "href": format!("{web}/browse") }],
+                    },
+                },
+                "changes": [{
+                    "ref": { "id": "refs/heads/main", "displayId": "main", "type": "BRANCH" },
+                    "refId": "refs/heads/main",
+                    "fromHash": before,
+                    "toHash": after,
+                    "type": "UPDATE",
+                }],
+            }),
+            Delivery::Generic => json!({ "url": url, "ref": "refs/heads/main", "commit": after }),
+        }
+    }
+
+    /// The headers the provider sends with `body`, signed with the configured secret.
+    fn headers(self, delivery_id: &str, body: &[u8]) -> Vec<(String, String)> {
+        let hex = |secret: &str| hmac_sha256_hex(secret.as_bytes(), body);
+        let pairs: Vec<(&str, String)> = match self {
+            Delivery::GitHub => vec![
+                ("X-GitHub-Event", "push".into()),
+                ("X-GitHub-Delivery", delivery_id.into()),
+                ("X-GitHub-Hook-ID", "4711".into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", hex(GITHUB_SECRET)),
+                ),
+            ],
+            Delivery::GitLabToken => vec![
+                ("X-Gitlab-Event", "Push Hook".into()),
+                ("X-Gitlab-Token", GITLAB_SECRET.into()),
+                ("X-Gitlab-Instance", "https://gitlab.example.com".into()),
+                ("X-Gitlab-Webhook-UUID", "8f0c7d3e-hook".into()),
+                ("X-Gitlab-Event-UUID", delivery_id.into()),
+                ("Idempotency-Key", delivery_id.into()),
+            ],
+            Delivery::GitLabSigned => {
+                let timestamp = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    .to_string();
+                let key = BASE64
+                    .decode(GITLAB_SECRET.trim_start_matches("whsec_"))
+                    .unwrap();
+                let signed = [
+                    delivery_id.as_bytes(),
+                    b".",
+                    timestamp.as_bytes(),
+                    b".",
+                    body,
+                ];
+                let signature = BASE64.encode(hmac_sha256(&key, &signed.concat()));
+                vec![
+                    ("X-Gitlab-Event", "Push Hook".into()),
+                    ("X-Gitlab-Instance", "https://gitlab.example.com".into()),
+                    ("webhook-id", delivery_id.into()),
+                    ("webhook-timestamp", timestamp),
+                    ("webhook-signature", format!("v1,{signature}")),
+                ]
+            }
+            Delivery::Gitea => vec![
+                ("X-Gitea-Event", "push".into()),
+                ("X-Gitea-Event-Type", "push".into()),
+                ("X-Gitea-Delivery", delivery_id.into()),
+                ("X-Gitea-Signature", hex(GITEA_SECRET)),
+                ("X-Gogs-Event", "push".into()),
+                ("X-Gogs-Delivery", delivery_id.into()),
+                ("X-Gogs-Signature", hex(GITEA_SECRET)),
+                ("X-GitHub-Event", "push".into()),
+                ("X-GitHub-Delivery", delivery_id.into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", hex(GITEA_SECRET)),
+                ),
+            ],
+            Delivery::Forgejo => vec![
+                ("X-Forgejo-Event", "push".into()),
+                ("X-Forgejo-Delivery", delivery_id.into()),
+                ("X-Forgejo-Signature", hex(GITEA_SECRET)),
+                ("X-Gitea-Event", "push".into()),
+                ("X-Gitea-Delivery", delivery_id.into()),
+                ("X-Gitea-Signature", hex(GITEA_SECRET)),
+                ("X-GitHub-Event", "push".into()),
+                ("X-GitHub-Delivery", delivery_id.into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", hex(GITEA_SECRET)),
+                ),
+            ],
+            Delivery::BitbucketCloud => vec![
+                ("X-Event-Key", "repo:push".into()),
+                ("X-Request-UUID", delivery_id.into()),
+                ("X-Hook-UUID", "{5b3e1c5e-hook}".into()),
+                (
+                    "X-Hub-Signature",
+                    format!("sha256={}", hex(BITBUCKET_SECRET)),
+                ),
+            ],
+            Delivery::BitbucketServer => vec![
+                ("X-Event-Key", "repo:refs_changed".into()),
+                ("X-Request-Id", delivery_id.into()),
+                (
+                    "X-Hub-Signature",
+                    format!("sha256={}", hex(BITBUCKET_SECRET)),
+                ),
+            ],
+            Delivery::Generic => vec![
+                ("X-Delivery-Id", delivery_id.into()),
+                ("X-Signature", format!("sha256={}", hex(GENERIC_SECRET))),
+            ],
+        };
+        let mut headers: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        headers.push(("Content-Type".into(), "application/json".into()));
+        headers
+    }
+
+    /// Delivers the push of `after` to the receiver on `port`.
+    fn deliver(
+        self,
+        port: u16,
+        repo: &TestRepo,
+        url: &str,
+        before: &str,
+        after: &str,
+        delivery_id: &str,
+    ) -> (u16, String) {
+        let body = serde_json::to_vec(&self.payload(repo, url, before, after)).unwrap();
+        let headers = self.headers(delivery_id, &body);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        post(port, self.path(), &headers, &body)
+    }
+}
+
+/// The JSON body of a response from [`post`].
+fn response_json(response: &str) -> Value {
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {response}"))
+}
+
+/// The `triggered` list of a receiver's answer.
+fn triggered(response: &str) -> Vec<String> {
+    let json = response_json(response);
+    json["triggered"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `triggered` list: {response}"))
+        .iter()
+        .map(|object| object.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `driftless.dev/reconcile-requested-at` annotation of GitRepository `name`.
+async fn requested_at(namespace: &TestNamespace, name: &str) -> Option<String> {
+    let repository = namespace.api::<GitRepository>().get(name).await.unwrap();
+    repository
+        .metadata
+        .annotations?
+        .remove(RECONCILE_REQUESTED_AT)
+}
+
+#[tokio::test]
+async fn a_signed_push_of_every_provider_converges_long_before_the_interval() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-providers").await;
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let secrets = shared_secrets();
+    let port = free_port();
+    let _replica = start_replica(&namespace, &strs(&webhook_flags(port, &secrets)));
+
+    // One repository, one GitRepository and one ConfigMap per delivery format, so that each
+    // delivery can only be what brought its own object to the new commit.
+    let mut cases = Vec::new();
+    for delivery in Delivery::ALL {
+        let name = delivery.name();
+        let repo = repos.create(name);
+        let first = commit_configmap(&repo, name, "one");
+        let url = server.url_for(&repo);
+        create_repository_named(&namespace, name, &url, HOURLY).await;
+        cases.push((delivery, repo, url, first));
+    }
+    for (delivery, _, _, first) in &cases {
+        wait_applied_named(&namespace, delivery.name(), first, Duration::from_secs(120)).await;
+    }
+    wait_for_port(port).await;
+
+    let mut timings = Vec::new();
+    for (delivery, repo, url, first) in &cases {
+        let name = delivery.name();
+        let pushed = tokio::time::Instant::now();
+        let second = commit_configmap(repo, name, "two");
+        let delivery_id = format!("{name}-delivery-1");
+        let (status, response) = delivery.deliver(port, repo, url, first, &second, &delivery_id);
+        assert_eq!(status, 202, "{delivery:?}: {response}");
+        assert_eq!(
+            triggered(&response),
+            [format!("{}/{name}", namespace.name)],
+            "{delivery:?} triggers exactly its own GitRepository"
+        );
+        wait_applied_named(&namespace, name, &second, Duration::from_secs(60)).await;
+        let took = pushed.elapsed();
+        assert!(
+            took < WEBHOOK_DEADLINE,
+            "{delivery:?}: {took:?} from push to applied; the webhook, not the {HOURLY} poll, must apply it"
+        );
+        assert_eq!(
+            configmap_value(&namespace, name).await.as_deref(),
+            Some("two"),
+            "{delivery:?}: the cluster has the pushed content"
+        );
+        timings.push(format!("{delivery:?} {took:?}"));
+    }
+    eprintln!(
+        "push to applied per delivery format: {}",
+        timings.join(", ")
+    );
+}
+
+/// GitHub push headers, signed with `signature` when it is given.
+fn github_headers<'a>(delivery: &'a str, signature: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", delivery),
+        ("Content-Type", "application/json"),
+    ];
+    headers.extend(signature.map(|value| ("X-Hub-Signature-256", value)));
+    headers
+}
+
+/// A bad delivery and the answer it must get.
+struct BadCase<'a> {
+    case: &'a str,
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    body: &'a [u8],
+    status: u16,
+}
+
+#[tokio::test]
+async fn bad_deliveries_get_their_status_and_trigger_nothing() {
+    const BODY_LIMIT: usize = 4096;
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-bad-input").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(secrets.path(), "github", GITHUB_SECRET);
+    write_secret(secrets.path(), "generic", GENERIC_SECRET);
+    let port = free_port();
+    let mut flags = webhook_flags(port, &secrets).to_vec();
+    flags.extend(["--webhook-max-body-bytes".into(), BODY_LIMIT.to_string()]);
+    let _replica = start_replica(&namespace, &strs(&flags));
+    create_repository(&namespace, &url, HOURLY).await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+    wait_for_port(port).await;
+    // Let the reconciles that may follow the first apply finish before the next commit exists,
+    // so that from here on only a trigger could bring a commit in.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let second = commit(&repo, "two");
+    let sign = |body: &[u8]| github_signature(GITHUB_SECRET.as_bytes(), body);
+    let body = serde_json::to_vec(&Delivery::GitHub.payload(&repo, &url, &first, &second)).unwrap();
+    let signature = sign(&body);
+    let forged = github_signature(b"not the secret", &body);
+    let oversized = {
+        let mut payload = Delivery::GitHub.payload(&repo, &url, &first, &second);
+        payload["padding"] = json!("x".repeat(2 * BODY_LIMIT));
+        serde_json::to_vec(&payload).unwrap()
+    };
+    let oversized_signature = sign(&oversized);
+    let malformed = br#"{"ref": "refs/heads/main", "after": "#.to_vec();
+    let malformed_signature = sign(&malformed);
+    let without_repository = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "after": second, "head_commit": { "id": second },
+    }))
+    .unwrap();
+    let without_repository_signature = sign(&without_repository);
+    let unknown_hook = format!("/hooks/{}", "ab".repeat(32));
+    let signed = |delivery| github_headers(delivery, Some(signature.as_str()));
+    let cases = [
+        BadCase {
+            case: "missing signature",
+            method: "POST",
+            path: "/hooks/github",
+            headers: github_headers("bad-1", None),
+            body: &body,
+            status: 401,
+        },
+        BadCase {
+            case: "wrong signature",
+            method: "POST",
+            path: "/hooks/github",
+            headers: github_headers("bad-2", Some(&forged)),
+            body: &body,
+            status: 401,
+        },
+        BadCase {
+            case: "unknown provider",
+            method: "POST",
+            path: "/hooks/svn",
+            headers: signed("bad-3"),
+            body: &body,
+            status: 404,
+        },
+        BadCase {
+            case: "provider without a configured secret",
+            method: "POST",
+            path: "/hooks/gitlab",
+            headers: signed("bad-4"),
+            body: &body,
+            status: 404,
+        },
+        BadCase {
+            case: "unknown per-object hook id",
+            method: "POST",
+            path: &unknown_hook,
+            headers: signed("bad-5"),
+            body: &body,
+            status: 404,
+        },
+        BadCase {
+            case: "path outside /hooks/",
+            method: "POST",
+            path: "/github",
+            headers: signed("bad-6"),
+            body: &body,
+            status: 404,
+        },
+        BadCase {
+            case: "body over the limit",
+            method: "POST",
+            path: "/hooks/github",
+            headers: github_headers("bad-7", Some(&oversized_signature)),
+            body: &oversized,
+            status: 413,
+        },
+        BadCase {
+            case: "malformed JSON after a valid signature",
+            method: "POST",
+            path: "/hooks/github",
+            headers: github_headers("bad-8", Some(&malformed_signature)),
+            body: &malformed,
+            status: 400,
+        },
+        BadCase {
+            case: "push naming no repository after a valid signature",
+            method: "POST",
+            path: "/hooks/github",
+            headers: github_headers("bad-9", Some(&without_repository_signature)),
+            body: &without_repository,
+            status: 400,
+        },
+        BadCase {
+            case: "GET instead of POST",
+            method: "GET",
+            path: "/hooks/github",
+            headers: signed("bad-10"),
+            body: &body,
+            status: 405,
+        },
+    ];
+    for case in &cases {
+        let (status, response) = request(port, case.method, case.path, &case.headers, case.body);
+        assert_eq!(status, case.status, "{}: {response}", case.case);
+        eprintln!("{}: {status}", case.case);
+    }
+    let ping = serde_json::to_vec(&json!({ "zen": "Keep it logically awesome.", "hook_id": 4711 }))
+        .unwrap();
+    let ping_signature = sign(&ping);
+    let ping_headers = [
+        ("X-GitHub-Event", "ping"),
+        ("X-GitHub-Delivery", "ping-1"),
+        ("X-Hub-Signature-256", ping_signature.as_str()),
+    ];
+    let (status, response) = post(port, "/hooks/github", &ping_headers, &ping);
+    assert_eq!(status, 200, "a signed ping: {response}");
+    assert!(
+        triggered(&response).is_empty(),
+        "a ping triggers nothing: {response}"
+    );
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        requested_at(&namespace, "app").await,
+        None,
+        "no bad delivery asked for a reconcile"
+    );
+    assert!(
+        applied_revision(&namespace, "app").await.ends_with(&first),
+        "no bad delivery brought {second} in"
+    );
+
+    // The same push, correctly signed, triggers once...
+    let (status, response) = request(port, "POST", "/hooks/github", &signed("good-1"), &body);
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(triggered(&response), [format!("{}/app", namespace.name)]);
+    wait_applied(&namespace, &second, WEBHOOK_DEADLINE).await;
+    let requested = requested_at(&namespace, "app").await;
+    assert!(requested.is_some(), "the trigger is the annotation");
+    // ...and its redelivery is answered as a duplicate and triggers nothing.
+    let (status, response) = request(port, "POST", "/hooks/github", &signed("good-1"), &body);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response_json(&response)["duplicate"],
+        json!(true),
+        "{response}"
+    );
+    assert_eq!(requested_at(&namespace, "app").await, requested);
+
+    // A delivery without a commit always writes the annotation (nothing says it is applied
+    // already), so its redelivery shows that the replay cache, not the applied-commit check,
+    // drops it.
+    let generic = serde_json::to_vec(&json!({ "url": url, "ref": "refs/heads/main" })).unwrap();
+    let generic_signature = format!(
+        "sha256={}",
+        hmac_sha256_hex(GENERIC_SECRET.as_bytes(), &generic)
+    );
+    let generic_headers = [
+        ("X-Delivery-Id", "generic-1"),
+        ("X-Signature", generic_signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, response) = post(port, "/hooks/generic", &generic_headers, &generic);
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(triggered(&response), [format!("{}/app", namespace.name)]);
+    let requested_again = requested_at(&namespace, "app").await;
+    assert_ne!(
+        requested_again, requested,
+        "a commit-less delivery requests a reconcile"
+    );
+    let (status, response) = post(port, "/hooks/generic", &generic_headers, &generic);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response_json(&response)["duplicate"],
+        json!(true),
+        "{response}"
+    );
+    assert_eq!(
+        requested_at(&namespace, "app").await,
+        requested_again,
+        "a redelivery writes no new request"
+    );
+}
+
+#[tokio::test]
+async fn a_push_delivered_to_a_replica_that_does_not_lead_is_applied_by_the_leader() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-non-leader").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(secrets.path(), "github", GITHUB_SECRET);
+    // A long Lease with frequent renewal: leadership must not move during the test, even on a
+    // loaded machine.
+    let election = [
+        "--leader-elect",
+        "--leader-election-lease-duration",
+        "30s",
+        "--leader-election-renew-period",
+        "1s",
+    ];
+    let ports = [free_port(), free_port()];
+    let replicas: Vec<Replica> = ports
+        .iter()
+        .map(|port| {
+            let mut flags: Vec<&str> = election.to_vec();
+            let webhook = webhook_flags(*port, &secrets);
+            flags.extend(strs(&webhook));
+            start_replica(&namespace, &flags)
+        })
+        .collect();
+    create_repository(&namespace, &url, HOURLY).await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+    let leader = lease_holder(&namespace)
+        .await
+        .expect("one replica holds the Lease");
+    assert!(
+        replicas.iter().any(|replica| replica.holds(&leader)),
+        "the Lease holder {leader} is one of the replicas"
+    );
+    let follower = replicas
+        .iter()
+        .position(|replica| !replica.holds(&leader))
+        .unwrap_or_else(|| panic!("only one replica can hold the Lease ({leader})"));
+    let port = ports[follower];
+    wait_for_port(port).await;
+    eprintln!(
+        "leader {leader}; delivering to {} on {port}",
+        replicas[follower].host
+    );
+
+    let pushed = tokio::time::Instant::now();
+    let second = commit(&repo, "two");
+    let (status, response) =
+        Delivery::GitHub.deliver(port, &repo, &url, &first, &second, "to-the-follower");
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(triggered(&response), [format!("{}/app", namespace.name)]);
+    wait_applied(&namespace, &second, Duration::from_secs(60)).await;
+    let took = pushed.elapsed();
+    assert!(
+        took < WEBHOOK_DEADLINE,
+        "{took:?} from push to applied; the webhook, not the {HOURLY} poll, must apply it"
+    );
+    assert_eq!(
+        lease_holder(&namespace).await.as_deref(),
+        Some(leader.as_str()),
+        "the leader, not the replica that received the push, applied it"
+    );
+    assert_eq!(
+        configmap_value(&namespace, "app").await.as_deref(),
+        Some("two")
+    );
+    eprintln!("push to applied through a replica that does not lead: {took:?}");
+}
+
+#[tokio::test]
+async fn polling_converges_when_no_webhook_arrives() {
+    const INTERVAL: Duration = Duration::from_secs(5);
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-polling").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _replica = start_replica(&namespace, &["--disable-webhook"]);
+    create_repository(&namespace, &server.url_for(&repo), "5s").await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+
+    let pushed = tokio::time::Instant::now();
+    let second = commit(&repo, "two");
+    // At most one interval (+10 % jitter) until the next poll, plus the reconcile itself; four
+    // intervals leave room for a loaded machine.
+    wait_applied(&namespace, &second, 4 * INTERVAL).await;
+    let took = pushed.elapsed();
+    assert_eq!(
+        configmap_value(&namespace, "app").await.as_deref(),
+        Some("two")
+    );
+    assert_eq!(
+        requested_at(&namespace, "app").await,
+        None,
+        "nothing but the poll asked for this reconcile"
+    );
+    eprintln!("push to applied by polling every {INTERVAL:?}: {took:?}");
+}
