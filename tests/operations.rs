@@ -241,11 +241,11 @@ async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token
     let metrics =
         support::controller::http_get(replica.metrics_port, "/metrics").expect("/metrics answers");
     assert!(
-        metrics.contains("driftless_webhook_requests_total{code=\"401\"} 1"),
+        metrics.contains(r#"driftless_webhook_requests_total{receiver="object",provider="github",outcome="unauthorized"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains("driftless_webhook_requests_total{code=\"202\"} 1"),
+        metrics.contains(r#"driftless_webhook_requests_total{receiver="object",provider="github",outcome="accepted"} 1"#),
         "{metrics}"
     );
 }

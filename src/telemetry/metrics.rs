@@ -28,9 +28,19 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
-    /// The HTTP status answered, e.g. 202, 401, 413.
-    pub code: String,
+pub struct WebhookLabels {
+    /// `shared` (`/hooks/{provider}`) or `object` (a per-object hook).
+    pub receiver: String,
+    /// `github`, `gitlab`, `gitea`, `forgejo`, `bitbucket`, `generic` or `unknown`.
+    pub provider: String,
+    /// How the request ended, e.g. `accepted`, `unauthorized`, `rate_limited`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLatencyLabels {
+    pub receiver: String,
+    pub provider: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +51,12 @@ pub struct ObjectLabels {
 
 fn seconds_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
+}
+
+/// 0.5 ms to about 4 s: a receiver answers in milliseconds; the top buckets catch trigger
+/// calls waiting on a slow API server.
+fn webhook_latency_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
 fn lead_time_buckets() -> Histogram {
@@ -58,7 +74,8 @@ pub struct Metrics {
     pub objects_drift_corrected: Counter,
     pub ready: Family<ObjectLabels, Gauge>,
     pub lead_time: Histogram,
-    pub webhook_requests: Family<StatusLabels, Counter>,
+    pub webhook_requests: Family<WebhookLabels, Counter>,
+    pub webhook_duration: Family<WebhookLatencyLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -68,7 +85,9 @@ impl Default for Metrics {
         let (objects_applied, objects_pruned, objects_drift_corrected) = Default::default();
         let ready = Family::default();
         let lead_time = lead_time_buckets();
-        let webhook_requests = Family::<StatusLabels, Counter>::default();
+        let webhook_requests = Family::<WebhookLabels, Counter>::default();
+        let webhook_duration =
+            Family::new_with_constructor(webhook_latency_buckets as fn() -> Histogram);
         let mut registry = Registry::with_prefix("driftless");
         registry.register(
             "reconcile_duration_seconds",
@@ -107,8 +126,13 @@ impl Default for Metrics {
         );
         registry.register(
             "webhook_requests",
-            "Webhook deliveries by HTTP status answered (401: bad signature, 413: too large)",
+            "Webhook requests by receiver, provider and outcome (accepted, unauthorized, rate_limited ...)",
             webhook_requests.clone(),
+        );
+        registry.register(
+            "webhook_request_duration_seconds",
+            "Time from a webhook request's head to its answer, by receiver and provider",
+            webhook_duration.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -120,6 +144,7 @@ impl Default for Metrics {
             ready,
             lead_time,
             webhook_requests,
+            webhook_duration,
         }
     }
 }
@@ -149,11 +174,22 @@ impl Metrics {
         self.ready.get_or_create(&labels).set(i64::from(ready));
     }
 
-    pub fn count_webhook(&self, code: u16) {
-        let labels = StatusLabels {
-            code: code.to_string(),
+    /// Counts one webhook request and its latency. The labels come from fixed sets, never from
+    /// what a sender wrote, so requests cannot create series.
+    pub fn observe_webhook(&self, receiver: &str, provider: &str, outcome: &str, took: Duration) {
+        let labels = WebhookLabels {
+            receiver: receiver.to_owned(),
+            provider: provider.to_owned(),
+            outcome: outcome.to_owned(),
         };
         self.webhook_requests.get_or_create(&labels).inc();
+        let latency = WebhookLatencyLabels {
+            receiver: labels.receiver,
+            provider: labels.provider,
+        };
+        self.webhook_duration
+            .get_or_create(&latency)
+            .observe(took.as_secs_f64());
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {
@@ -247,5 +283,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("driftless_objects_applied_total 4"), "{text}");
+    }
+
+    #[test]
+    fn webhook_requests_are_counted_with_their_latency() {
+        let metrics = Metrics::default();
+        let took = Duration::from_millis(3);
+        metrics.observe_webhook("shared", "github", "accepted", took);
+        metrics.observe_webhook("shared", "github", "unauthorized", took);
+        let text = metrics.render();
+        let accepted = r#"driftless_webhook_requests_total{receiver="shared",provider="github",outcome="accepted"} 1"#;
+        assert!(text.contains(accepted), "{text}");
+        let count = r#"driftless_webhook_request_duration_seconds_count{receiver="shared",provider="github"} 2"#;
+        assert!(text.contains(count), "{text}");
+        let bucket = r#"driftless_webhook_request_duration_seconds_bucket{le="0.004",receiver="shared",provider="github"} 2"#;
+        assert!(text.contains(bucket), "{text}");
     }
 }

@@ -18,10 +18,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -134,7 +135,8 @@ pub struct WebhookState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Longest time from a request's head to the end of its body; slower bodies get 408.
     pub body_timeout: Duration,
-    /// Counts answers by status code, rejected deliveries included.
+    /// Counts requests by receiver, provider and outcome, rejected ones included, and their
+    /// latency.
     pub metrics: Option<Metrics>,
 }
 
@@ -161,6 +163,7 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route("/hooks/{hook}", post(receive))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -170,10 +173,96 @@ async fn receive(
     Path(hook): Path<String>,
     request: Request,
 ) -> Response {
-    let response = handle(&state, &hook, request).await;
+    handle(&state, &hook, request).await
+}
+
+/// Counts every request, wrong methods and paths included, with its latency.
+async fn observe(State(state): State<WebhookState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (receiver, provider) = route_labels(request.uri().path(), request.headers());
+    let response = next.run(request).await;
     if let Some(metrics) = &state.metrics {
-        metrics.count_webhook(response.status().as_u16());
+        let outcome = response
+            .extensions()
+            .get::<RequestOutcome>()
+            .copied()
+            .unwrap_or_else(|| RequestOutcome::from_status(response.status()));
+        let provider = provider.map_or("unknown", Provider::path_segment);
+        metrics.observe_webhook(receiver, provider, outcome.as_str(), started.elapsed());
     }
+    response
+}
+
+/// `shared` or `object`, and the provider: named by the path for shared receivers, guessed
+/// from the headers for per-object hooks, `None` for paths that name neither.
+fn route_labels(path: &str, headers: &HeaderMap) -> (&'static str, Option<Provider>) {
+    let segment = path.strip_prefix("/hooks/").unwrap_or_default();
+    if let Some(provider) = Provider::from_path_segment(segment) {
+        return ("shared", Some(provider));
+    }
+    if is_object_hook_id(segment) {
+        return ("object", Some(Provider::detect(headers)));
+    }
+    ("shared", None)
+}
+
+/// How a request ended, for metrics. A fixed set, so that senders cannot create series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Accepted,
+    Duplicate,
+    Ignored,
+    Ping,
+    Unauthorized,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    TooLarge,
+    RateLimited,
+    Timeout,
+    TriggerFailed,
+    Misconfigured,
+}
+
+impl RequestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Accepted => "accepted",
+            RequestOutcome::Duplicate => "duplicate",
+            RequestOutcome::Ignored => "ignored",
+            RequestOutcome::Ping => "ping",
+            RequestOutcome::Unauthorized => "unauthorized",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::MethodNotAllowed => "method_not_allowed",
+            RequestOutcome::TooLarge => "too_large",
+            RequestOutcome::RateLimited => "rate_limited",
+            RequestOutcome::Timeout => "timeout",
+            RequestOutcome::TriggerFailed => "trigger_failed",
+            RequestOutcome::Misconfigured => "misconfigured",
+        }
+    }
+
+    /// Every answer but 200 has one meaning; the three kinds of 200 are labelled where made.
+    fn from_status(status: StatusCode) -> RequestOutcome {
+        match status {
+            StatusCode::ACCEPTED => RequestOutcome::Accepted,
+            StatusCode::OK => RequestOutcome::Ignored,
+            StatusCode::UNAUTHORIZED => RequestOutcome::Unauthorized,
+            StatusCode::NOT_FOUND => RequestOutcome::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => RequestOutcome::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => RequestOutcome::Timeout,
+            StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
+            StatusCode::TOO_MANY_REQUESTS => RequestOutcome::RateLimited,
+            StatusCode::BAD_GATEWAY => RequestOutcome::TriggerFailed,
+            StatusCode::INTERNAL_SERVER_ERROR => RequestOutcome::Misconfigured,
+            _ => RequestOutcome::BadRequest,
+        }
+    }
+}
+
+fn labelled(mut response: Response, outcome: RequestOutcome) -> Response {
+    response.extensions_mut().insert(outcome);
     response
 }
 
@@ -298,9 +387,14 @@ fn verified_pushes(
     }
     match parse_event(provider, headers, body) {
         Ok(Event::Push(pushes)) if !pushes.is_empty() => Ok(pushes),
-        Ok(Event::Push(_)) | Ok(Event::Ping) => {
-            Err(Box::new(outcome(StatusCode::OK, Outcome::default())))
-        }
+        Ok(Event::Push(_)) => Err(Box::new(labelled(
+            outcome(StatusCode::OK, Outcome::default()),
+            RequestOutcome::Ignored,
+        ))),
+        Ok(Event::Ping) => Err(Box::new(labelled(
+            outcome(StatusCode::OK, Outcome::default()),
+            RequestOutcome::Ping,
+        ))),
         Ok(Event::Ignored(kind)) => {
             let ignored = Outcome {
                 ignored: Some(kind),
@@ -377,7 +471,10 @@ async fn trigger_once(
             duplicate: true,
             ..Outcome::default()
         };
-        return outcome(StatusCode::OK, duplicate);
+        return labelled(
+            outcome(StatusCode::OK, duplicate),
+            RequestOutcome::Duplicate,
+        );
     }
     let result = trigger_all(state.trigger.clone(), matched).await;
     if result.failed.is_empty() {

@@ -684,3 +684,83 @@ mod deadlines {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_receiver_provider_and_outcome() {
+    let mut harness = Harness::new();
+    let metrics = crate::telemetry::metrics::Metrics::default();
+    harness.state.metrics = Some(metrics.clone());
+    harness
+        .send(signed_github_push("m-1", "refs/heads/main"))
+        .await;
+    harness
+        .send(signed_github_push("m-1", "refs/heads/main"))
+        .await;
+    let body = github_push_body("refs/heads/main");
+    let forged = github_signature(b"forged", &body);
+    harness
+        .send(github_request(
+            "/hooks/github",
+            "push",
+            "m-2",
+            &forged,
+            body,
+        ))
+        .await;
+    let ping = br#"{"zen": "hi"}"#.to_vec();
+    let signature = github_signature(SECRET, &ping);
+    harness
+        .send(github_request(
+            "/hooks/github",
+            "ping",
+            "m-3",
+            &signature,
+            ping,
+        ))
+        .await;
+    harness
+        .send(Request::get("/hooks/github").body(Body::empty()).unwrap())
+        .await;
+    harness
+        .send(Request::post("/hooks/svn").body(Body::empty()).unwrap())
+        .await;
+    let unknown_object = Request::post(format!("/hooks/{}", "c".repeat(64)))
+        .header("x-gitlab-event", "Push Hook")
+        .body(Body::empty())
+        .unwrap();
+    harness.send(unknown_object).await;
+
+    let text = metrics.render();
+    for (labels, count) in [
+        (
+            r#"receiver="shared",provider="github",outcome="accepted""#,
+            1,
+        ),
+        (
+            r#"receiver="shared",provider="github",outcome="duplicate""#,
+            1,
+        ),
+        (
+            r#"receiver="shared",provider="github",outcome="unauthorized""#,
+            1,
+        ),
+        (r#"receiver="shared",provider="github",outcome="ping""#, 1),
+        (
+            r#"receiver="shared",provider="github",outcome="method_not_allowed""#,
+            1,
+        ),
+        (
+            r#"receiver="shared",provider="unknown",outcome="not_found""#,
+            1,
+        ),
+        (
+            r#"receiver="object",provider="gitlab",outcome="not_found""#,
+            1,
+        ),
+    ] {
+        let line = format!("driftless_webhook_requests_total{{{labels}}} {count}");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+    let latency = r#"driftless_webhook_request_duration_seconds_count{receiver="shared",provider="github"} 5"#;
+    assert!(text.contains(latency), "{text}");
+}

@@ -83,8 +83,8 @@ fn provider() -> impl Strategy<Value = Provider> {
     prop::sample::select(Provider::ALL.to_vec())
 }
 
-/// What a generated push names: its ref (`None` when absent or not a string, which matches
-/// every branch-following target by design) and which known repository its URLs point at.
+/// What a generated push names: its ref (`None` when absent or not a string; an unknown ref
+/// matches every branch-following target by design) and which known repository its URLs point at.
 #[derive(Debug, Clone)]
 struct Pushed {
     git_ref: Option<String>,
@@ -238,7 +238,9 @@ proptest! {
         if status != StatusCode::ACCEPTED {
             prop_assert!(calls.is_empty());
         }
-        let ref_fits = |branch: &str| match pushed.git_ref.as_deref() {
+        // Payload strings are trimmed, and an empty ref counts as absent.
+        let pushed_ref = pushed.git_ref.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        let ref_fits = |branch: &str| match pushed_ref {
             None => true,
             Some(pushed_ref) => pushed_ref == format!("refs/heads/{branch}"),
         };
