@@ -16,7 +16,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, DynamicObject, Patch, PatchParams},
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
     core::GroupVersionKind,
     discovery::ApiResource,
 };
@@ -197,6 +197,46 @@ async fn hand_edits_are_corrected_as_drift_and_git_changes_as_configured() {
     let report = apply(&applier, changed, &options(&namespace)).await;
     assert_eq!(names(&report.configured), ["ConfigMap settings"]);
     assert_eq!(report.writes, 1);
+}
+
+#[tokio::test]
+async fn an_object_made_by_hand_is_adopted_and_a_removed_owned_label_is_drift() {
+    let namespace = TestNamespace::create("apply-adopt").await;
+    let applier = Applier::new(namespace.client.clone());
+    let config_maps = namespace.api::<ConfigMap>();
+    let by_hand: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "settings" }, "data": { "greeting": "made by hand" }
+    }))
+    .unwrap();
+    config_maps
+        .create(&PostParams::default(), &by_hand)
+        .await
+        .unwrap();
+
+    let report = apply(&applier, vec![config_map("hello")], &options(&namespace)).await;
+    assert_eq!(
+        names(&report.configured),
+        ["ConfigMap settings"],
+        "{report:?}"
+    );
+    assert!(report.created.is_empty(), "{report:?}");
+    let adopted = config_maps.get("settings").await.unwrap();
+    assert_eq!(adopted.labels()[OWNER_LABEL], "app");
+    assert_eq!(adopted.data.unwrap()["greeting"], "hello");
+
+    let unlabel = json!({ "metadata": { "labels": { OWNER_LABEL: null } } });
+    config_maps
+        .patch("settings", &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .unwrap();
+    let report = apply(&applier, vec![config_map("hello")], &options(&namespace)).await;
+    assert_eq!(
+        names(&report.drift_corrected),
+        ["ConfigMap settings"],
+        "{report:?}"
+    );
+    let relabelled = config_maps.get("settings").await.unwrap();
+    assert_eq!(relabelled.labels()[OWNER_LABEL], "app");
 }
 
 #[tokio::test]

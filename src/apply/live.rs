@@ -2,8 +2,8 @@
 //! GET per object: a resync of 1,000 unchanged objects then costs a handful of requests.
 //!
 //! Only objects carrying the owner's labels are listed, so a namespace full of other people's
-//! objects is not read. An object missing from the lists (never applied by this owner, or a
-//! list the caller may not issue) is read with a GET, as before.
+//! objects is not read. An object missing from a list is either new or not yet owned; the dry
+//! run tells which. Objects whose list failed (say the caller may not list) are read with a GET.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -22,7 +22,7 @@ const PAGE_SIZE: u32 = 500;
 
 /// Where one object lives: resource (group, version, plural), namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LiveKey {
+struct LiveKey {
     group: String,
     version: String,
     plural: String,
@@ -31,7 +31,7 @@ pub struct LiveKey {
 }
 
 impl LiveKey {
-    pub fn of(prepared: &PreparedObject) -> Self {
+    fn of(prepared: &PreparedObject) -> Self {
         Self {
             group: prepared.resource.group.clone(),
             version: prepared.resource.version.clone(),
@@ -42,17 +42,56 @@ impl LiveKey {
     }
 }
 
-/// The live objects of a stage that carry `owner_labels`, found by listing; objects absent from
-/// the result must be read one by one. Lists that fail are skipped (their objects are then read
-/// one by one, and a real problem surfaces there with the object's name).
+/// What the LISTs of a stage say about one object.
+pub enum Listed {
+    /// The live object, carrying the owner's labels.
+    Found(DynamicObject),
+    /// Its list succeeded without it: the object does not exist, or exists without the
+    /// owner's labels (never applied by this owner).
+    NotOwned,
+    /// Its list could not be read; only a GET can tell.
+    Unknown,
+}
+
+/// The owner's live objects of one stage.
+pub struct LiveObjects {
+    found: HashMap<LiveKey, DynamicObject>,
+    listed: HashSet<(ResourceId, Option<String>)>,
+}
+
+impl LiveObjects {
+    /// Takes what the lists found for `prepared`.
+    pub fn take(&mut self, prepared: &PreparedObject) -> Listed {
+        if let Some(live) = self.found.remove(&LiveKey::of(prepared)) {
+            return Listed::Found(live);
+        }
+        let list = (
+            ResourceId(prepared.resource.clone()),
+            prepared.reference.namespace.clone(),
+        );
+        if self.listed.contains(&list) {
+            Listed::NotOwned
+        } else {
+            Listed::Unknown
+        }
+    }
+}
+
+/// Lists the live objects of a stage that carry `owner_labels`. Lists that fail are skipped:
+/// their objects are then read one by one, and a real problem surfaces there with the
+/// object's name.
 pub async fn prefetch(
     client: &Client,
     objects: &[PreparedObject],
     owner_labels: &BTreeMap<String, String>,
     concurrency: usize,
-) -> HashMap<LiveKey, DynamicObject> {
+) -> LiveObjects {
+    let mut live = LiveObjects {
+        found: HashMap::new(),
+        listed: HashSet::new(),
+    };
     if owner_labels.is_empty() {
-        return HashMap::new();
+        return live;
     }
     let selector = label_selector(owner_labels);
     let lists: HashSet<(ResourceId, Option<String>)> = objects
@@ -64,15 +103,25 @@ pub async fn prefetch(
             )
         })
         .collect();
-    stream::iter(lists)
-        .map(|(resource, namespace)| {
+    let results: Vec<_> = stream::iter(lists)
+        .map(|list| {
             let selector = selector.as_str();
-            async move { list_all(client, &resource.0, namespace.as_deref(), selector).await }
+            async move {
+                let (resource, namespace) = &list;
+                let found = list_all(client, &resource.0, namespace.as_deref(), selector).await;
+                (list, found)
+            }
         })
         .buffer_unordered(concurrency.max(1))
-        .flat_map(|found| stream::iter(found.unwrap_or_default()))
         .collect()
-        .await
+        .await;
+    for (list, found) in results {
+        if let Ok(found) = found {
+            live.found.extend(found);
+            live.listed.insert(list);
+        }
+    }
+    live
 }
 
 /// `ApiResource` compared by what identifies it in a URL.

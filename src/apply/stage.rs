@@ -13,7 +13,7 @@ use super::{
     FIELD_MANAGER,
     compare::{applied_hash, same_object, unchanged_since_applied},
     error::{ApplyError, ObjectFailure, reason_of},
-    live::{LiveKey, prefetch},
+    live::{Listed, prefetch},
     object::{ObjectRef, PreparedObject},
     report::ApplyReport,
 };
@@ -45,8 +45,8 @@ pub async fn apply_stage(
     let with_live: Vec<_> = objects
         .into_iter()
         .map(|object| {
-            let found = live.remove(&LiveKey::of(&object));
-            (object, found)
+            let listed = live.take(&object);
+            (object, listed)
         })
         .collect();
     let plans = stream::iter(with_live.into_iter().enumerate())
@@ -64,17 +64,17 @@ pub async fn apply_stage(
 /// Decides whether the object needs a write. An object that was last applied from this very
 /// content and still holds all of it needs none; anything else is dry-run, which validates it
 /// and tells whether a write would change anything.
-///
-/// `listed` is the live object when the stage's LIST found it; otherwise it is read here.
 async fn plan(
     client: &Client,
     prepared: PreparedObject,
-    listed: Option<DynamicObject>,
+    listed: Listed,
 ) -> Result<Plan, ObjectFailure> {
     let api = api_for(client, &prepared);
     let live = match listed {
-        Some(live) => Some(live),
-        None => api
+        Listed::Found(live) => Some(live),
+        // Create-only objects must not be touched if they exist at all, owned or not.
+        Listed::NotOwned if !prepared.create_only => None,
+        Listed::NotOwned | Listed::Unknown => api
             .get_opt(&prepared.reference.name)
             .await
             .map_err(|error| failure(&prepared, &error))?,
@@ -88,6 +88,16 @@ async fn plan(
     let would_be = dry_run(&api, &prepared)
         .await
         .map_err(|error| failure(&prepared, &error))?;
+    // A dry-run create leaves `resourceVersion` empty: a set one means the object exists
+    // although its list did not show it (its owner labels are missing), so it is read to tell
+    // an adoption from drift.
+    let live = match live {
+        None if would_be.metadata.resource_version.is_some() => api
+            .get_opt(&prepared.reference.name)
+            .await
+            .map_err(|error| failure(&prepared, &error))?,
+        live => live,
+    };
     let outcome = match live {
         None => Outcome::Created,
         Some(live) if same_object(&live, &would_be) => {
