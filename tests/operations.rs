@@ -5,7 +5,7 @@ mod support;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use driftless::api::GitRepository;
+use driftless::api::{GitRepository, LastWebhook};
 use kube::api::PostParams;
 use serde_json::json;
 use support::{
@@ -116,6 +116,55 @@ async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
         took < Duration::from_secs(20),
         "the webhook, not the hourly poll, applied it"
     );
+    // Recorded by the receiving replica, and kept by the reconciler's own status writes since.
+    let recorded = wait_last_webhook(&namespace, "delivery-2").await;
+    assert_eq!(recorded.provider, "github");
+    assert!(
+        recorded.received_at.parse::<jiff::Timestamp>().is_ok(),
+        "{recorded:?}"
+    );
+
+    // A push of the applied commit is recorded too, but asks for no reconcile.
+    let api = namespace.api::<GitRepository>();
+    let requested_at = |repository: GitRepository| {
+        let annotations = repository.metadata.annotations.unwrap_or_default();
+        annotations
+            .get(driftless::controller::RECONCILE_REQUESTED_AT)
+            .cloned()
+    };
+    let requested_before = requested_at(api.get("app").await.unwrap());
+    let (status, response) = github_push(
+        port,
+        "/hooks/github",
+        b"It's a Secret to Everybody",
+        "delivery-3",
+        &body,
+    );
+    assert_eq!(status, 202, "{response}");
+    wait_last_webhook(&namespace, "delivery-3").await;
+    assert_eq!(
+        requested_at(api.get("app").await.unwrap()),
+        requested_before,
+        "an applied commit is not reconciled again"
+    );
+}
+
+/// `status.lastWebhook` once it names `delivery`.
+async fn wait_last_webhook(namespace: &TestNamespace, delivery: &str) -> LastWebhook {
+    let api = namespace.api::<GitRepository>();
+    let mut last = None;
+    for _ in 0..100 {
+        let repository = api.get("app").await.unwrap();
+        last = repository.status.and_then(|status| status.last_webhook);
+        let named = last
+            .as_ref()
+            .and_then(|recorded| recorded.delivery_id.as_deref());
+        if named == Some(delivery) {
+            return last.expect("just matched");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("status.lastWebhook never named {delivery}: {last:?}");
 }
 
 async fn owned_configmaps(namespace: &TestNamespace) -> usize {

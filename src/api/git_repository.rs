@@ -170,6 +170,24 @@ pub struct GitRepositoryStatus {
     /// Path under the webhook receiver that triggers this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_path: Option<String>,
+    /// The last verified push delivery that matched this object, whether or not its commit
+    /// was already applied. Written only by the webhook receiver (any replica), with a merge
+    /// patch of this one key; the reconciler's status writes leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_webhook: Option<LastWebhook>,
+}
+
+/// A webhook delivery as recorded in `status.lastWebhook`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastWebhook {
+    /// When the receiver got the delivery (RFC 3339).
+    pub received_at: String,
+    /// The delivery id the Git host sent (e.g. `X-GitHub-Delivery`), if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// `github`, `gitlab`, `gitea`, `forgejo`, `bitbucket` or `generic`.
+    pub provider: String,
 }
 
 /// One applied object as recorded in `status.inventory`.

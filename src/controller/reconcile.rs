@@ -610,10 +610,17 @@ async fn write_status(
         .patch_status(
             &repository.name_any(),
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({ "status": status })),
+            &kube::api::Patch::Merge(status_patch(status)),
         )
         .await?;
     Ok(Some(written))
+}
+
+/// The merge patch of a status write. `lastWebhook` belongs to the webhook receiver, which may
+/// have recorded a newer delivery than the copy read here: left out, a merge patch keeps it.
+fn status_patch(mut status: GitRepositoryStatus) -> serde_json::Value {
+    status.last_webhook = None;
+    json!({ "status": status })
 }
 
 #[cfg(test)]
@@ -626,6 +633,24 @@ mod tests {
         let delays: Vec<u64> = (1..=8).map(|n| backoff(n, interval).as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff(1000, interval), interval);
+    }
+
+    #[test]
+    fn status_writes_never_mention_the_last_webhook() {
+        let status = GitRepositoryStatus {
+            last_applied_revision: Some("main@sha1:0123".into()),
+            last_webhook: Some(crate::api::LastWebhook {
+                received_at: "2025-01-02T03:04:05Z".into(),
+                delivery_id: Some("d-1".into()),
+                provider: "github".into(),
+            }),
+            ..GitRepositoryStatus::default()
+        };
+        let patch = status_patch(status);
+        assert_eq!(
+            patch,
+            json!({ "status": { "lastAppliedRevision": "main@sha1:0123" } })
+        );
     }
 
     #[test]

@@ -27,9 +27,12 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::{RECONCILE_REQUESTED_AT, webhook_tls};
 use crate::{
-    api::GitRepository,
+    api::{GitRepository, LastWebhook},
     telemetry::metrics::Metrics,
-    webhook::{self, RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState, router},
+    webhook::{
+        self, Delivery, RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState,
+        router,
+    },
 };
 
 /// Where the receiver listens and where its shared secrets are mounted.
@@ -117,6 +120,37 @@ impl Trigger for AnnotationTrigger {
                 .map(|_| ())
                 .map_err(|error| error.to_string())
         })
+    }
+
+    /// A merge patch of `status.lastWebhook` alone, so the rest of the status (the leader's)
+    /// is untouched. The controller reconciles only on spec, annotation, deletion and finalizer
+    /// changes, so this write starts no reconcile.
+    fn record_delivery(
+        &self,
+        namespace: &str,
+        name: &str,
+        delivery: &Delivery,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
+        let name = name.to_owned();
+        let record = last_webhook(delivery);
+        Box::pin(async move {
+            let patch = json!({ "status": { "lastWebhook": record } });
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+fn last_webhook(delivery: &Delivery) -> LastWebhook {
+    let received_at =
+        jiff::Timestamp::try_from(delivery.received_at).unwrap_or_else(|_| jiff::Timestamp::now());
+    LastWebhook {
+        received_at: received_at.to_string(),
+        delivery_id: delivery.id.clone(),
+        provider: delivery.provider.to_string(),
     }
 }
 

@@ -63,6 +63,30 @@ pub trait Trigger: Send + Sync {
         name: &str,
         commit: Option<&str>,
     ) -> BoxFuture<'static, Result<(), String>>;
+
+    /// Records that a verified delivery matched `namespace/name`, whether or not a reconcile is
+    /// needed (the controller writes `status.lastWebhook`). Best effort: a failure is logged
+    /// and does not fail the delivery, which has done its job once the trigger succeeded.
+    fn record_delivery(
+        &self,
+        namespace: &str,
+        name: &str,
+        delivery: &Delivery,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let _ = (namespace, name, delivery);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A verified delivery, as recorded on the objects it matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Who sent it (for per-object hooks, guessed from the headers).
+    pub provider: Provider,
+    /// The sender's delivery id, if it sent one.
+    pub id: Option<String>,
+    /// When the request arrived.
+    pub received_at: SystemTime,
 }
 
 /// Secrets of the shared receivers, one per provider family. A provider without a secret (or
@@ -296,6 +320,7 @@ fn resolve<'a>(state: &'a WebhookState, hook: &str) -> Option<Receiver<'a>> {
 }
 
 async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response {
+    let received_at = SystemTime::now();
     let Some(receiver) = resolve(state, hook) else {
         return error_response(StatusCode::NOT_FOUND, "no such webhook receiver");
     };
@@ -311,10 +336,11 @@ async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response 
     };
     match receiver {
         Receiver::Shared(provider, secret) => {
-            receive_shared(state, provider, secret, &headers, &body).await
+            receive_shared(state, provider, secret, &headers, &body, received_at).await
         }
         Receiver::Object(id, object_hook) => {
-            receive_for_object(state, &id, &object_hook, &headers, &body).await
+            let request = (&headers, &body[..], received_at);
+            receive_for_object(state, &id, &object_hook, request).await
         }
     }
 }
@@ -340,6 +366,7 @@ async fn receive_shared(
     secret: &[u8],
     headers: &HeaderMap,
     body: &[u8],
+    received_at: SystemTime,
 ) -> Response {
     let pushes = match verified_pushes(provider, secret, headers, body) {
         Ok(pushes) => pushes,
@@ -349,17 +376,20 @@ async fn receive_shared(
         let index = read(&state.targets);
         matched_with_commits(&index, &pushes)
     };
-    let delivery = pushes[0].delivery_id.clone();
-    let replay_key = delivery.map(|id| (provider, id));
-    trigger_once(state, replay_key, matched).await
+    let delivery = Delivery {
+        provider,
+        id: pushes[0].delivery_id.clone(),
+        received_at,
+    };
+    let replay_key = delivery.id.clone().map(|id| (provider, id));
+    trigger_once(state, replay_key, matched, delivery).await
 }
 
 async fn receive_for_object(
     state: &WebhookState,
     id: &str,
     hook: &ObjectHook,
-    headers: &HeaderMap,
-    body: &[u8],
+    (headers, body, received_at): (&HeaderMap, &[u8], SystemTime),
 ) -> Response {
     let provider = Provider::detect(headers);
     let pushes = match verified_pushes(provider, &hook.token, headers, body) {
@@ -372,7 +402,12 @@ async fn receive_for_object(
         .delivery_id
         .as_ref()
         .map(|delivery| (provider, format!("{id}/{delivery}")));
-    trigger_once(state, replay_key, matched).await
+    let delivery = Delivery {
+        provider,
+        id: pushes[0].delivery_id.clone(),
+        received_at,
+    };
+    trigger_once(state, replay_key, matched, delivery).await
 }
 
 /// Verifies, then parses. Anything but a push ends here with its response.
@@ -462,6 +497,7 @@ async fn trigger_once(
     state: &WebhookState,
     replay_key: Option<(Provider, String)>,
     matched: Triggers,
+    delivery: Delivery,
 ) -> Response {
     let redelivered = replay_key
         .as_ref()
@@ -476,7 +512,7 @@ async fn trigger_once(
             RequestOutcome::Duplicate,
         );
     }
-    let result = trigger_all(state.trigger.clone(), matched).await;
+    let result = trigger_all(state.trigger.clone(), matched, &delivery).await;
     if result.failed.is_empty() {
         return outcome(StatusCode::ACCEPTED, result);
     }
@@ -486,17 +522,21 @@ async fn trigger_once(
     outcome(StatusCode::BAD_GATEWAY, result)
 }
 
-/// Runs the triggers concurrently (bounded), each with a timeout.
-async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers) -> Outcome {
+/// Runs the triggers concurrently (bounded), each with a timeout, and records the delivery on
+/// every matched object alongside.
+async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers, delivery: &Delivery) -> Outcome {
     let results: Vec<(String, Result<(), String>)> = stream::iter(matched)
         .map(|((namespace, name), commit)| {
             let request = trigger.trigger(&namespace, &name, commit.as_deref());
+            let record = trigger.record_delivery(&namespace, &name, delivery);
             async move {
-                let result = match tokio::time::timeout(TRIGGER_TIMEOUT, request).await {
-                    Ok(result) => result,
-                    Err(_) => Err("timed out".to_string()),
-                };
-                (format!("{namespace}/{name}"), result)
+                let object = format!("{namespace}/{name}");
+                let (result, recorded) =
+                    futures::join!(within_timeout(request), within_timeout(record));
+                if let Err(error) = recorded {
+                    tracing::warn!(%object, %error, "could not record the webhook delivery");
+                }
+                (object, result)
             }
         })
         .buffer_unordered(MAX_CONCURRENT_TRIGGERS)
@@ -516,6 +556,13 @@ async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers) -> Outcome {
     outcome.failed.sort();
     tracing::info!(triggered = ?outcome.triggered, "webhook delivery handled");
     outcome
+}
+
+async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<(), String> {
+    match tokio::time::timeout(TRIGGER_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err("timed out".to_string()),
+    }
 }
 
 /// The JSON body of every non-error response.

@@ -24,6 +24,7 @@ const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 struct RecordingTrigger {
     calls: Mutex<Vec<(String, String, Option<String>)>>,
     failing: Mutex<HashSet<String>>,
+    deliveries: Mutex<Vec<(String, Delivery)>>,
 }
 
 impl RecordingTrigger {
@@ -53,6 +54,20 @@ impl Trigger for RecordingTrigger {
                 Ok(())
             }
         })
+    }
+
+    fn record_delivery(
+        &self,
+        namespace: &str,
+        name: &str,
+        delivery: &Delivery,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let object = format!("{namespace}/{name}");
+        self.deliveries
+            .lock()
+            .unwrap()
+            .push((object, delivery.clone()));
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -763,4 +778,26 @@ async fn requests_are_counted_by_receiver_provider_and_outcome() {
     }
     let latency = r#"driftless_webhook_request_duration_seconds_count{receiver="shared",provider="github"} 5"#;
     assert!(text.contains(latency), "{text}");
+}
+
+#[tokio::test]
+async fn a_matched_delivery_is_recorded_on_its_objects_once() {
+    let harness = Harness::new();
+    let before = std::time::SystemTime::now();
+    harness
+        .send(signed_github_push("d-9", "refs/heads/main"))
+        .await;
+    harness
+        .send(signed_github_push("d-9", "refs/heads/main"))
+        .await;
+    harness
+        .send(signed_github_push("d-10", "refs/heads/feature"))
+        .await;
+    let deliveries = harness.trigger.deliveries.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let (object, delivery) = &deliveries[0];
+    assert_eq!(object, "apps/site");
+    assert_eq!(delivery.provider, Provider::GitHub);
+    assert_eq!(delivery.id.as_deref(), Some("d-9"));
+    assert!(delivery.received_at >= before);
 }
