@@ -45,7 +45,7 @@ impl LiveKey {
 /// What the LISTs of a stage say about one object.
 pub enum Listed {
     /// The live object, carrying the owner's labels.
-    Found(DynamicObject),
+    Found(Box<DynamicObject>),
     /// Its list succeeded without it: the object does not exist, or exists without the
     /// owner's labels (never applied by this owner).
     NotOwned,
@@ -63,7 +63,7 @@ impl LiveObjects {
     /// Takes what the lists found for `prepared`.
     pub fn take(&mut self, prepared: &PreparedObject) -> Listed {
         if let Some(live) = self.found.remove(&LiveKey::of(prepared)) {
-            return Listed::Found(live);
+            return Listed::Found(Box::new(live));
         }
         let list = (
             ResourceId(prepared.resource.clone()),

@@ -71,7 +71,7 @@ async fn plan(
 ) -> Result<Plan, ObjectFailure> {
     let api = api_for(client, &prepared);
     let live = match listed {
-        Listed::Found(live) => Some(live),
+        Listed::Found(live) => Some(*live),
         // Create-only objects must not be touched if they exist at all, owned or not.
         Listed::NotOwned if !prepared.create_only => None,
         Listed::NotOwned | Listed::Unknown => api
