@@ -28,7 +28,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
-        controller::Action,
+        controller::{Action, Error as ControllerError},
         events::Recorder,
         predicates,
         reflector::{self, ObjectRef},
@@ -196,8 +196,16 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .graceful_shutdown_on(shutdown_requested(still_leading, lost.clone()))
         .run(reconcile_with_finalizer, error_policy, context)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile failed");
+            match result {
+                Ok(_) => {}
+                // The watch restarts by itself (e.g. after "too old resource version").
+                Err(ControllerError::QueueError(error)) => {
+                    info!(%error, "GitRepository watch interrupted; resuming")
+                }
+                Err(ControllerError::ObjectNotFound(object)) => {
+                    info!(%object, "skipped a reconcile of a deleted GitRepository")
+                }
+                Err(error) => warn!(%error, "reconcile failed"),
             }
         })
         .await;
