@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use driftless::api::GitRepository;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::PostParams;
 use serde_json::json;
 use support::{
     cluster::{TestNamespace, install_crds},
@@ -269,17 +268,12 @@ async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
     push(&repo, "hello", &[]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
     let _controller = start_controller(&namespace);
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" },
-        "spec": { "url": server.url_for(&repo), "path": "deploy", "interval": "2s", "serviceAccountName": "tenant" },
-    }))
-    .unwrap();
     namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "2s", "serviceAccountName": "tenant" }),
+        )
+        .await;
 
     let denied = wait_for(&namespace, "the denial", |r| {
         ready(r).is_some_and(|(status, _, _)| status == "False")
@@ -342,17 +336,12 @@ async fn the_binary_converges_and_serves_health_and_metrics() {
             .spawn()
             .expect("the driftless binary starts"),
     );
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" },
-        "spec": { "url": server.url_for(&repo), "path": "deploy", "interval": "2s" },
-    }))
-    .unwrap();
     namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "2s" }),
+        )
+        .await;
 
     wait_for(&namespace, "the binary to converge", |r| {
         applied(r).is_some_and(|a| a.ends_with(&commit))
@@ -405,16 +394,7 @@ async fn create_repository_with(
     spec.as_object_mut()
         .unwrap()
         .extend(extra_spec.as_object().unwrap().clone());
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" }, "spec": spec,
-    }))
-    .unwrap();
-    namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+    namespace.create_git_repository("app", spec).await;
 }
 
 async fn wait_until_gone(namespace: &TestNamespace, name: &str) {

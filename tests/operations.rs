@@ -6,7 +6,6 @@ mod support;
 use std::{path::Path, process::Command, time::Duration};
 
 use driftless::api::{GitRepository, LastWebhook};
-use kube::api::PostParams;
 use serde_json::json;
 use support::{
     cluster::{TestNamespace, install_crds},
@@ -248,17 +247,12 @@ async fn a_per_object_webhook_path_is_published_and_triggers_only_with_its_token
         &["--webhook-bind-address", &format!("127.0.0.1:{port}")],
     );
     let url = server.url_for(&repo);
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": "app" },
-        "spec": { "url": url, "path": "deploy", "interval": "1h", "webhook": { "secretRef": { "name": "hook" } } },
-    }))
-    .unwrap();
     namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+        .create_git_repository(
+            "app",
+            json!({ "url": url, "path": "deploy", "interval": "1h", "webhook": { "secretRef": { "name": "hook" } } }),
+        )
+        .await;
     wait_applied(&namespace, &first, Duration::from_secs(60)).await;
     let status = namespace
         .api::<GitRepository>()

@@ -117,6 +117,21 @@ impl TestNamespace {
 }
 
 impl TestNamespace {
+    /// Creates the GitRepository `name` with `spec`.
+    pub async fn create_git_repository(&self, name: &str, spec: serde_json::Value) {
+        let object: driftless::api::GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": name }, "spec": spec,
+        }))
+        .expect("a GitRepository literal");
+        self.api::<driftless::api::GitRepository>()
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create GitRepository {name}: {error}"));
+    }
+}
+
+impl TestNamespace {
     /// Creates ServiceAccount `account` and a Role and RoleBinding of the same name granting it
     /// `verbs` on the core-group `resources` of this namespace, and nothing else.
     pub async fn grant_service_account(&self, account: &str, resources: &[&str], verbs: &[&str]) {

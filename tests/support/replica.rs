@@ -136,17 +136,12 @@ pub async fn create_repository_named(
     url: &str,
     interval: &str,
 ) {
-    let object: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
-        "metadata": { "name": name },
-        "spec": { "url": url, "path": "deploy", "interval": interval },
-    }))
-    .unwrap();
     namespace
-        .api::<GitRepository>()
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap();
+        .create_git_repository(
+            name,
+            json!({ "url": url, "path": "deploy", "interval": interval }),
+        )
+        .await;
 }
 
 /// Waits until GitRepository `app` reports `commit` applied; returns how long that took.
