@@ -9,6 +9,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "scenarios/scale.rs"]
+mod scale;
 
 use std::{
     io::Write,
@@ -33,7 +35,7 @@ use serde_json::{Value, json};
 use support::git::{GitRepos, HttpGitServer, HttpOptions, TestRepo};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 3] = ["git", "coalesce", "apply"];
+const SCENARIOS: [&str; 4] = ["git", "coalesce", "apply", "scale"];
 
 /// Commits in the history of the git scenarios' repository.
 const HISTORY: usize = 5_000;
@@ -104,6 +106,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "git" => git_scenario().await,
             "coalesce" => coalesce_scenario().await,
             "apply" => apply_scenario().await,
+            "scale" => scale::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;
