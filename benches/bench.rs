@@ -9,6 +9,10 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "scenarios/push.rs"]
+mod push;
+#[path = "scenarios/receiver.rs"]
+mod receiver;
 #[path = "scenarios/scale.rs"]
 mod scale;
 
@@ -35,7 +39,7 @@ use serde_json::{Value, json};
 use support::git::{GitRepos, HttpGitServer, HttpOptions, TestRepo};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 4] = ["git", "coalesce", "apply", "scale"];
+const SCENARIOS: [&str; 6] = ["git", "coalesce", "apply", "push", "receiver", "scale"];
 
 /// Commits in the history of the git scenarios' repository.
 const HISTORY: usize = 5_000;
@@ -106,6 +110,8 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "git" => git_scenario().await,
             "coalesce" => coalesce_scenario().await,
             "apply" => apply_scenario().await,
+            "push" => push::push_scenario().await,
+            "receiver" => receiver::receiver_scenario().await,
             "scale" => scale::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
