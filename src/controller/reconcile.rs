@@ -58,12 +58,12 @@ pub async fn reconcile_repository(
     record_metrics(&context, &repository, &result, started.elapsed());
     match result {
         Ok(converged) => {
-            let message = converged.summary();
+            let summary = converged.summary();
             info!(
                 namespace,
                 name = repository.name_any(),
                 revision = converged.artifact.revision,
-                summary = message,
+                summary,
                 "applied"
             );
             announce_success(&context, &repository, &converged).await;
@@ -71,6 +71,15 @@ pub async fn reconcile_repository(
                 .status
                 .as_ref()
                 .and_then(|s| s.last_applied_revision.clone());
+            // A resync that found nothing to do keeps the message and counts of the last apply
+            // that did something: a message saying "N unchanged" would rewrite every status at
+            // the first poll after each apply (1,000 writes when 1,000 objects restart).
+            let resync = !converged.changed_anything()
+                && revision_before.as_deref() == Some(converged.artifact.revision.as_str());
+            let message = resync
+                .then(|| ready_message(&repository))
+                .flatten()
+                .unwrap_or(summary);
             write_status(&api, &repository, &Outcome::Ready { message }, |status| {
                 let revision = Some(converged.artifact.revision.clone());
                 status.last_fetched_revision = revision.clone();
@@ -79,10 +88,7 @@ pub async fn reconcile_repository(
                 status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
                 status.inventory = converged.inventory.clone();
                 status.webhook_path = webhook_path.clone();
-                // A resync that found nothing to do keeps the counts of the last one that did.
-                if converged.changed_anything()
-                    || revision_before.as_deref() != Some(converged.artifact.revision.as_str())
-                {
+                if !resync {
                     status.last_apply = Some(converged.counts());
                 }
             })
@@ -134,6 +140,15 @@ pub async fn reconcile_repository(
             ))
         }
     }
+}
+
+/// The message of the `Ready=True` condition already recorded, if any.
+fn ready_message(repository: &GitRepository) -> Option<String> {
+    let conditions = &repository.status.as_ref()?.conditions;
+    conditions
+        .iter()
+        .find(|c| c.type_ == super::conditions::READY && c.status == "True")
+        .map(|c| c.message.clone())
 }
 
 /// The unguessable path of the per-object receiver, published in the status so users can
