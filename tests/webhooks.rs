@@ -369,6 +369,23 @@ async fn requested_at(namespace: &TestNamespace, name: &str) -> Option<String> {
         .remove(RECONCILE_REQUESTED_AT)
 }
 
+/// The reconcile-requested annotation once it differs from `previous`: the receiver writes it
+/// right after its 202.
+async fn requested_after(
+    namespace: &TestNamespace,
+    name: &str,
+    previous: &Option<String>,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = requested_at(namespace, name).await;
+        if current != *previous || tokio::time::Instant::now() > deadline {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_signed_push_of_every_provider_converges_long_before_the_interval() {
     install_crds().await;
@@ -638,7 +655,7 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
     let (status, response) = post(port, "/hooks/generic", &generic_headers, &generic);
     assert_eq!(status, 202, "{response}");
     assert_eq!(triggered(&response), [format!("{}/app", namespace.name)]);
-    let requested_again = requested_at(&namespace, "app").await;
+    let requested_again = requested_after(&namespace, "app", &requested).await;
     assert_ne!(
         requested_again, requested,
         "a commit-less delivery requests a reconcile"

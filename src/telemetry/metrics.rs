@@ -76,6 +76,7 @@ pub struct Metrics {
     pub lead_time: Histogram,
     pub webhook_requests: Family<WebhookLabels, Counter>,
     pub webhook_duration: Family<WebhookLatencyLabels, Histogram, fn() -> Histogram>,
+    pub webhook_trigger_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -134,6 +135,13 @@ impl Default for Metrics {
             "Time from a webhook request's head to its answer, by receiver and provider",
             webhook_duration.clone(),
         );
+        let webhook_trigger_failures = Counter::default();
+        registry.register(
+            "webhook_trigger_failures",
+            "Objects a verified webhook matched but could not ask to reconcile, after retries \
+             (polling catches up at the interval)",
+            webhook_trigger_failures.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -145,6 +153,7 @@ impl Default for Metrics {
             lead_time,
             webhook_requests,
             webhook_duration,
+            webhook_trigger_failures,
         }
     }
 }
@@ -190,6 +199,10 @@ impl Metrics {
         self.webhook_duration
             .get_or_create(&latency)
             .observe(took.as_secs_f64());
+    }
+
+    pub fn count_webhook_trigger_failures(&self, objects: usize) {
+        self.webhook_trigger_failures.inc_by(objects as u64);
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {

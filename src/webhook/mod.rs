@@ -27,5 +27,7 @@ pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use replay::ReplayCache;
 pub use serve::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve};
-pub use server::{DEFAULT_BODY_LIMIT, Delivery, SharedSecrets, Trigger, WebhookState, router};
+pub use server::{
+    DEFAULT_BODY_LIMIT, Delivery, SharedSecrets, Trigger, TriggerRetry, WebhookState, router,
+};
 pub use verify::VerifyError;

@@ -9,8 +9,16 @@
 //!   disable the hook;
 //! - 401 for a missing or wrong signature, 400 for an unreadable body, 404 for an unknown
 //!   provider, a provider without a configured secret or an unknown hook id, 408 when the body
-//!   did not arrive within the body deadline, 413 over the body limit, 429 with `Retry-After` when the receiver's rate limit is exhausted, 502 when a
-//!   trigger failed (the delivery id is forgotten so a redelivery retries).
+//!   did not arrive within the body deadline, 413 over the body limit, 429 with `Retry-After`
+//!   when the receiver's rate limit is exhausted.
+//!
+//! A verified, matched push is answered 202 at once and its triggers run right after, with
+//! retries ([`TriggerRetry`]): the sender gets its answer in well under a millisecond whatever
+//! the API server's write latency, and a slow or briefly unavailable API server costs retries
+//! here rather than failed deliveries (GitHub recommends answering first and processing
+//! asynchronously; GitLab disables hooks after repeated failures). If every attempt fails, the
+//! failure is logged and counted, the delivery id is forgotten so a redelivery is processed,
+//! and polling at the interval remains the safety net.
 //!
 //! The order is chosen by cost: the receiver is looked up (404) and its rate limit checked
 //! (429) before the body is read, and the body is read before any signature is computed.
@@ -29,6 +37,7 @@ use axum::{Json, Router};
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
 use super::matching::{TargetIndex, reference_matches};
 use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
@@ -48,8 +57,28 @@ pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 /// objects does not flood the API server.
 const MAX_CONCURRENT_TRIGGERS: usize = 16;
 
-/// Upper bound for one trigger, keeping the response well inside GitLab's 10 s timeout.
+/// Upper bound for one attempt of one trigger.
 const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a trigger that failed is tried again after the answer was sent.
+#[derive(Clone, Copy, Debug)]
+pub struct TriggerRetry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled before each further one.
+    pub first_backoff: Duration,
+}
+
+impl Default for TriggerRetry {
+    /// 5 attempts over about 7.5 s: covers an API server restart or a leader change without
+    /// holding work for long.
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_backoff: Duration::from_millis(500),
+        }
+    }
+}
 
 /// Asks the controller to reconcile an object soon. The controller implements it by patching
 /// the reconcile-requested annotation; it must return once the request is recorded, not when
@@ -162,6 +191,11 @@ pub struct WebhookState {
     /// Counts requests by receiver, provider and outcome, rejected ones included, and their
     /// latency.
     pub metrics: Option<Metrics>,
+    /// Retries of triggers after the answer.
+    pub retry: TriggerRetry,
+    /// Triggers still running after their answer; `wait()` after `close()` awaits them (tests,
+    /// shutdown).
+    pub in_flight: TaskTracker,
 }
 
 impl WebhookState {
@@ -177,6 +211,8 @@ impl WebhookState {
             rate_limiter: Arc::new(RateLimiter::new(RateLimit::DEFAULT)),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             metrics: None,
+            retry: TriggerRetry::default(),
+            in_flight: TaskTracker::new(),
         }
     }
 }
@@ -244,7 +280,6 @@ pub enum RequestOutcome {
     TooLarge,
     RateLimited,
     Timeout,
-    TriggerFailed,
     Misconfigured,
 }
 
@@ -262,7 +297,6 @@ impl RequestOutcome {
             RequestOutcome::TooLarge => "too_large",
             RequestOutcome::RateLimited => "rate_limited",
             RequestOutcome::Timeout => "timeout",
-            RequestOutcome::TriggerFailed => "trigger_failed",
             RequestOutcome::Misconfigured => "misconfigured",
         }
     }
@@ -278,7 +312,6 @@ impl RequestOutcome {
             StatusCode::REQUEST_TIMEOUT => RequestOutcome::Timeout,
             StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
             StatusCode::TOO_MANY_REQUESTS => RequestOutcome::RateLimited,
-            StatusCode::BAD_GATEWAY => RequestOutcome::TriggerFailed,
             StatusCode::INTERNAL_SERVER_ERROR => RequestOutcome::Misconfigured,
             _ => RequestOutcome::BadRequest,
         }
@@ -491,8 +524,8 @@ fn object_match(state: &WebhookState, hook: &ObjectHook, pushes: &[Push]) -> Tri
 /// `(namespace, name)` → commit, ordered for stable responses.
 type Triggers = BTreeMap<(String, String), Option<String>>;
 
-/// Drops redeliveries, triggers the rest, and forgets the delivery again if a trigger failed so
-/// that the sender's retry is not dropped as a duplicate.
+/// Drops redeliveries; answers the rest at once with the matched objects and triggers them
+/// right after ([`deliver`]).
 async fn trigger_once(
     state: &WebhookState,
     replay_key: Option<(Provider, String)>,
@@ -512,27 +545,53 @@ async fn trigger_once(
             RequestOutcome::Duplicate,
         );
     }
-    let result = trigger_all(state.trigger.clone(), matched, &delivery).await;
-    if result.failed.is_empty() {
-        return outcome(StatusCode::ACCEPTED, result);
+    let triggered = matched
+        .keys()
+        .map(|(namespace, name)| format!("{namespace}/{name}"))
+        .collect();
+    state
+        .in_flight
+        .spawn(deliver(state.clone(), replay_key, matched, delivery));
+    let accepted = Outcome {
+        triggered,
+        ..Outcome::default()
+    };
+    outcome(StatusCode::ACCEPTED, accepted)
+}
+
+/// Triggers every matched object (with retries) and records the delivery on it; when a trigger
+/// still fails, forgets the delivery id so that a redelivery is processed.
+async fn deliver(
+    state: WebhookState,
+    replay_key: Option<(Provider, String)>,
+    matched: Triggers,
+    delivery: Delivery,
+) {
+    let failed = trigger_all(&state, matched, &delivery).await;
+    if failed.is_empty() {
+        return;
+    }
+    if let Some(metrics) = &state.metrics {
+        metrics.count_webhook_trigger_failures(failed.len());
     }
     if let Some((provider, delivery)) = &replay_key {
         state.replay.forget(*provider, delivery);
     }
-    outcome(StatusCode::BAD_GATEWAY, result)
 }
 
-/// Runs the triggers concurrently (bounded), each with a timeout, and records the delivery on
-/// every matched object alongside.
-async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers, delivery: &Delivery) -> Outcome {
+/// Runs the triggers concurrently (bounded), each retried, and records the delivery on every
+/// matched object alongside. Returns the objects whose trigger failed.
+async fn trigger_all(state: &WebhookState, matched: Triggers, delivery: &Delivery) -> Vec<String> {
+    let trigger = &state.trigger;
+    let retry = state.retry;
     let results: Vec<(String, Result<(), String>)> = stream::iter(matched)
         .map(|((namespace, name), commit)| {
-            let request = trigger.trigger(&namespace, &name, commit.as_deref());
             let record = trigger.record_delivery(&namespace, &name, delivery);
             async move {
                 let object = format!("{namespace}/{name}");
+                let request = || trigger.trigger(&namespace, &name, commit.as_deref());
                 let (result, recorded) =
-                    futures::join!(within_timeout(request), within_timeout(record));
+                    futures::join!(with_retries(request, retry), within_timeout(record));
                 if let Err(error) = recorded {
                     tracing::warn!(%object, %error, "could not record the webhook delivery");
                 }
@@ -542,20 +601,41 @@ async fn trigger_all(trigger: Arc<dyn Trigger>, matched: Triggers, delivery: &De
         .buffer_unordered(MAX_CONCURRENT_TRIGGERS)
         .collect()
         .await;
-    let mut outcome = Outcome::default();
+    let mut triggered = Vec::new();
+    let mut failed = Vec::new();
     for (object, result) in results {
         match result {
-            Ok(()) => outcome.triggered.push(object),
+            Ok(()) => triggered.push(object),
             Err(error) => {
-                tracing::warn!(%object, %error, "could not request a reconcile");
-                outcome.failed.push(object);
+                tracing::warn!(%object, %error, "could not request a reconcile; polling will catch up");
+                failed.push(object);
             }
         }
     }
-    outcome.triggered.sort();
-    outcome.failed.sort();
-    tracing::info!(triggered = ?outcome.triggered, "webhook delivery handled");
-    outcome
+    triggered.sort();
+    failed.sort();
+    tracing::info!(?triggered, ?failed, "webhook delivery handled");
+    failed
+}
+
+/// Calls `attempt` until it succeeds or `retry.attempts` calls failed, doubling the wait.
+async fn with_retries(
+    attempt: impl Fn() -> BoxFuture<'static, Result<(), String>>,
+    retry: TriggerRetry,
+) -> Result<(), String> {
+    let mut backoff = retry.first_backoff;
+    let mut tries = 1;
+    loop {
+        match within_timeout(attempt()).await {
+            Err(error) if tries < retry.attempts.max(1) => {
+                tracing::debug!(%error, tries, "trigger failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<(), String> {
@@ -570,9 +650,6 @@ async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<
 struct Outcome {
     /// `namespace/name` of every object asked to reconcile.
     triggered: Vec<String>,
-    /// Objects whose trigger failed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    failed: Vec<String>,
     /// The event kind when nothing was done because of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<String>,

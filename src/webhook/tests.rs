@@ -2,7 +2,9 @@
 //! [`Trigger`] in place of the controller.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -84,7 +86,11 @@ impl Harness {
             gitlab: Some(b"gitlab-token".to_vec()),
             ..SharedSecrets::default()
         };
-        let state = WebhookState::new(secrets, trigger.clone());
+        let mut state = WebhookState::new(secrets, trigger.clone());
+        state.retry = TriggerRetry {
+            attempts: 2,
+            first_backoff: Duration::from_millis(1),
+        };
         let mut index = state.targets.write().unwrap();
         index.insert(target("site", "git@github.com:org/repo.git", "main"));
         index.insert(target("staging", "https://github.com/org/repo", "staging"));
@@ -97,6 +103,7 @@ impl Harness {
         Harness { state, trigger }
     }
 
+    /// Sends `request` and returns the answer once the triggers it started are done too.
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
@@ -104,7 +111,16 @@ impl Harness {
             .await
             .unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        self.settle().await;
         (status, body)
+    }
+
+    /// Waits for the triggers that run after their answers.
+    async fn settle(&self) {
+        let in_flight = &self.state.in_flight;
+        in_flight.close();
+        in_flight.wait().await;
+        in_flight.reopen();
     }
 }
 
@@ -330,7 +346,7 @@ async fn gitlab_token_push_triggers() {
 }
 
 #[tokio::test]
-async fn failed_trigger_is_502_and_the_redelivery_is_processed() {
+async fn a_failing_trigger_is_retried_after_the_answer_and_then_a_redelivery_is_processed() {
     let harness = Harness::new();
     harness
         .trigger
@@ -341,14 +357,61 @@ async fn failed_trigger_is_502_and_the_redelivery_is_processed() {
     let (status, body) = harness
         .send(signed_github_push("d-1", "refs/heads/main"))
         .await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY);
-    assert_eq!(body, json!({"triggered": [], "failed": ["apps/site"]}));
+    assert_eq!(status, StatusCode::ACCEPTED, "answered before triggering");
+    assert_eq!(body, json!({"triggered": ["apps/site"]}));
+    assert_eq!(harness.trigger.calls().len(), 2, "tried twice");
     harness.trigger.failing.lock().unwrap().clear();
     let (status, _) = harness
         .send(signed_github_push("d-1", "refs/heads/main"))
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "not dropped as a duplicate");
+    assert_eq!(harness.trigger.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn a_trigger_that_fails_once_succeeds_on_its_retry() {
+    let harness = Harness::new();
+    let flaky = FlakyTrigger::default();
+    let mut state = harness.state.clone();
+    state.trigger = Arc::new(flaky.clone());
+    let flaky_harness = Harness {
+        state,
+        trigger: harness.trigger.clone(),
+    };
+    let (status, _) = flaky_harness
+        .send(signed_github_push("d-2", "refs/heads/main"))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(harness.trigger.calls().len(), 2);
+    assert_eq!(flaky.attempts.load(Ordering::SeqCst), 2);
+    let (status, body) = flaky_harness
+        .send(signed_github_push("d-2", "refs/heads/main"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["duplicate"], true, "the retried delivery was handled");
+}
+
+/// Fails the first attempt of every object, then succeeds.
+#[derive(Clone, Default)]
+struct FlakyTrigger {
+    attempts: Arc<AtomicUsize>,
+}
+
+impl Trigger for FlakyTrigger {
+    fn trigger(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _commit: Option<&str>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if attempt == 0 {
+                Err("connection reset".to_string())
+            } else {
+                Ok(())
+            }
+        })
+    }
 }
 
 #[tokio::test]
@@ -453,6 +516,7 @@ async fn rate_limit_answers_429_with_retry_after_per_receiver() {
         .parse()
         .unwrap();
     assert!((1..=1000).contains(&retry_after), "{retry_after}");
+    harness.settle().await;
     assert_eq!(
         harness.trigger.calls().len(),
         2,
