@@ -7,14 +7,14 @@
 //! them into `bench-results/latest.json` and `bench-results/latest.md` (the tables of
 //! BENCHMARKS.md) and prints the tables.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "scenarios/push.rs"]
 mod push;
 #[path = "scenarios/receiver.rs"]
 mod receiver;
 #[path = "scenarios/scale.rs"]
 mod scale;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::{
     io::Write,
@@ -1103,7 +1103,7 @@ async fn apply_scenario() -> Result<Value> {
         "notes": [
             format!("{RUNS} first-apply runs (fresh namespace each) and {RESYNC_RUNS} resync runs after a warm-up; kubectl's request counts come from one extra untimed run at `-v=6`."),
             "Request counts are client-side (driftless: a counting layer on its kube client; kubectl: its `-v=6` request log), so other clients of the shared test cluster cannot inflate them; `apiserver_request_total` deltas for configmaps are in latest.json as a cross-check. Write-verb requests are non-dry-run PATCH/POST/PUT; kubectl's no-change re-apply sends 1,000 apply PATCHes that the apiserver then finds to be no-ops.",
-            "driftless per object: GET + server-side-apply dry run, and the real apply only when the dry run differs from the live object.",
+            "driftless: one LIST per resource and namespace (by owner labels); an object last applied from the same content that still holds every desired field is left alone; any other object gets a server-side-apply dry run, and the real apply only when the dry run differs from the live object (a first apply: dry run + apply, no read).",
         ],
     }))
 }
