@@ -12,7 +12,7 @@ demo:
 	bash scripts/demo.sh
 
 ## Benchmarks (see BENCHMARKS.md): every scenario, or one with `make bench SCENARIO=git`
-## (git, coalesce, apply). Writes bench-results/latest.json and latest.md.
+## (git, coalesce, apply, push, receiver, scale). Writes bench-results/latest.json and latest.md.
 bench:
 	kubeconfig=$$(bash tests/cluster/cluster.sh up) && \
 	DRIFTLESS_TEST_KUBECONFIG=$${DRIFTLESS_TEST_KUBECONFIG:-$$kubeconfig} \
