@@ -25,6 +25,9 @@ use crate::{
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
+/// Who the controller's own writes (status) are attributed to in `managedFields`.
+const FIELD_MANAGER: &str = "driftless";
+
 /// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
 pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
 
@@ -624,7 +627,10 @@ async fn write_status(
     let written = api
         .patch_status(
             &repository.name_any(),
-            &kube::api::PatchParams::default(),
+            &kube::api::PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..Default::default()
+            },
             &kube::api::Patch::Merge(status_patch(status)),
         )
         .await?;

@@ -62,6 +62,15 @@ pub struct WebhookTls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The receiver's writes (the trigger annotation, `status.lastWebhook`), attributed to it in
+/// `managedFields`.
+fn webhook_write() -> PatchParams {
+    PatchParams {
+        field_manager: Some("driftless-webhook".to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// Reads the shared secrets; trailing newlines (from `kubectl create secret --from-file`) are
 /// not part of a secret.
 pub fn read_shared_secrets(dir: Option<&Path>) -> std::io::Result<SharedSecrets> {
@@ -115,7 +124,7 @@ impl Trigger for AnnotationTrigger {
             }
             let now = jiff::Timestamp::now().to_string();
             let patch = json!({ "metadata": { "annotations": { RECONCILE_REQUESTED_AT: now } } });
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            api.patch(&name, &webhook_write(), &Patch::Merge(&patch))
                 .await
                 .map(|_| ())
                 .map_err(|error| error.to_string())
@@ -136,7 +145,7 @@ impl Trigger for AnnotationTrigger {
         let record = last_webhook(delivery);
         Box::pin(async move {
             let patch = json!({ "status": { "lastWebhook": record } });
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            api.patch_status(&name, &webhook_write(), &Patch::Merge(&patch))
                 .await
                 .map(|_| ())
                 .map_err(|error| error.to_string())
