@@ -809,11 +809,7 @@ async fn apiserver_configmap_requests(
                 .unwrap_or("")
                 .to_owned()
         };
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let value: f64 = sample_value(line);
         let mut key = label("verb");
         if !label("dry_run").is_empty() {
             key += " (dry run)";
@@ -821,6 +817,14 @@ async fn apiserver_configmap_requests(
         *totals.entry(key).or_insert(0.0) += value;
     }
     Ok(totals)
+}
+
+/// The value of a Prometheus text-format sample line (`name{labels} value`); 0 if unreadable.
+fn sample_value(line: &str) -> f64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn metrics_delta(

@@ -820,11 +820,7 @@ impl Controller {
                 .nth(1)
                 .and_then(|v| v.split('"').next())
                 .unwrap_or("?");
-            let value: f64 = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
+            let value: f64 = crate::sample_value(line);
             counts.insert(result.to_owned(), json!(value as u64));
         }
         Value::Object(counts)
@@ -1050,11 +1046,7 @@ async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
         if !RESOURCES.contains(&resource.as_str()) {
             continue;
         }
-        let value: f64 = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let value: f64 = crate::sample_value(line);
         let subresource = label("subresource");
         let mut key = format!("{} {resource}", label("verb"));
         if !subresource.is_empty() {
