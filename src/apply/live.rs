@@ -20,24 +20,23 @@ use super::object::PreparedObject;
 /// Page size of the LISTs: bounds the memory of one response.
 const PAGE_SIZE: u32 = 500;
 
-/// Where one object lives: resource (group, version, plural), namespace, name.
+/// One LIST: a resource (group, version, plural) in a namespace (or cluster-wide).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct LiveKey {
+struct ListKey {
     group: String,
     version: String,
     plural: String,
     namespace: Option<String>,
-    name: String,
 }
 
-impl LiveKey {
+impl ListKey {
     fn of(prepared: &PreparedObject) -> Self {
+        let resource = &prepared.resource;
         Self {
-            group: prepared.resource.group.clone(),
-            version: prepared.resource.version.clone(),
-            plural: prepared.resource.plural.clone(),
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            plural: resource.plural.clone(),
             namespace: prepared.reference.namespace.clone(),
-            name: prepared.reference.name.clone(),
         }
     }
 }
@@ -53,23 +52,21 @@ pub enum Listed {
     Unknown,
 }
 
-/// The owner's live objects of one stage.
+/// The owner's live objects of one stage, by list and name.
 pub struct LiveObjects {
-    found: HashMap<LiveKey, DynamicObject>,
-    listed: HashSet<(ResourceId, Option<String>)>,
+    found: HashMap<(ListKey, String), DynamicObject>,
+    listed: HashSet<ListKey>,
 }
 
 impl LiveObjects {
     /// Takes what the lists found for `prepared`.
     pub fn take(&mut self, prepared: &PreparedObject) -> Listed {
-        if let Some(live) = self.found.remove(&LiveKey::of(prepared)) {
+        let list = ListKey::of(prepared);
+        let key = (list, prepared.reference.name.clone());
+        if let Some(live) = self.found.remove(&key) {
             return Listed::Found(Box::new(live));
         }
-        let list = (
-            ResourceId(prepared.resource.clone()),
-            prepared.reference.namespace.clone(),
-        );
-        if self.listed.contains(&list) {
+        if self.listed.contains(&key.0) {
             Listed::NotOwned
         } else {
             Listed::Unknown
@@ -94,21 +91,15 @@ pub async fn prefetch(
         return live;
     }
     let selector = label_selector(owner_labels);
-    let lists: HashSet<(ResourceId, Option<String>)> = objects
+    let lists: HashMap<ListKey, ApiResource> = objects
         .iter()
-        .map(|p| {
-            (
-                ResourceId(p.resource.clone()),
-                p.reference.namespace.clone(),
-            )
-        })
+        .map(|p| (ListKey::of(p), p.resource.clone()))
         .collect();
     let results: Vec<_> = stream::iter(lists)
-        .map(|list| {
+        .map(|(list, resource)| {
             let selector = selector.as_str();
             async move {
-                let (resource, namespace) = &list;
-                let found = list_all(client, &resource.0, namespace.as_deref(), selector).await;
+                let found = list_all(client, &resource, list.namespace.as_deref(), selector).await;
                 (list, found)
             }
         })
@@ -117,30 +108,15 @@ pub async fn prefetch(
         .await;
     for (list, found) in results {
         if let Ok(found) = found {
-            live.found.extend(found);
+            live.found.extend(
+                found
+                    .into_iter()
+                    .map(|(name, item)| ((list.clone(), name), item)),
+            );
             live.listed.insert(list);
         }
     }
     live
-}
-
-/// `ApiResource` compared by what identifies it in a URL.
-#[derive(Clone)]
-struct ResourceId(ApiResource);
-
-impl PartialEq for ResourceId {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.0.group, &self.0.version, &self.0.plural)
-            == (&other.0.group, &other.0.version, &other.0.plural)
-    }
-}
-
-impl Eq for ResourceId {}
-
-impl std::hash::Hash for ResourceId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (&self.0.group, &self.0.version, &self.0.plural).hash(state);
-    }
 }
 
 async fn list_all(
@@ -148,7 +124,7 @@ async fn list_all(
     resource: &ApiResource,
     namespace: Option<&str>,
     selector: &str,
-) -> Result<Vec<(LiveKey, DynamicObject)>, kube::Error> {
+) -> Result<Vec<(String, DynamicObject)>, kube::Error> {
     let api: Api<DynamicObject> = match namespace {
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
         None => Api::all_with(client.clone(), resource),
@@ -167,19 +143,12 @@ async fn list_all(
 
 /// List items come without `apiVersion` and `kind`; they are filled in so the object compares
 /// equal to one read with a GET.
-fn keyed(resource: &ApiResource, mut item: DynamicObject) -> (LiveKey, DynamicObject) {
+fn keyed(resource: &ApiResource, mut item: DynamicObject) -> (String, DynamicObject) {
     item.types = Some(TypeMeta {
         api_version: resource.api_version.clone(),
         kind: resource.kind.clone(),
     });
-    let key = LiveKey {
-        group: resource.group.clone(),
-        version: resource.version.clone(),
-        plural: resource.plural.clone(),
-        namespace: item.metadata.namespace.clone(),
-        name: item.metadata.name.clone().unwrap_or_default(),
-    };
-    (key, item)
+    (item.metadata.name.clone().unwrap_or_default(), item)
 }
 
 fn label_selector(labels: &BTreeMap<String, String>) -> String {

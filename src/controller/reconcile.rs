@@ -18,15 +18,12 @@ use super::{
 use crate::{
     api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
     apply::{
-        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, PruneReport,
+        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, PruneReport,
         inventory::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL},
     },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
-
-/// Who the controller's own writes (status) are attributed to in `managedFields`.
-const FIELD_MANAGER: &str = "driftless";
 
 /// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
 pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
