@@ -19,7 +19,7 @@ use crate::{
     api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
     apply::{
         Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, PruneReport,
-        inventory::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL},
+        inventory::owner_labels,
     },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
@@ -526,10 +526,7 @@ fn fetch_request(
 }
 
 fn apply_options(repository: &GitRepository, namespace: &str, context: &Context) -> ApplyOptions {
-    let owner_labels = BTreeMap::from([
-        (OWNER_NAME_LABEL.to_owned(), repository.name_any()),
-        (OWNER_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
-    ]);
+    let owner_labels = owner_labels(&repository.name_any(), namespace);
     ApplyOptions {
         default_namespace: repository
             .spec
