@@ -94,12 +94,19 @@ pub struct LeaderElectionArgs {
     )]
     pub leader_election_lease: String,
 
-    /// How long leadership lasts without renewal; a dead leader is replaced after this.
+    /// How long a standby waits, after it last saw the Lease renewed, before it takes over; a
+    /// dead leader is replaced after this.
     #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 
-    /// How often the leader renews (and candidates retry).
-    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_PERIOD", default_value = "5s", value_parser = parse_duration)]
+    /// How long the leader tries to renew before it stops leading (and cancels its in-flight
+    /// reconciles); shorter than the lease duration. Default: two thirds of the lease duration
+    /// (10s of 15s).
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_DEADLINE", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Option<Duration>,
+
+    /// How often the leader renews (and candidates retry); shorter than the renew deadline.
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub leader_election_renew_period: Duration,
 }
 

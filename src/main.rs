@@ -78,6 +78,9 @@ fn leader_election(args: &ControllerArgs) -> Option<LeaderElectionSettings> {
         lease_name: election.leader_election_lease.clone(),
         identity: process_identity(),
         lease_duration: election.leader_election_lease_duration,
+        renew_deadline: election
+            .leader_election_renew_deadline
+            .unwrap_or(election.leader_election_lease_duration * 2 / 3),
         renew_period: election.leader_election_renew_period,
     })
 }
