@@ -646,7 +646,7 @@ async fn prune_deletes_a_crd_only_when_it_opts_in() {
 
     // The revision dropped the CRD: it stays, and with it every Widget of the cluster.
     let report = applier
-        .prune(&[crd_key.clone()], "app", "team")
+        .prune(std::slice::from_ref(&crd_key), "app", "team")
         .await
         .unwrap();
     assert!(report.deleted.is_empty(), "{report:?}");

@@ -624,7 +624,7 @@ mod tests {
         let other = crd("widgets.example.com");
         let old = entries(&[own.clone(), other.clone(), config_map("a")]);
         let plan = plan_prune(&old, &entries(&[config_map("a")]), &PruneGuards::default());
-        assert_eq!(plan.delete, [other.clone()]);
+        assert_eq!(plan.delete, std::slice::from_ref(&other));
         assert_eq!(
             plan.kept,
             [(
