@@ -25,8 +25,7 @@ use crate::{
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
-/// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
-pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
+pub use crate::api::RECONCILE_REQUESTED_AT;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -1,4 +1,5 @@
-//! The command line: `driftless controller | crd | version`.
+//! The command line of the binary: `driftless controller | crd | version | completion`, and
+//! the client commands of [`driftless::cli`].
 
 use std::{path::PathBuf, time::Duration};
 
@@ -24,6 +25,13 @@ pub enum Command {
     Crd,
     /// Print the version of this build.
     Version,
+    /// Print a shell completion script: `driftless completion bash > /etc/bash_completion.d/driftless`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(driftless::cli::ClientCommand),
 }
 
 #[derive(Args, Debug)]
