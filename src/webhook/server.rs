@@ -602,16 +602,6 @@ async fn trigger_once(
     matched: Triggers,
     delivery: Delivery,
 ) -> Response {
-    // Taken before the delivery is recorded as seen, so that a refused one is not mistaken for
-    // a redelivery when it comes again.
-    let slot = if matched.is_empty() {
-        None
-    } else {
-        match state.delivery_slots.try_take() {
-            Some(slot) => Some(slot),
-            None => return overloaded("too many deliveries in flight"),
-        }
-    };
     if !state.replay.first_delivery(replay_key) {
         let duplicate = Outcome {
             duplicate: true,
@@ -622,6 +612,18 @@ async fn trigger_once(
             RequestOutcome::Duplicate,
         );
     }
+    let slot = if matched.is_empty() {
+        None
+    } else {
+        match state.delivery_slots.try_take() {
+            Some(slot) => Some(slot),
+            None => {
+                // Not handled, so not seen: its redelivery must be processed.
+                state.replay.forget(replay_key);
+                return overloaded("too many deliveries in flight");
+            }
+        }
+    };
     let accepted = Outcome {
         triggered: matched.len(),
         ..Outcome::default()
