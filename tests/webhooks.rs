@@ -1001,3 +1001,81 @@ async fn a_rotated_tls_certificate_is_served_without_a_restart() {
     );
     eprintln!("rotated certificate served after {:?}", rotated.elapsed());
 }
+
+#[tokio::test]
+async fn huge_or_missing_delivery_ids_cost_bounded_writes() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-delivery-ids").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = commit(&repo, "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(secrets.path(), "github", GITHUB_SECRET);
+    write_secret(secrets.path(), "generic", GENERIC_SECRET);
+    let port = free_port();
+    let _replica = start_replica(&namespace, &strs(&webhook_flags(port, &secrets)));
+    create_repository(&namespace, &url, HOURLY).await;
+    wait_applied(&namespace, &first, Duration::from_secs(60)).await;
+    wait_for_port(port).await;
+
+    // An unsigned header of 64 KiB: recorded in the status as a digest, not copied.
+    let huge_id = "h".repeat(64 * 1024);
+    let second = commit(&repo, "two");
+    let (status, response) = Delivery::GitHub.deliver(port, &repo, &url, &first, &second, &huge_id);
+    assert_eq!(status, 202, "{}", &response[..response.len().min(300)]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let recorded = loop {
+        let repository = namespace.api::<GitRepository>().get("app").await.unwrap();
+        let recorded = repository
+            .status
+            .and_then(|status| status.last_webhook)
+            .and_then(|webhook| webhook.delivery_id);
+        if let Some(recorded) = recorded {
+            break recorded;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status.lastWebhook recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        recorded.len() <= 128 && recorded.starts_with("sha256:"),
+        "status.lastWebhook.deliveryId is {} bytes: {}",
+        recorded.len(),
+        &recorded[..recorded.len().min(80)]
+    );
+    wait_applied(&namespace, &second, WEBHOOK_DEADLINE).await;
+
+    // Without any delivery id, the same body again is a redelivery: no second write.
+    let generic = serde_json::to_vec(&json!({ "url": url, "ref": "refs/heads/main" })).unwrap();
+    let signature = format!(
+        "sha256={}",
+        hmac_sha256_hex(GENERIC_SECRET.as_bytes(), &generic)
+    );
+    let headers = [
+        ("X-Signature", signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let before = requested_at(&namespace, "app").await;
+    let (status, response) = post(port, "/hooks/generic", &headers, &generic);
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(triggered(&response), 1, "{response}");
+    let requested = requested_after(&namespace, "app", &before).await;
+    assert_ne!(requested, before, "the first one requests a reconcile");
+    let (status, response) = post(port, "/hooks/generic", &headers, &generic);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        response_json(&response)["duplicate"],
+        json!(true),
+        "{response}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        requested_at(&namespace, "app").await,
+        requested,
+        "an id-less redelivery writes nothing"
+    );
+}
