@@ -202,7 +202,7 @@ pub fn start(
     tokio::spawn(keep_object_hooks(
         client.clone(),
         store.clone(),
-        pending,
+        (registrations.clone(), pending),
         state.clone(),
     ));
     // Metadata only: the watch says which Secret changed; tokens are read for referenced ones.
@@ -268,6 +268,9 @@ async fn keep_secrets_current(dir: PathBuf, secrets: ReloadableSecrets, interval
         }
     }
 }
+
+/// Wait before reading a webhook token Secret again after the API failed to answer.
+const TOKEN_READ_RETRY: Duration = Duration::from_secs(5);
 
 /// Re-reading files more often than this costs more than a rotation is worth waiting for.
 pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
@@ -406,7 +409,10 @@ async fn follow_token_secrets(
 async fn keep_object_hooks(
     client: Client,
     repositories: Store<GitRepository>,
-    mut pending: mpsc::UnboundedReceiver<HookRegistration>,
+    (retries, mut pending): (
+        mpsc::UnboundedSender<HookRegistration>,
+        mpsc::UnboundedReceiver<HookRegistration>,
+    ),
     state: WebhookState,
 ) {
     while let Some((namespace, name)) = pending.recv().await {
@@ -415,7 +421,20 @@ async fn keep_object_hooks(
             .get(&reference)
             .and_then(|repository| webhook_secret_name(&repository));
         let token = match secret {
-            Some(secret) => webhook_token(&client, &namespace, &secret).await,
+            Some(secret) => match read_webhook_token(&client, &namespace, &secret).await {
+                Ok(token) => token,
+                Err(error) => {
+                    // The hook in place stays until the Secret can be read: an API hiccup must
+                    // not switch a working hook off, and no later event may come to retry.
+                    warn!(%error, %namespace, %name, "could not read the webhook token Secret; retrying");
+                    let retry = retries.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(TOKEN_READ_RETRY).await;
+                        let _ = retry.send((namespace, name));
+                    });
+                    continue;
+                }
+            },
             None => None,
         };
         let mut hooks = state.object_hooks.write().expect("never poisoned");
@@ -432,10 +451,27 @@ async fn keep_object_hooks(
 
 /// The `token` key of a webhook Secret, if it exists.
 pub async fn webhook_token(client: &Client, namespace: &str, secret: &str) -> Option<Vec<u8>> {
+    read_webhook_token(client, namespace, secret)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The `token` key of a webhook Secret: `Ok(None)` when the Secret or its key is absent, an
+/// error when the API could not say.
+async fn read_webhook_token(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+) -> Result<Option<Vec<u8>>, kube::Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets.get_opt(secret).await.ok()??;
-    let token = secret.data?.remove("token")?.0;
-    (!token.is_empty()).then_some(token)
+    let token = secrets
+        .get_opt(secret)
+        .await?
+        .and_then(|secret| secret.data?.remove("token"))
+        .map(|token| token.0)
+        .filter(|token| !token.is_empty());
+    Ok(token)
 }
 
 fn target_of(repository: &GitRepository) -> Option<Target> {
