@@ -138,6 +138,22 @@ pub struct WebhookArgs {
     #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_BODY_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_LIMIT)]
     pub webhook_max_body_bytes: usize,
 
+    /// Most request-body bytes all webhook receivers together hold at once (a body of unknown
+    /// length counts as --webhook-max-body-bytes); requests beyond it get 503 without being
+    /// read.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_BODY_BUDGET_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_BUDGET, value_parser = parse_positive)]
+    pub webhook_body_budget_bytes: usize,
+
+    /// Most verified webhook deliveries whose reconcile requests are still being written at
+    /// once; more get 503 and trigger nothing (the Git host retries).
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_IN_FLIGHT_DELIVERIES", default_value_t = driftless::webhook::DEFAULT_MAX_IN_FLIGHT_DELIVERIES, value_parser = parse_positive)]
+    pub webhook_max_in_flight_deliveries: usize,
+
+    /// How often the webhook secrets directory and TLS files are re-read, so that rotated
+    /// files are used without a restart.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_reload_interval: Duration,
+
     /// Webhook requests per second each receiver accepts (each shared provider and each
     /// per-object hook has its own budget); more get 429. 0 disables the limit.
     #[arg(long, env = "DRIFTLESS_WEBHOOK_RATE_LIMIT", default_value_t = driftless::webhook::RateLimit::DEFAULT.per_second, value_parser = parse_rate)]
@@ -228,6 +244,14 @@ impl SourceArgs {
                 max_files: self.max_manifest_files,
             },
         }
+    }
+}
+
+/// A count or size that must be at least 1.
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value >= 1 => Ok(value),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
     }
 }
 

@@ -132,6 +132,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         webhooks::start(
             client.clone(),
             repositories.clone(),
+            settings.namespace.as_deref(),
             webhook,
             metrics.clone(),
         )
@@ -174,7 +175,8 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
     let reconciling = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
-        // its GitRepository unblocks it at once.
+        // its GitRepository unblocks it at once, and a rotated webhook token shows in the
+        // status at once.
         .watches(secrets, watcher::Config::default(), move |secret| {
             let namespace = secret.namespace();
             let name = secret.name_any();
@@ -182,12 +184,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .state()
                 .into_iter()
                 .filter(|repository| {
-                    repository.namespace() == namespace
-                        && repository
-                            .spec
-                            .secret_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
+                    repository.namespace() == namespace && uses_secret(repository, &name)
                 })
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()
@@ -221,6 +218,14 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         leadership.release().await;
     }
     Ok(())
+}
+
+/// Whether `repository` reads Secret `name` of its namespace: its git credentials, or its
+/// webhook token (whose rotation changes `status.webhookPath`).
+fn uses_secret(repository: &GitRepository, name: &str) -> bool {
+    let credentials = repository.spec.secret_ref.as_ref();
+    let webhook = repository.spec.webhook.as_ref().map(|w| &w.secret_ref);
+    credentials.is_some_and(|r| r.name == name) || webhook.is_some_and(|r| r.name == name)
 }
 
 /// What, in a GitRepository's change, asks for a reconcile: the spec (generation), the
