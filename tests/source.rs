@@ -559,3 +559,126 @@ async fn symlinks_are_reported_and_never_followed() {
     assert_eq!(paths, ["deploy/app.yaml"]);
     assert_eq!(artifact.skipped, ["deploy/escape.yaml"]);
 }
+
+/// Content fetched with credentials is served only to requests that proved access with the same
+/// credentials: a request without them, or with a wrong password, that runs next to an
+/// authenticated one on the same URL is never handed its ref listing or its cached commits,
+/// whichever of them asks first.
+#[tokio::test]
+async fn private_content_is_never_shared_with_other_credentials_on_one_url() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD),
+    );
+    let url = server.url_for(&releases.repo);
+    let wrong = Credentials {
+        basic: Some((USER.into(), "wrong-password".into())),
+        ..Default::default()
+    };
+    // One engine lives through every round, so later rounds find the commit cached; each round
+    // also gets a cold engine of its own.
+    let (_warm_dir, warm) = engine();
+    for round in 0..20 {
+        let (_cold_dir, cold) = engine();
+        for engine in [&cold, &warm] {
+            let authenticated = request(&url, None, Some(basic_auth(None)));
+            let anonymous = request(&url, None, None);
+            let wrong_password = request(&url, None, Some(wrong.clone()));
+            // `join!` polls in order: the first one listed takes the URL first.
+            let (authenticated, anonymous, wrong_password) = if round % 2 == 0 {
+                tokio::join!(
+                    engine.fetch(&authenticated),
+                    engine.fetch(&anonymous),
+                    engine.fetch(&wrong_password)
+                )
+            } else {
+                let (anonymous, wrong_password, authenticated) = tokio::join!(
+                    engine.fetch(&anonymous),
+                    engine.fetch(&wrong_password),
+                    engine.fetch(&authenticated)
+                );
+                (authenticated, anonymous, wrong_password)
+            };
+            assert_eq!(authenticated.unwrap().commit, releases.v2_0, "round {round}");
+            match anonymous {
+                Err(error) => assert!(
+                    matches!(error.kind, SourceErrorKind::CredentialsRequired),
+                    "round {round}: {error}"
+                ),
+                Ok(artifact) => panic!(
+                    "round {round}: a request without credentials got the private commit {}",
+                    artifact.commit
+                ),
+            }
+            match wrong_password {
+                Err(error) => assert!(
+                    matches!(error.kind, SourceErrorKind::AuthenticationFailed),
+                    "round {round}: {error}"
+                ),
+                Ok(artifact) => panic!(
+                    "round {round}: a request with a wrong password got the private commit {}",
+                    artifact.commit
+                ),
+            }
+        }
+    }
+}
+
+/// Tokens pasted into `spec.url`, including ones with `/` or `@` that break the URL's syntax,
+/// never appear in an error, whichever path the error takes.
+#[tokio::test]
+async fn credentials_in_urls_never_appear_in_errors() {
+    let (_dir, engine) = engine();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    const TOKEN: &str = "ghp_Sup3rS3cr3t/T0k3n@Part";
+    let urls = [
+        // A `/` in the token ends the authority early: the rest reads as a port, or a path.
+        format!("https://deployer:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("https://{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("http://deployer:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("ssh://git:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        // Parses, then fails on the network.
+        format!("https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        format!("https://ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        format!("http://deployer:ghp_Sup3rS3cr3t%2FT0k3n@127.0.0.1:{closed_port}/app.git"),
+        format!("ssh://git:ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        // Odd ports, hosts and paths.
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:0/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:99999/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:port/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@:8080/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@[::1/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1/".to_owned(),
+        // Other invalid forms.
+        "ftp://deployer:ghp_Sup3rS3cr3t@127.0.0.1/app.git".to_owned(),
+        "file://deployer:ghp_Sup3rS3cr3t@127.0.0.1/app.git".to_owned(),
+        "deployer:ghp_Sup3rS3cr3t@/srv/app.git".to_owned(),
+        "deployer:ghp_Sup3rS3cr3t@127.0.0.1:app.git".to_owned(),
+        format!("  https://deployer:{TOKEN}@127.0.0.1/app.git\n"),
+        "https://deployer:ghp_Sup3rS3cr3t@@127.0.0.1/app.git".to_owned(),
+    ];
+    for url in &urls {
+        let mut request = request(url, None, None);
+        request.timeout = Duration::from_secs(5);
+        let error = engine
+            .fetch(&request)
+            .await
+            .expect_err("no server answers these");
+        for printed in [error.to_string(), format!("{error:?}")] {
+            for secret in ["ghp_Sup3rS3cr3t", "T0k3n", "Sup3rS3cr3t"] {
+                assert!(
+                    !printed.contains(secret),
+                    "{url:?} leaked into the error: {printed}"
+                );
+            }
+        }
+        eprintln!("{url:?} -> {error}");
+    }
+}

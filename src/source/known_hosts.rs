@@ -670,5 +670,50 @@ mod tests {
         assert!(glob_matches(b"a?c", b"abc"));
         assert!(!glob_matches(b"a?c", b"ac"));
         assert!(!glob_matches(b"abc", b"abcd"));
+        assert!(glob_matches(b"*.example.com", b"git.example.com"));
+        assert!(!glob_matches(b"*.example.com", b"example.com"));
+        assert!(glob_matches(b"*a*b", b"xaxxab"));
+        assert!(glob_matches(b"a*b*c", b"abbbcbc"));
+        assert!(!glob_matches(b"a*b*c", b"abbbcb"));
+        assert!(glob_matches(b"**?", b"x"));
+        assert!(!glob_matches(b"?*?", b"x"));
+        assert!(glob_matches(b"", b""));
+        assert!(!glob_matches(b"", b"x"));
+    }
+
+    /// A pattern crafted to make a backtracking matcher try every way of splitting the text
+    /// among its stars: with 12 stars over 10,000 characters that is more than 10^36 ways, so a
+    /// matcher that is not linear in practice never returns. The thread lets the test fail
+    /// instead of hanging.
+    #[test]
+    fn glob_matching_stays_fast_on_pathological_patterns() {
+        let matched = std::thread::spawn(|| {
+            let pattern = format!("{}b", "*a".repeat(12));
+            let text = "a".repeat(10_000);
+            let started = std::time::Instant::now();
+            let matched = glob_matches(pattern.as_bytes(), text.as_bytes());
+            (matched, started.elapsed())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !matched.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "matching `*a*a*a*a*a*a*a*a*a*a*a*a*b` against 10,000 `a`s did not finish in 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (matched, took) = matched.join().unwrap();
+        assert!(!matched);
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn glob_matching_steps_are_bounded_by_pattern_times_text() {
+        let pattern = format!("{}b", "*a".repeat(12));
+        let text = "a".repeat(2_000);
+        let (matched, steps) = glob_match_counting_steps(pattern.as_bytes(), text.as_bytes());
+        assert!(!matched);
+        let bound = (pattern.len() + 1) * (text.len() + 1);
+        assert!(steps <= bound, "{steps} steps, bound {bound}");
     }
 }
