@@ -28,12 +28,22 @@ impl Drop for ChildProcess {
 
 /// The driftless binary watching only `namespace`, its JSON log lines (stdout and stderr)
 /// written to `log`.
-fn start_binary(namespace: &TestNamespace, cache: &std::path::Path, log: &std::path::Path) -> ChildProcess {
+fn start_binary(
+    namespace: &TestNamespace,
+    cache: &std::path::Path,
+    log: &std::path::Path,
+) -> ChildProcess {
     let stdout = std::fs::File::create(log).unwrap();
     let stderr = stdout.try_clone().unwrap();
     ChildProcess(
         std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
-            .args(["controller", "--log-format", "json", "--namespace", &namespace.name])
+            .args([
+                "controller",
+                "--log-format",
+                "json",
+                "--namespace",
+                &namespace.name,
+            ])
             .args(["--disable-webhook", "--metrics-bind-address", "127.0.0.1:0"])
             .args(["--default-interval", "2s"])
             .arg("--git-cache-dir")
@@ -185,13 +195,16 @@ async fn tokens_in_urls_never_reach_status_events_or_logs() {
     let _controller = start_binary(&namespace, &cache.path().join("git"), &log);
     for (index, url) in urls.iter().enumerate() {
         namespace
-            .create_git_repository(&format!("leaky-{index}"), json!({ "url": url, "interval": "2s" }))
+            .create_git_repository(
+                &format!("leaky-{index}"),
+                json!({ "url": url, "interval": "2s" }),
+            )
             .await;
     }
     let mut messages = Vec::new();
-    for index in 0..urls.len() {
+    for (index, url) in urls.iter().enumerate() {
         let (_, message) = ready_false(&namespace, &format!("leaky-{index}")).await;
-        eprintln!("{}: {message}", urls[index]);
+        eprintln!("{url}: {message}");
         messages.push(message);
     }
     // The failures were logged and announced by now; give the log a moment to flush.
@@ -210,7 +223,10 @@ async fn tokens_in_urls_never_reach_status_events_or_logs() {
     ];
     for (place, text) in places {
         for secret in ["ghp_Sup3rS3cr3t", "T0k3n"] {
-            assert!(!text.contains(secret), "the token reached the {place}: {text}");
+            assert!(
+                !text.contains(secret),
+                "the token reached the {place}: {text}"
+            );
         }
     }
 }
