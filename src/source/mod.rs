@@ -535,3 +535,143 @@ fn read_artifact(
         fetched: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credentials::SshCredentials;
+
+    fn name(engine: &SourceEngine, url: &str, credentials: Option<&Credentials>) -> String {
+        engine.entry_name(&RepositoryUrl::parse(url).unwrap(), credentials)
+    }
+
+    fn basic(user: &str, password: &str) -> Credentials {
+        Credentials {
+            basic: Some((user.into(), password.into())),
+            ..Default::default()
+        }
+    }
+
+    fn ssh(known_hosts: &str) -> Credentials {
+        Credentials {
+            ssh: Some(SshCredentials {
+                identity: "KEY".into(),
+                passphrase: None,
+                known_hosts: known_hosts.into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entries_are_shared_only_by_the_same_repository_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        let url = "https://git.example.com/org/repo.git";
+        let right = basic("deployer", "right");
+        let anonymous = name(&engine, url, None);
+        let authenticated = name(&engine, url, Some(&right));
+
+        assert_eq!(
+            authenticated,
+            name(
+                &engine,
+                "https://GIT.example.com/org/repo/",
+                Some(&right.clone())
+            ),
+            "one repository and the same credentials share an entry"
+        );
+        let others = [
+            anonymous.clone(),
+            name(&engine, url, Some(&basic("deployer", "wrong"))),
+            name(&engine, url, Some(&basic("other", "right"))),
+            name(&engine, "http://git.example.com/org/repo.git", Some(&right)),
+            name(
+                &engine,
+                "https://deployer:right@git.example.com/org/repo",
+                None,
+            ),
+            name(
+                &engine,
+                url,
+                Some(&Credentials {
+                    bearer_token: Some("token".into()),
+                    ..Default::default()
+                }),
+            ),
+            name(
+                &engine,
+                url,
+                Some(&Credentials {
+                    ca_pem: Some(b"PEM".to_vec()),
+                    ..right.clone()
+                }),
+            ),
+        ];
+        for (index, other) in others.iter().enumerate() {
+            assert_ne!(&authenticated, other, "case {index}");
+        }
+        assert_ne!(anonymous, others[4], "URL credentials count too");
+
+        let alice = name(
+            &engine,
+            "ssh://alice@git.example.com/org/repo",
+            Some(&ssh("h k")),
+        );
+        let bob = name(
+            &engine,
+            "ssh://bob@git.example.com/org/repo",
+            Some(&ssh("h k")),
+        );
+        assert_ne!(alice, bob, "SSH users are different identities");
+        assert_eq!(
+            name(
+                &engine,
+                "git@git.example.com:org/repo.git",
+                Some(&ssh("h k"))
+            ),
+            name(
+                &engine,
+                "ssh://git@git.example.com/org/repo",
+                Some(&ssh("h k"))
+            ),
+        );
+        assert_ne!(
+            name(&engine, "git@git.example.com:org/repo", Some(&ssh("h k"))),
+            name(
+                &engine,
+                "git@git.example.com:org/repo",
+                Some(&ssh("other k"))
+            ),
+        );
+    }
+
+    #[test]
+    fn entry_names_are_readable_and_hold_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        let entry = name(
+            &engine,
+            "https://deployer:hunter2@git.example.com/org/repo.git",
+            Some(&basic("deployer", "hunter2")),
+        );
+        assert!(entry.starts_with("git.example.com_org_repo-"), "{entry}");
+        assert!(
+            !entry.contains("hunter2") && !entry.contains("deployer"),
+            "{entry}"
+        );
+        let again = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        assert_eq!(
+            name(&again, "https://git.example.com/org/repo.git", None),
+            name(&engine, "https://git.example.com/org/repo.git", None),
+            "names survive a restart"
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = SourceEngine::new(elsewhere.path(), Limits::default(), Duration::from_secs(5));
+        assert_ne!(
+            name(&other, "https://git.example.com/org/repo.git", None),
+            name(&engine, "https://git.example.com/org/repo.git", None),
+            "each cache keys its digests differently"
+        );
+    }
+}
