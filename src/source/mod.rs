@@ -73,7 +73,7 @@ impl Default for Limits {
 }
 
 /// What to fetch, for whom.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FetchRequest {
     /// `namespace/name` of the GitRepository, for error messages.
     pub owner: String,
@@ -85,6 +85,24 @@ pub struct FetchRequest {
     pub credentials: Option<Credentials>,
     /// Bound on the whole request, waiting for other requests on the same URL included.
     pub timeout: Duration,
+}
+
+// `url` may hold a token: print it redacted, like every other place a URL is shown.
+impl std::fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = RepositoryUrl::parse(&self.url)
+            .map(|url| url.redacted())
+            .unwrap_or_else(|_| url::redact_unparsed(&self.url));
+        f.debug_struct("FetchRequest")
+            .field("owner", &self.owner)
+            .field("url", &url)
+            .field("reference", &self.reference)
+            .field("path", &self.path)
+            .field("ignore", &self.ignore)
+            .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// A revision's manifest files and where they came from.
@@ -644,6 +662,29 @@ mod tests {
                 Some(&ssh("other k"))
             ),
         );
+    }
+
+    #[test]
+    fn fetch_requests_print_their_url_redacted() {
+        for url in [
+            "https://deployer:hunter2@git.example.com/org/repo.git",
+            "https://deployer:hun/ter2@git.example.com/org/repo.git",
+        ] {
+            let request = FetchRequest {
+                owner: "team-a/app".into(),
+                url: url.into(),
+                reference: None,
+                path: String::new(),
+                ignore: vec![],
+                credentials: Some(basic("deployer", "hunter2")),
+                timeout: Duration::from_secs(1),
+            };
+            let printed = format!("{request:?}");
+            assert!(
+                !printed.contains("hunter2") && !printed.contains("ter2"),
+                "{printed}"
+            );
+        }
     }
 
     #[test]
