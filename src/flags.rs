@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use driftless::{
-    source::{Limits, TreeLimits},
+    source::{CacheLimits, Limits, TreeLimits},
     telemetry::LogFormat,
 };
 
@@ -232,6 +232,15 @@ pub struct SourceArgs {
     /// Most manifest files in one revision's path.
     #[arg(long, env = "DRIFTLESS_MAX_MANIFEST_FILES", default_value_t = Limits::default().tree.max_files)]
     pub max_manifest_files: usize,
+
+    /// Git cache entries no GitRepository used for this long are deleted (0s: never).
+    #[arg(long, env = "DRIFTLESS_GIT_CACHE_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub git_cache_max_age: Duration,
+
+    /// While the git cache holds more bytes than this, its least recently used entries are
+    /// deleted (0: no bound). Keep it below the size of the cache's volume.
+    #[arg(long, env = "DRIFTLESS_GIT_CACHE_MAX_BYTES", default_value_t = Limits::default().cache.max_bytes)]
+    pub git_cache_max_bytes: u64,
 }
 
 impl SourceArgs {
@@ -242,6 +251,10 @@ impl SourceArgs {
                 max_file_bytes: self.max_manifest_file_bytes,
                 max_total_bytes: self.max_manifest_total_bytes,
                 max_files: self.max_manifest_files,
+            },
+            cache: CacheLimits {
+                max_age: self.git_cache_max_age,
+                max_bytes: self.git_cache_max_bytes,
             },
         }
     }

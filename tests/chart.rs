@@ -278,6 +278,8 @@ fn default_values_render_a_hardened_leader_elected_controller() {
         "--default-interval=5m",
         "--concurrency=8",
         "--max-fetch-bytes=536870912",
+        "--git-cache-max-age=24h",
+        "--git-cache-max-bytes=1610612736",
     ] {
         assert!(
             args.iter().any(|a| a == expected),

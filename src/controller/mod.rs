@@ -165,6 +165,11 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         settings: settings.clone(),
         metrics,
     });
+    // Stops with the controller; in tests several controllers share one process.
+    let _eviction = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
+        let context = context.clone();
+        async move { context.source.keep_evicting().await }
+    }));
     let (store, writer) = reflector::store();
     let changes = watcher(repositories, watcher::Config::default())
         .default_backoff()

@@ -449,18 +449,29 @@ pub(super) fn applier_for(
     namespace: &str,
     context: &Context,
 ) -> Result<Applier, Failure> {
+    let client = client_for(repository, namespace, context, Reason::ApplyFailed)?;
+    Ok(context.applier.with_client(client))
+}
+
+/// The controller's client, or, with `spec.serviceAccountName`, one impersonating that
+/// ServiceAccount; `reason` names the step that needed it, should building it fail.
+fn client_for(
+    repository: &GitRepository,
+    namespace: &str,
+    context: &Context,
+    reason: Reason,
+) -> Result<kube::Client, Failure> {
     let Some(account) = &repository.spec.service_account_name else {
-        return Ok(context.applier.with_client(context.client.clone()));
+        return Ok(context.client.clone());
     };
     let mut config = context.config.clone();
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    let client = kube::Client::try_from(config).map_err(|error| {
+    kube::Client::try_from(config).map_err(|error| {
         Failure::new(
-            Reason::ApplyFailed,
+            reason,
             format!("impersonating ServiceAccount {account}: {error}"),
         )
-    })?;
-    Ok(context.applier.with_client(client))
+    })
 }
 
 /// Errors that a retry cannot fix: the spec or the Secret must change.
@@ -483,7 +494,10 @@ async fn read_credentials(
     let Some(reference) = &repository.spec.secret_ref else {
         return Ok(None);
     };
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    // Read as the tenant: otherwise a tenant could name a Secret its ServiceAccount may not
+    // read and have the controller send its credentials to a server the tenant controls.
+    let client = client_for(repository, namespace, context, Reason::SecretNotFound)?;
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
     let missing = |why: String| {
         Failure::new(
             Reason::SecretNotFound,
@@ -494,7 +508,17 @@ async fn read_credentials(
     let secret = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(|error| missing(error.to_string()))?
+        .map_err(
+            |error| match (&error, &repository.spec.service_account_name) {
+                (kube::Error::Api(status), Some(account)) if status.is_forbidden() => {
+                    missing(format!(
+                        "forbidden: ServiceAccount {account} may not read it ({})",
+                        status.message
+                    ))
+                }
+                _ => missing(error.to_string()),
+            },
+        )?
         .ok_or_else(|| missing("not found".into()))?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
