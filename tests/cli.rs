@@ -472,3 +472,152 @@ fn the_binary_is_a_kubectl_plugin_and_prints_completions() {
         "a bash completion function"
     );
 }
+
+/// A namespace with a GitRepository `app` applied by a running controller.
+async fn applied_repository(
+    test: &str,
+) -> (TestNamespace, GitRepos, HttpGitServer, RunningController) {
+    install_crds().await;
+    let namespace = TestNamespace::create(test).await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = repo.commit("one object", &[("deploy/settings.yaml", CONFIGMAP)]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let controller = RunningController::start(&namespace.name);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy" }),
+        )
+        .await;
+    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    (namespace, repos, server, controller)
+}
+
+async fn run_in(namespace: &TestNamespace, args: &[&str]) -> Output {
+    let ns = namespace.name.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        driftless_in(&ns, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap()
+}
+
+async fn gone(namespace: &TestNamespace) -> bool {
+    namespace
+        .api::<GitRepository>()
+        .get_opt("app")
+        .await
+        .unwrap()
+        .is_none()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_prunes_through_the_running_controller() {
+    let (namespace, _repos, _server, _controller) = applied_repository("cli-uninstall").await;
+    let removed = run_in(&namespace, &["uninstall", "--timeout", "60s"]).await;
+    assert!(
+        removed.status.success(),
+        "{}\n{}",
+        stdout(&removed),
+        stderr(&removed)
+    );
+    assert!(
+        stdout(&removed).contains("0 released without the controller"),
+        "{}",
+        stdout(&removed)
+    );
+    assert!(gone(&namespace).await);
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_none(),
+        "pruned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_keep_objects_leaves_what_was_applied() {
+    let (namespace, _repos, _server, _controller) = applied_repository("cli-uninstall-keep").await;
+    let removed = run_in(
+        &namespace,
+        &["uninstall", "--keep-objects", "--timeout", "60s"],
+    )
+    .await;
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(gone(&namespace).await);
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_some(),
+        "kept"
+    );
+}
+
+/// Without a controller the finalizer would keep the object, and its namespace, Terminating
+/// forever; uninstall says what stays and releases it.
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_without_a_controller_releases_the_finalizer_and_says_what_stays() {
+    let (namespace, _repos, _server, controller) = applied_repository("cli-uninstall-gone").await;
+    drop(controller);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = run_in(&namespace, &["uninstall", "--timeout", "3s"]).await;
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let said = stderr(&removed);
+    assert!(
+        said.contains("leaves 1 applied object(s)") && said.contains("_settings__ConfigMap"),
+        "{said}"
+    );
+    assert!(gone(&namespace).await, "released");
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_some(),
+        "left behind, as said"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_the_crd_and_the_users_rights() {
+    install_crds().await;
+    let namespace = TestNamespace::create("cli-check").await;
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": "https://example.invalid/app.git", "serviceAccountName": "missing" }),
+        )
+        .await;
+    let checked = run_in(&namespace, &["check"]).await;
+    let report = stdout(&checked);
+    assert!(
+        report.contains("✓ CRD gitrepositories.driftless.dev installed, v1alpha1 served"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "✓ you may manage GitRepositories in namespace {}",
+            namespace.name
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("names ServiceAccount missing, which does not exist")
+            && report.contains("fix: "),
+        "{report}"
+    );
+    assert_eq!(
+        checked.status.code(),
+        Some(1),
+        "a ✗ line fails the check: {report}"
+    );
+}

@@ -12,6 +12,10 @@ use kube::CustomResourceExt;
 /// reconcile` set it to the current time).
 pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
 
+/// The finalizer that lets the controller delete (or deliberately orphan) what a GitRepository
+/// applied before the GitRepository itself goes away.
+pub const FINALIZER: &str = "driftless.dev/finalizer";
+
 /// The CustomResourceDefinitions driftless installs, as one multi-document YAML stream, exactly
 /// as `driftless crd` prints it and as `crds/` and the Helm chart ship it.
 pub fn crd_yaml() -> String {

@@ -6,6 +6,7 @@
 //! stderr and only on a terminal, colours only on a terminal and never with `NO_COLOR`.
 
 mod build;
+mod check;
 mod connect;
 mod error;
 mod events;
@@ -13,6 +14,7 @@ mod get;
 mod output;
 mod reconcile;
 mod tree;
+mod uninstall;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,7 @@ pub use connect::ClusterArgs;
 pub use error::CliError;
 pub use get::GetArgs;
 pub use reconcile::ReconcileArgs;
+pub use uninstall::UninstallArgs;
 
 /// The commands for people and CI, next to the controller's own.
 #[derive(Subcommand, Debug)]
@@ -41,6 +44,18 @@ pub enum ClientCommand {
     Tree(ObjectArgs),
     /// Render a local checkout offline, as the controller would, and print the objects.
     Build(BuildArgs),
+    /// Preflight: CRD, controller, your rights, ServiceAccounts; each line ✓ or ✗ with the fix.
+    Check(NamespaceArgs),
+    /// Delete every GitRepository (pruning, or orphaning with --keep-objects) before the
+    /// controller is removed, so nothing stays Terminating.
+    Uninstall(UninstallArgs),
+}
+
+/// Commands that act on a namespace, not on one object.
+#[derive(Args, Debug)]
+pub struct NamespaceArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// One GitRepository by name.
@@ -50,6 +65,11 @@ pub struct ObjectArgs {
     pub name: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// Durations as the CRD spells them: `90s`, `5m`, `1h30m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::api::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Runs a client command; failures are printed on stderr. Exit codes: 0 success, 1 failure
@@ -63,6 +83,8 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Events(args) => events::run(args).await,
         ClientCommand::Tree(args) => tree::run(args).await,
         ClientCommand::Build(args) => build::run(args),
+        ClientCommand::Check(args) => check::run(args).await,
+        ClientCommand::Uninstall(args) => uninstall::run(args).await,
     };
     match result {
         Ok(code) => code,

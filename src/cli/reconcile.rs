@@ -30,7 +30,7 @@ pub struct ReconcileArgs {
     #[arg(short, long)]
     pub wait: bool,
     /// Longest to wait with --wait (e.g. 90s, 5m).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -220,10 +220,6 @@ fn write_params() -> PatchParams {
 /// Nanoseconds make two requests in one second different values, so both are seen.
 fn now() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::api::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -18,9 +18,7 @@ use crate::{
     },
 };
 
-/// The finalizer that lets driftless delete (or deliberately orphan) what a GitRepository
-/// applied before the GitRepository itself goes away.
-pub const FINALIZER: &str = "driftless.dev/finalizer";
+pub use crate::api::FINALIZER;
 
 /// Deletes the objects of the previous inventory that the new revision no longer has, when
 /// `spec.prune` allows, and returns the inventory to record.
