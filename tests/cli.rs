@@ -621,3 +621,135 @@ async fn check_reports_the_crd_and_the_users_rights() {
         "a ✗ line fails the check: {report}"
     );
 }
+
+const OLD: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: old\n";
+const TOKEN_V1: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: hunter2-first\n";
+const TOKEN_V2: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\nstringData:\n  token: hunter2-second\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_previews_creates_changes_prunes_and_masks_secrets() {
+    install_crds().await;
+    let namespace = TestNamespace::create("cli-diff").await;
+    let ns = namespace.name.clone();
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = repo.commit(
+        "first",
+        &[
+            ("deploy/settings.yaml", CONFIGMAP),
+            ("deploy/old.yaml", OLD),
+            ("deploy/token.yaml", TOKEN_V1),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = RunningController::start(&ns);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "1h" }),
+        )
+        .await;
+    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    let checkout = repo.path().to_str().unwrap().to_owned();
+
+    // The applied revision itself, fetched from the object's repository: nothing to do.
+    let same = run_in(&namespace, &["diff", "app"]).await;
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&same),
+        stderr(&same)
+    );
+    assert!(
+        stdout(&same).contains("0 to change, 3 unchanged"),
+        "{}",
+        stdout(&same)
+    );
+
+    // A pull request's branch, never pushed to what the controller follows.
+    repo.branch("pr", &first);
+    let changed_settings = CONFIGMAP.replace("blue", "red");
+    repo.commit_on(
+        "pr",
+        "change",
+        &[
+            ("deploy/settings.yaml", &changed_settings),
+            ("deploy/extra.yaml", EXTRA),
+            ("deploy/token.yaml", TOKEN_V2),
+        ],
+    );
+    let preview = run_in(
+        &namespace,
+        &["diff", "app", "--path", &checkout, "--revision", "pr"],
+    )
+    .await;
+    let text = stdout(&preview);
+    assert_eq!(
+        preview.status.code(),
+        Some(1),
+        "changes exit 1: {text}\n{}",
+        stderr(&preview)
+    );
+    assert!(
+        text.contains(&format!("~ change v1 ConfigMap {ns}/settings")),
+        "{text}"
+    );
+    assert!(
+        text.contains("-  colour: blue") && text.contains("+  colour: red"),
+        "a unified diff: {text}"
+    );
+    assert!(
+        text.contains(&format!("+ create v1 ConfigMap {ns}/extra")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("- prune ConfigMap {ns}/old")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("~ change v1 Secret {ns}/token")) && text.contains("*** (after)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !text.contains("aHVudGVy"),
+        "secret values never shown: {text}"
+    );
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("extra")
+            .await
+            .unwrap()
+            .is_none(),
+        "a diff writes nothing"
+    );
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("old")
+            .await
+            .unwrap()
+            .is_some(),
+        "a diff prunes nothing"
+    );
+
+    // The object's ServiceAccount is used: one without rights makes the preview fail like the apply.
+    namespace
+        .create_git_repository("tenant", json!({ "url": server.url_for(&repo), "path": "deploy", "serviceAccountName": "nobody", "suspend": true }))
+        .await;
+    let denied = run_in(
+        &namespace,
+        &["diff", "tenant", "--path", &checkout, "--revision", "main"],
+    )
+    .await;
+    assert_eq!(
+        denied.status.code(),
+        Some(2),
+        "{}\n{}",
+        stdout(&denied),
+        stderr(&denied)
+    );
+    assert!(stderr(&denied).contains("forbidden"), "{}", stderr(&denied));
+}

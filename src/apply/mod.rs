@@ -23,6 +23,7 @@ pub mod inventory;
 mod kinds;
 mod live;
 mod object;
+mod preview;
 mod prune;
 mod report;
 mod stage;
@@ -47,6 +48,7 @@ pub use error::{ApplyError, ObjectFailure};
 pub use object::{
     APPLIED_HASH_ANNOTATION, APPLY_ANNOTATION, DesiredObject, IF_NOT_PRESENT, ObjectRef,
 };
+pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport};
 
@@ -118,6 +120,17 @@ impl Applier {
             .await?,
         );
         Ok(report)
+    }
+
+    /// What [`Applier::apply`] would do to each object, found by the same preparation and dry
+    /// run, writing nothing.
+    pub async fn preview(
+        &self,
+        objects: Vec<DesiredObject>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<Previewed>, ApplyError> {
+        let prepared = self.prepare_all(objects, options).await?;
+        preview::preview_all(&self.client, prepared, options.concurrency).await
     }
 
     /// Resolves every object's kind and prepares it, reporting all failures together.

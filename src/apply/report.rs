@@ -18,6 +18,29 @@ pub struct ApplyOptions {
     pub crd_established_timeout: Duration,
 }
 
+impl ApplyOptions {
+    /// The options a GitRepository in `namespace` is applied with: its target namespace (else
+    /// its own) for objects naming none, and its owner labels. The controller and `driftless
+    /// diff` both use this, so a preview is labelled and defaulted like the apply.
+    pub fn for_repository(
+        repository: &crate::api::GitRepository,
+        namespace: &str,
+        concurrency: usize,
+    ) -> Self {
+        use kube::ResourceExt;
+        Self {
+            default_namespace: repository
+                .spec
+                .target_namespace
+                .clone()
+                .unwrap_or_else(|| namespace.to_owned()),
+            owner_labels: super::inventory::owner_labels(&repository.name_any(), namespace),
+            concurrency,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ApplyOptions {
     fn default() -> Self {
         Self {

@@ -115,7 +115,7 @@ async fn plan(
 ///
 /// Right after a CRD becomes Established the apiserver can still answer 404 for its resource
 /// for a moment; that answer is retried briefly rather than reported as invalid.
-async fn dry_run(
+pub(super) async fn dry_run(
     api: &Api<DynamicObject>,
     prepared: &PreparedObject,
 ) -> Result<DynamicObject, kube::Error> {
@@ -203,7 +203,7 @@ fn apply_params() -> PatchParams {
         .validation_strict()
 }
 
-fn api_for(client: &Client, prepared: &PreparedObject) -> Api<DynamicObject> {
+pub(super) fn api_for(client: &Client, prepared: &PreparedObject) -> Api<DynamicObject> {
     match &prepared.reference.namespace {
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, &prepared.resource),
         None => Api::all_with(client.clone(), &prepared.resource),

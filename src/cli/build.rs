@@ -5,7 +5,10 @@
 //! broken revision before it is merged. Namespaces are not defaulted here: that needs the
 //! cluster's discovery and happens at apply time.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Args, ValueEnum};
 use git2::Repository;
@@ -14,7 +17,7 @@ use super::CliError;
 use crate::{
     api::GitRepository,
     manifests::{self, Manifest},
-    source::{Limits, tree},
+    source::{Limits, ManifestFile, tree},
 };
 
 #[derive(Args, Debug)]
@@ -61,10 +64,6 @@ pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
 
 /// The manifests of the revision, or the controller's own error messages.
 pub fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
-    let repository = Repository::discover(&args.dir).map_err(|e| CliError::NotARepository {
-        path: args.dir.display().to_string(),
-        reason: e.message().to_owned(),
-    })?;
     let spec = args.spec_file.as_ref().map(read_spec).transpose()?;
     let path = args
         .path
@@ -72,25 +71,45 @@ pub fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
         .or_else(|| spec.as_ref().and_then(|s| s.spec.path.clone()))
         .unwrap_or_default();
     let ignore = spec.map(|s| s.spec.ignore).unwrap_or_default();
+    let files = read_commit(&args.dir, &args.revision, &path, &ignore)?;
+    read_objects(&files)
+}
+
+/// The manifest files under `path` of a commit of the checkout holding `dir`, by the
+/// controller's tree rules.
+pub fn read_commit(
+    dir: &Path,
+    revision: &str,
+    path: &str,
+    ignore: &[String],
+) -> Result<Vec<ManifestFile>, CliError> {
+    let repository = Repository::discover(dir).map_err(|e| CliError::NotARepository {
+        path: dir.display().to_string(),
+        reason: e.message().to_owned(),
+    })?;
     let commit = repository
-        .revparse_single(&args.revision)
+        .revparse_single(revision)
         .and_then(|object| object.peel_to_commit())
         .map_err(|e| CliError::Revision {
-            revision: args.revision.clone(),
+            revision: revision.to_owned(),
             reason: e.message().to_owned(),
         })?;
     let files = tree::read_manifest_files(
         &repository,
         commit.id(),
-        &path,
-        &ignore,
+        path,
+        ignore,
         Limits::default().tree,
     )?;
     for skipped in &files.skipped {
         eprintln!("warning: {skipped}: a symlink or submodule, not followed");
     }
+    Ok(files.files)
+}
+
+/// Manifest files to objects, with the controller's checks.
+pub fn read_objects(files: &[ManifestFile]) -> Result<Vec<Manifest>, CliError> {
     let contents = files
-        .files
         .iter()
         .map(|f| (f.path.as_str(), f.contents.as_slice()));
     Ok(manifests::read_manifests(

@@ -22,9 +22,11 @@ pub struct ClusterArgs {
     pub namespace: Option<String>,
 }
 
-/// A client and the namespace commands act in.
+/// A client, its configuration (to derive impersonating clients) and the namespace commands
+/// act in.
 pub struct Connection {
     pub client: Client,
+    pub config: Config,
     pub namespace: String,
 }
 
@@ -34,8 +36,12 @@ pub async fn connect(args: &ClusterArgs) -> Result<Connection, CliError> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config).map_err(CliError::Client)?;
-    Ok(Connection { client, namespace })
+    let client = Client::try_from(config.clone()).map_err(CliError::Client)?;
+    Ok(Connection {
+        client,
+        config,
+        namespace,
+    })
 }
 
 async fn config(args: &ClusterArgs) -> Result<Config, CliError> {

@@ -8,6 +8,7 @@
 mod build;
 mod check;
 mod connect;
+mod diff;
 mod error;
 mod events;
 mod get;
@@ -22,6 +23,7 @@ use clap::{Args, Subcommand};
 
 pub use build::BuildArgs;
 pub use connect::ClusterArgs;
+pub use diff::DiffArgs;
 pub use error::CliError;
 pub use get::GetArgs;
 pub use reconcile::ReconcileArgs;
@@ -44,6 +46,8 @@ pub enum ClientCommand {
     Tree(ObjectArgs),
     /// Render a local checkout offline, as the controller would, and print the objects.
     Build(BuildArgs),
+    /// What applying a revision would create, change and prune (exit 0: nothing, 1: changes).
+    Diff(DiffArgs),
     /// Preflight: CRD, controller, your rights, ServiceAccounts; each line ✓ or ✗ with the fix.
     Check(NamespaceArgs),
     /// Delete every GitRepository (pruning, or orphaning with --keep-objects) before the
@@ -84,6 +88,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Tree(args) => tree::run(args).await,
         ClientCommand::Build(args) => build::run(args),
         ClientCommand::Check(args) => check::run(args).await,
+        ClientCommand::Diff(args) => diff::run(args).await,
         ClientCommand::Uninstall(args) => uninstall::run(args).await,
     };
     match result {

@@ -1,0 +1,355 @@
+//! `driftless diff NAME`: what applying a revision would change in the cluster, before it
+//! happens — the preview a pull request's CI job shows.
+//!
+//! The objects come from a local checkout (`--path DIR`, a commit of it) or from the object's
+//! own repository at its ref, read by the controller's tree rules and manifest checks; each is
+//! dry-run by server-side apply as the object's ServiceAccount (when it names one), exactly as
+//! the controller would apply it. Nothing is written.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt, api::DynamicObject};
+use serde_json::Value;
+
+use super::{
+    CliError, ClusterArgs, build,
+    connect::{Connection, connect},
+    output::{self, Tone},
+};
+use crate::{
+    api::GitRepository,
+    apply::{
+        Applier, ApplyOptions, Change, DesiredObject, Previewed,
+        inventory::{ObjectKey, stale},
+    },
+    manifests::Manifest,
+    source::{Credentials, FetchRequest, Limits, SourceEngine},
+};
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Name of the GitRepository.
+    pub name: String,
+    /// A local checkout of the repository to preview instead of the object's own revision (its
+    /// commit `--revision`, at the object's `spec.path`).
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// With --path: the commit to preview (default HEAD).
+    #[arg(long, default_value = "HEAD")]
+    pub revision: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Kinds whose values are never printed.
+const MASKED_KINDS: [&str; 1] = ["Secret"];
+
+pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
+    let connection = connect(&args.cluster).await?;
+    let namespace = connection.namespace.clone();
+    let api: Api<GitRepository> = Api::namespaced(connection.client.clone(), &namespace);
+    let repository = api
+        .get_opt(&args.name)
+        .await
+        .map_err(CliError::api("reading the GitRepository"))?
+        .ok_or_else(|| CliError::NotFound {
+            namespace: namespace.clone(),
+            name: args.name.clone(),
+        })?;
+    let manifests = desired_manifests(&args, &connection, &repository).await?;
+    let desired = manifests
+        .into_iter()
+        .map(|m| DesiredObject {
+            origin: format!("{}: {}", m.file, m.position),
+            object: m.object,
+        })
+        .collect();
+    let applier = Applier::new(applying_client(&connection, &repository)?);
+    let options = ApplyOptions::for_repository(&repository, &namespace, 8);
+    let previewed = applier
+        .preview(desired, &options)
+        .await
+        .map_err(|e| CliError::Output(format!("revision cannot be applied: {e}")))?;
+    let pruned = would_prune(&repository, &previewed);
+    let changes = report(&previewed, &pruned);
+    Ok(if changes {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn desired_manifests(
+    args: &DiffArgs,
+    connection: &Connection,
+    repository: &GitRepository,
+) -> Result<Vec<Manifest>, CliError> {
+    let spec = &repository.spec;
+    let path = spec.path.clone().unwrap_or_default();
+    let files = match &args.path {
+        Some(dir) => build::read_commit(dir, &args.revision, &path, &spec.ignore)?,
+        None => fetch_revision(connection, repository).await?,
+    };
+    build::read_objects(&files)
+}
+
+/// The object's own revision, fetched as the controller fetches it (with its Secret, read with
+/// the caller's rights), into a cache of this run only.
+async fn fetch_revision(
+    connection: &Connection,
+    repository: &GitRepository,
+) -> Result<Vec<crate::source::ManifestFile>, CliError> {
+    let credentials = match &repository.spec.secret_ref {
+        Some(reference) => Some(
+            read_credentials(&connection.client, &connection.namespace, &reference.name).await?,
+        ),
+        None => None,
+    };
+    let cache =
+        tempfile::tempdir().map_err(|e| CliError::Output(format!("a temporary git cache: {e}")))?;
+    let engine = SourceEngine::new(cache.path(), Limits::default(), Duration::from_secs(30));
+    let spec = &repository.spec;
+    let request = FetchRequest {
+        owner: format!("{}/{}", connection.namespace, repository.name_any()),
+        url: spec.url.clone(),
+        reference: spec.reference.clone(),
+        path: spec.path.clone().unwrap_or_default(),
+        ignore: spec.ignore.clone(),
+        credentials,
+        timeout: Duration::from_secs(120),
+    };
+    let artifact = engine
+        .fetch(&request)
+        .await
+        .map_err(|e| CliError::Output(e.to_string()))?;
+    eprintln!("previewing revision {}", artifact.revision);
+    Ok(artifact.files)
+}
+
+async fn read_credentials(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Credentials, CliError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get(name)
+        .await
+        .map_err(CliError::api(format!("reading Secret {namespace}/{name}")))?;
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Credentials::from_secret_data(&data)
+        .map_err(|e| CliError::Output(format!("Secret {namespace}/{name}: {e}")))
+}
+
+/// As the controller does: the object's ServiceAccount when it names one, so a preview shows
+/// what that account may do, and a refusal shows as the error the apply would meet.
+fn applying_client(
+    connection: &Connection,
+    repository: &GitRepository,
+) -> Result<Client, CliError> {
+    let Some(account) = &repository.spec.service_account_name else {
+        return Ok(connection.client.clone());
+    };
+    let mut config = connection.config.clone();
+    config.auth_info.impersonate = Some(format!(
+        "system:serviceaccount:{}:{account}",
+        connection.namespace
+    ));
+    Client::try_from(config).map_err(CliError::Client)
+}
+
+fn would_prune(repository: &GitRepository, previewed: &[Previewed]) -> Vec<ObjectKey> {
+    if repository.spec.prune == Some(false) {
+        return Vec::new();
+    }
+    let old = repository
+        .status
+        .as_ref()
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    let new: Vec<_> = previewed
+        .iter()
+        .map(|p| ObjectKey::from(&p.reference).to_entry())
+        .collect();
+    stale(&old, &new)
+}
+
+/// Prints the preview; returns whether anything would change.
+fn report(previewed: &[Previewed], pruned: &[ObjectKey]) -> bool {
+    let mut unchanged = 0;
+    let mut changes = 0;
+    for one in previewed {
+        let kind = &one.reference.kind;
+        match &one.change {
+            Change::Unchanged | Change::CreateOnlyPresent => unchanged += 1,
+            Change::Create(object) => {
+                changes += 1;
+                println!(
+                    "{}",
+                    output::toned(&format!("+ create {}", one.reference), Tone::Good, false)
+                );
+                let (_, shown) = masked_pair(Value::Null, comparable(object), kind);
+                print!(
+                    "{}",
+                    unified(&Value::Null, &shown, &one.reference.to_string())
+                );
+            }
+            Change::CreateAfterItsPrerequisites(why) => {
+                changes += 1;
+                println!(
+                    "{}",
+                    output::toned(
+                        &format!(
+                            "+ create {} (validated once what it needs exists: {why})",
+                            one.reference
+                        ),
+                        Tone::Good,
+                        false
+                    )
+                );
+            }
+            Change::Update(live, would_be) => {
+                changes += 1;
+                println!(
+                    "{}",
+                    output::toned(&format!("~ change {}", one.reference), Tone::Pending, false)
+                );
+                let (before, after) = masked_pair(comparable(live), comparable(would_be), kind);
+                print!("{}", unified(&before, &after, &one.reference.to_string()));
+            }
+        }
+    }
+    for key in pruned {
+        changes += 1;
+        let namespace = key
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default();
+        println!(
+            "{}",
+            output::toned(
+                &format!("- prune {} {}{}", key.kind, namespace, key.name),
+                Tone::Bad,
+                false
+            )
+        );
+    }
+    println!("{changes} to change, {unchanged} unchanged");
+    changes > 0
+}
+
+/// The object as a person compares it: no server bookkeeping, no status.
+fn comparable(object: &DynamicObject) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(root) = value.as_object_mut() {
+        root.remove("status");
+        if let Some(metadata) = root.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "managedFields",
+                "resourceVersion",
+                "uid",
+                "generation",
+                "creationTimestamp",
+            ] {
+                metadata.remove(field);
+            }
+        }
+    }
+    value
+}
+
+/// Secret values replaced by `***`, and by `*** (before)` / `*** (after)` where they differ, as
+/// `kubectl diff` shows them: the diff says which keys change, never what they hold.
+fn masked_pair(mut before: Value, mut after: Value, kind: &str) -> (Value, Value) {
+    if !MASKED_KINDS.contains(&kind) {
+        return (before, after);
+    }
+    for field in ["data", "stringData"] {
+        let old = before
+            .get(field)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let new = after
+            .get(field)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mask = |map: &serde_json::Map<String, Value>,
+                    other: &serde_json::Map<String, Value>,
+                    tag: &str| {
+            map.iter()
+                .map(|(key, value)| {
+                    let same = other.get(key) == Some(value);
+                    let shown = if same {
+                        "***".to_owned()
+                    } else {
+                        format!("*** ({tag})")
+                    };
+                    (key.clone(), Value::String(shown))
+                })
+                .collect::<serde_json::Map<_, _>>()
+        };
+        if let Some(slot) = before.get_mut(field) {
+            *slot = Value::Object(mask(&old, &new, "before"));
+        }
+        if let Some(slot) = after.get_mut(field) {
+            *slot = Value::Object(mask(&new, &old, "after"));
+        }
+    }
+    (before, after)
+}
+
+fn unified(before: &Value, after: &Value, name: &str) -> String {
+    let yaml = |value: &Value| match value {
+        Value::Null => String::new(),
+        value => serde_saphyr::to_string(value).unwrap_or_default(),
+    };
+    let (before, after) = (yaml(before), yaml(after));
+    similar::TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{name} (live)"), &format!("{name} (after apply)"))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_values_never_show_but_changed_keys_do() {
+        let before = json!({ "kind": "Secret", "data": { "same": "c2FtZQ==", "changed": "b2xk" } });
+        let after = json!({ "kind": "Secret", "data": { "same": "c2FtZQ==", "changed": "bmV3", "added": "eA==" } });
+        let (before, after) = masked_pair(before, after, "Secret");
+        assert_eq!(
+            before["data"],
+            json!({ "same": "***", "changed": "*** (before)" })
+        );
+        assert_eq!(
+            after["data"],
+            json!({ "same": "***", "changed": "*** (after)", "added": "*** (after)" })
+        );
+        let text = unified(&before, &after, "v1 Secret ns/s");
+        assert!(
+            !text.contains("b2xk") && !text.contains("bmV3") && text.contains("*** (after)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn other_kinds_are_shown_as_they_are() {
+        let value = json!({ "kind": "ConfigMap", "data": { "a": "1" } });
+        let (before, _) = masked_pair(value.clone(), value.clone(), "ConfigMap");
+        assert_eq!(before, value);
+    }
+}
