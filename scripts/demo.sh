@@ -162,6 +162,12 @@ sed -i 's/^  replicas: 2$/  replicas: 3/' "$work/checkout/deploy/deployment.yaml
 sed -i 's/Hello from driftless/Hello again, pushed at '"$(date -u +%H:%M:%S)"'/' "$work/checkout/deploy/configmap.yaml"
 git -C "$work/checkout" -c user.name=demo -c user.email=demo@driftless.invalid commit --quiet -am "hello: 3 replicas, new greeting"
 git -C "$work/checkout" --no-pager show --stat --oneline HEAD
+
+step "Before pushing: what would this commit change? (driftless diff, nothing is written)"
+# Exit code 1 means "there are changes", as with kubectl diff.
+diff_status=0
+"$driftless" diff "$name" -n "$namespace" --path "$work/checkout" || diff_status=$?
+((diff_status <= 1)) || fail "driftless diff failed (exit $diff_status)"
 push_start=$(date +%s%N)
 git -C "$work/checkout" push --quiet "$work/git/quickstart.git" main
 second_sha=$(git -C "$work/checkout" rev-parse HEAD)
@@ -184,7 +190,8 @@ elapsed_ms=$((($(date +%s%N) - push_start) / 1000000))
 kubectl -n quickstart rollout status deployment/hello --timeout=120s
 
 step "The cluster converged to $second_sha"
-kubectl -n "$namespace" get gitrepositories -o wide
+"$driftless" get -n "$namespace"
+"$driftless" tree "$name" -n "$namespace"
 kubectl -n quickstart get deployments,pods
 kubectl -n quickstart get configmap greeting -o jsonpath='ConfigMap quickstart/greeting message: {.data.message}{"\n"}'
 echo
@@ -195,7 +202,9 @@ cat <<TEXT
 
 The cluster is still running. Explore it:
   export KUBECONFIG=$KUBECONFIG PATH=$bin:\$PATH
-  kubectl get gitrepositories -A        # add -o wide for the status message
+  $driftless get -A                     # add -o wide for the status message
+  $driftless diff $name -n $namespace --path $work/checkout   # after a local commit
+  kubectl get gitrepositories -A
   kubectl -n quickstart get all
   kubectl describe gitrepository -n $namespace $name
 The controller and the git server stop now (controller log: $work/controller.log).

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     api::GitRepository,
     apply::{
-        Applier, ApplyOptions, Change, DesiredObject, Previewed,
+        APPLIED_HASH_ANNOTATION, Applier, ApplyOptions, Change, DesiredObject, Previewed,
         inventory::{ObjectKey, stale},
     },
     manifests::Manifest,
@@ -260,6 +260,16 @@ fn comparable(object: &DynamicObject) -> Value {
                 "creationTimestamp",
             ] {
                 metadata.remove(field);
+            }
+            // The content hash changes with any change: bookkeeping, not news.
+            if let Some(annotations) = metadata
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+            {
+                annotations.remove(APPLIED_HASH_ANNOTATION);
+                if annotations.is_empty() {
+                    metadata.remove("annotations");
+                }
             }
         }
     }
