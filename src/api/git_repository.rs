@@ -44,19 +44,21 @@ pub struct GitRepositorySpec {
     pub ignore: Vec<String>,
 
     /// How often to check the repository and correct drift when no webhook arrives (e.g. `5m`).
-    /// Jittered. Default `5m`.
+    /// Jittered. Default `5m`; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h, at most 720h"))]
     pub interval: Option<String>,
 
-    /// How long to wait before retrying after a failure. Default: the interval.
+    /// How long to wait before retrying after a failure. Default: exponential backoff up to the
+    /// interval; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("retryInterval must be a positive Go-style duration such as 30s or 1m"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("retryInterval must be a positive Go-style duration such as 30s or 1m, at most 720h"))]
     pub retry_interval: Option<String>,
 
-    /// Time limit for git operations and for applying. Default `60s`.
+    /// Time limit for git operations, for applying, and for waiting for health. Default `60s`;
+    /// at most `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("timeout must be a positive Go-style duration such as 60s"))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('1h')").message("timeout must be a positive Go-style duration such as 60s, at most 1h"))]
     pub timeout: Option<String>,
 
     /// Secret in the same namespace with credentials: `username` + `password` (HTTPS basic or

@@ -1,7 +1,11 @@
 //! One reconcile of one GitRepository: credentials, fetch, read, apply, status. Each step's
 //! failure becomes a condition with a reason and a message the user can act on.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{Api, ResourceExt, runtime::controller::Action};
@@ -16,9 +20,13 @@ use super::{
     events, prune,
 };
 use crate::{
-    api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
+    api::{
+        ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, MAX_INTERVAL, MAX_TIMEOUT,
+        parse_bounded_duration,
+    },
     apply::{
-        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, PruneReport,
+        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, HealthCheck,
+        ObjectRef, PruneReport,
         inventory::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL},
     },
     manifests::{self, Manifest},
@@ -30,38 +38,50 @@ pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a revision waiting for health is looked at again.
+const HEALTH_RECHECK_EVERY: Duration = Duration::from_secs(2);
+
 /// Makes the cluster match the GitRepository's revision and reports how that went.
 pub async fn reconcile_repository(
     repository: Arc<GitRepository>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
     let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
-    let interval = interval_of(&repository, &context);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     if repository.spec.suspend == Some(true) {
+        context.health_waits.forget(&namespace, &name);
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    let fetched = fetch(&repository, &context, &namespace).await;
-    let repository = match &fetched {
-        Ok(artifact) if is_new_work(&repository, artifact) => {
-            mark_reconciling(&api, repository, artifact).await?
-        }
-        _ => repository,
-    };
-    let result = match fetched {
-        Ok(artifact) => converge(&repository, &context, &namespace, artifact).await,
-        Err(failure) => Err(failure),
+    let checked = check_spec(&repository, &context);
+    let interval = checked
+        .as_ref()
+        .map(|durations| durations.interval)
+        .unwrap_or(context.settings.default_interval);
+    let retry_interval = checked.as_ref().ok().and_then(|d| d.retry_interval);
+    let (repository, result) = match checked {
+        Ok(durations) => work(&api, repository, &context, &namespace, &durations).await?,
+        Err(failure) => (repository, Err(failure)),
     };
     let webhook_path = webhook_path_of(&repository, &context, &namespace).await;
-    record_metrics(&context, &repository, &result, started.elapsed());
     match result {
-        Ok(converged) => {
+        Ok(Step::Waiting(wait)) => {
+            record_waiting(&api, &repository, &wait, &webhook_path).await?;
+            let again = wait
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(100), HEALTH_RECHECK_EVERY);
+            context.health_waits.insert(&namespace, &name, wait);
+            Ok(Action::requeue(again))
+        }
+        Ok(Step::Converged { converged, started }) => {
+            record_metrics(&context, &repository, Ok(&converged), started.elapsed());
             let summary = converged.summary();
             info!(
                 namespace,
-                name = repository.name_any(),
+                name,
                 revision = converged.artifact.revision,
                 summary,
                 "applied"
@@ -93,13 +113,14 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
-            context.failures.clear(&namespace, &repository.name_any());
+            context.failures.clear(&namespace, &name);
             Ok(Action::requeue(jittered(interval)))
         }
         Err(failure) => {
+            record_metrics(&context, &repository, Err(&failure), started.elapsed());
             warn!(
                 namespace,
-                name = repository.name_any(),
+                name,
                 reason = failure.reason.as_str(),
                 detail = failure.message,
                 "reconcile failed"
@@ -134,12 +155,112 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
-            let failures = context.failures.record(&namespace, &repository.name_any());
+            let failures = context.failures.record(&namespace, &name);
             Ok(Action::requeue(
-                retry_interval_of(&repository).unwrap_or_else(|| backoff(failures, interval)),
+                retry_interval.unwrap_or_else(|| backoff(failures, interval)),
             ))
         }
     }
+}
+
+/// Where one reconcile got to.
+enum Step {
+    /// The revision is applied (and healthy when asked to wait); `started` is when its
+    /// reconcile began, before any health wait.
+    Converged {
+        converged: Converged,
+        started: Instant,
+    },
+    /// The revision is applied and its objects are not healthy yet.
+    Waiting(HealthWait),
+}
+
+/// Fetches and applies; or, while the applied revision waits for health, only looks at its
+/// health again, so a waiting object holds no worker between looks.
+async fn work(
+    api: &Api<GitRepository>,
+    repository: Arc<GitRepository>,
+    context: &Context,
+    namespace: &str,
+    durations: &SpecDurations,
+) -> Result<(Arc<GitRepository>, Result<Step, Failure>), Error> {
+    if let Some(wait) = context.health_waits.take(&repository) {
+        let step = recheck_health(&repository, context, namespace, wait).await;
+        return Ok((repository, step));
+    }
+    let fetched = fetch(&repository, context, namespace, durations.timeout).await;
+    let repository = match &fetched {
+        Ok(artifact) if is_new_work(&repository, artifact) => {
+            mark_reconciling(api, repository, artifact).await?
+        }
+        _ => repository,
+    };
+    let step = match fetched {
+        Ok(artifact) => converge(&repository, context, namespace, artifact, durations).await,
+        Err(failure) => Err(failure),
+    };
+    Ok((repository, step))
+}
+
+/// The durations of the spec, each within its bound.
+pub(super) struct SpecDurations {
+    interval: Duration,
+    retry_interval: Option<Duration>,
+    timeout: Duration,
+}
+
+/// Refuses, as Stalled, a spec the controller will not act on: a duration out of range (the
+/// CRD bounds them, but an object stored before that bound keeps its value), or no identity
+/// to apply with.
+fn check_spec(repository: &GitRepository, context: &Context) -> Result<SpecDurations, Failure> {
+    let spec = &repository.spec;
+    let read = |field: &str, text: Option<&str>, maximum: Duration| {
+        text.map(|text| parse_bounded_duration(text, maximum))
+            .transpose()
+            .map_err(|error| {
+                Failure::new(Reason::InvalidSpec, format!("spec.{field}: {error}")).stalled()
+            })
+    };
+    let durations = SpecDurations {
+        interval: read("interval", spec.interval.as_deref(), MAX_INTERVAL)?
+            .unwrap_or(context.settings.default_interval),
+        retry_interval: read(
+            "retryInterval",
+            spec.retry_interval.as_deref(),
+            MAX_INTERVAL,
+        )?,
+        timeout: read("timeout", spec.timeout.as_deref(), MAX_TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    service_account_of(repository, context)?;
+    Ok(durations)
+}
+
+/// The ServiceAccount to apply as: the spec's, else the controller's default; `None` means the
+/// controller's own identity, which `--require-service-account` forbids.
+pub(super) fn service_account_of(
+    repository: &GitRepository,
+    context: &Context,
+) -> Result<Option<String>, Failure> {
+    let settings = &context.settings;
+    let account = repository
+        .spec
+        .service_account_name
+        .clone()
+        .or_else(|| settings.default_service_account.clone());
+    if account.is_none() && settings.require_service_account {
+        let namespace = repository.namespace().unwrap_or_default();
+        return Err(Failure::new(
+            Reason::ServiceAccountRequired,
+            format!(
+                "spec.serviceAccountName is not set, and this controller applies nothing with \
+                 its own identity (--require-service-account, the chart's restricted RBAC \
+                 mode) and has no --default-service-account: set spec.serviceAccountName to a \
+                 ServiceAccount of namespace {namespace} allowed to apply this repository"
+            ),
+        )
+        .stalled());
+    }
+    Ok(account)
 }
 
 /// The message of the `Ready=True` condition already recorded, if any.
@@ -210,7 +331,7 @@ async fn announce_success(context: &Context, repository: &GitRepository, converg
 fn record_metrics(
     context: &Context,
     repository: &GitRepository,
-    result: &Result<Converged, Failure>,
+    result: Result<&Converged, &Failure>,
     took: Duration,
 ) {
     let metrics = &context.metrics;
@@ -336,10 +457,11 @@ async fn fetch(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
+    timeout: Duration,
 ) -> Result<Artifact, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
-    let request = fetch_request(repository, namespace, credentials);
-    let fetch_started = std::time::Instant::now();
+    let request = fetch_request(repository, namespace, credentials, timeout);
+    let fetch_started = Instant::now();
     let fetched = context.source.fetch(&request).await;
     context
         .metrics
@@ -386,7 +508,10 @@ async fn converge(
     context: &Context,
     namespace: &str,
     artifact: Artifact,
-) -> Result<Converged, Failure> {
+    durations: &SpecDurations,
+) -> Result<Step, Failure> {
+    let started = Instant::now();
+    refuse_skipped_paths(&artifact)?;
     let files = artifact
         .files
         .iter()
@@ -415,32 +540,185 @@ async fn converge(
     let (inventory, pruned) = prune::prune_stale(repository, namespace, context, &applier, &report)
         .await
         .map_err(|failure| failure.at(&artifact.revision))?;
-    if repository.spec.wait == Some(true) {
-        let applied = [
-            &report.created,
-            &report.configured,
-            &report.drift_corrected,
-            &report.unchanged,
-        ];
-        let objects: Vec<_> = applied.into_iter().flatten().cloned().collect();
-        applier
-            .wait_healthy(&objects, request_timeout(repository))
-            .await
-            .map_err(|error| {
-                Failure::new(
-                    Reason::HealthCheckFailed,
-                    format!("revision {}: {error}", artifact.revision),
-                )
-                .at(&artifact.revision)
-                .keeping(inventory.clone())
-            })?;
-    }
-    Ok(Converged {
-        artifact,
+    let objects: Vec<ObjectRef> = [
+        &report.created,
+        &report.configured,
+        &report.drift_corrected,
+        &report.unchanged,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    let converged = Converged {
+        artifact: Artifact {
+            // The files are parsed and applied; a health wait need not keep them in memory.
+            files: Vec::new(),
+            ..artifact
+        },
         report,
         pruned,
         inventory,
-    })
+    };
+    if repository.spec.wait != Some(true) {
+        return Ok(Step::Converged { converged, started });
+    }
+    let wait = HealthWait {
+        deadline: started.checked_add(durations.timeout).unwrap_or(started),
+        timeout: durations.timeout,
+        objects,
+        started,
+        generation: repository.metadata.generation,
+        requested_at: requested_at(repository),
+        progress: String::new(),
+        converged,
+    };
+    look_at_health(&applier, wait).await
+}
+
+/// A symlink or submodule is not followed; reading on without it would prune what it held
+/// while reporting success, so the revision fails unless the path is ignored explicitly.
+fn refuse_skipped_paths(artifact: &Artifact) -> Result<(), Failure> {
+    if artifact.skipped.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Reason::ManifestInvalid,
+        format!(
+            "revision {}: {} not followed (symlinks and submodules are never read): {}; \
+             nothing was applied or pruned. Remove them, or list them in spec.ignore or \
+             .driftlessignore",
+            artifact.revision,
+            if artifact.skipped.len() == 1 {
+                "path"
+            } else {
+                "paths"
+            },
+            artifact.skipped.join(", ")
+        ),
+    )
+    .at(&artifact.revision))
+}
+
+/// A revision applied and waiting for its objects to become healthy.
+pub(super) struct HealthWait {
+    converged: Converged,
+    objects: Vec<ObjectRef>,
+    deadline: Instant,
+    timeout: Duration,
+    /// When the reconcile that applied the revision began.
+    started: Instant,
+    /// The spec and reconcile request the wait belongs to; a change of either starts over.
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    /// What is still progressing, from the last look.
+    progress: String,
+}
+
+/// Health waits by `namespace/name`.
+#[derive(Default)]
+pub(super) struct HealthWaits(std::sync::Mutex<HashMap<String, HealthWait>>);
+
+impl HealthWaits {
+    fn insert(&self, namespace: &str, name: &str, wait: HealthWait) {
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        waits.insert(format!("{namespace}/{name}"), wait);
+    }
+
+    pub(super) fn forget(&self, namespace: &str, name: &str) {
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        waits.remove(&format!("{namespace}/{name}"));
+    }
+
+    /// The wait of `repository`, unless its spec changed or a reconcile was requested since.
+    fn take(&self, repository: &GitRepository) -> Option<HealthWait> {
+        let key = format!(
+            "{}/{}",
+            repository.namespace().unwrap_or_default(),
+            repository.name_any()
+        );
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        let wait = waits.remove(&key)?;
+        let current = wait.generation == repository.metadata.generation
+            && wait.requested_at == requested_at(repository);
+        current.then_some(wait)
+    }
+}
+
+fn requested_at(repository: &GitRepository) -> Option<String> {
+    repository
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .cloned()
+}
+
+async fn recheck_health(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    wait: HealthWait,
+) -> Result<Step, Failure> {
+    let applier = applier_for(repository, namespace, context)?;
+    look_at_health(&applier, wait).await
+}
+
+/// One look at the waiting objects: converged, still waiting, or failed (a rule says so, or
+/// the timeout has passed).
+async fn look_at_health(applier: &Applier, mut wait: HealthWait) -> Result<Step, Failure> {
+    let out_of_time = Instant::now() >= wait.deadline;
+    match applier
+        .check_health(&wait.objects, wait.timeout, out_of_time)
+        .await
+    {
+        HealthCheck::Healthy => Ok(Step::Converged {
+            converged: wait.converged,
+            started: wait.started,
+        }),
+        HealthCheck::Progressing(progress) => {
+            wait.progress = progress;
+            Ok(Step::Waiting(wait))
+        }
+        HealthCheck::Failed(error) => {
+            let revision = &wait.converged.artifact.revision;
+            Err(Failure::new(
+                Reason::HealthCheckFailed,
+                format!("revision {revision}: {error}"),
+            )
+            .at(revision)
+            .keeping(wait.converged.inventory))
+        }
+    }
+}
+
+/// While a new revision waits for health, the status says so and records what was applied;
+/// a resync of the applied revision that waits writes nothing.
+async fn record_waiting(
+    api: &Api<GitRepository>,
+    repository: &GitRepository,
+    wait: &HealthWait,
+    webhook_path: &Option<String>,
+) -> Result<(), Error> {
+    let artifact = &wait.converged.artifact;
+    if !is_new_work(repository, artifact) {
+        return Ok(());
+    }
+    let message = format!(
+        "Applied revision {}; waiting up to {:?} for health: {}",
+        artifact.revision, wait.timeout, wait.progress
+    );
+    write_status(
+        api,
+        repository,
+        &Outcome::Reconciling { message },
+        |status| {
+            status.last_fetched_revision = Some(artifact.revision.clone());
+            status.last_attempted_revision = Some(artifact.revision.clone());
+            status.inventory = wait.converged.inventory.clone();
+            status.webhook_path = webhook_path.clone();
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that
@@ -450,7 +728,7 @@ pub(super) fn applier_for(
     namespace: &str,
     context: &Context,
 ) -> Result<Applier, Failure> {
-    let Some(account) = &repository.spec.service_account_name else {
+    let Some(account) = service_account_of(repository, context)? else {
         return Ok(context.applier.with_client(context.client.clone()));
     };
     let mut config = context.config.clone();
@@ -512,6 +790,7 @@ fn fetch_request(
     repository: &GitRepository,
     namespace: &str,
     credentials: Option<Credentials>,
+    timeout: Duration,
 ) -> FetchRequest {
     let spec = &repository.spec;
     FetchRequest {
@@ -521,7 +800,7 @@ fn fetch_request(
         path: spec.path.clone().unwrap_or_default(),
         ignore: spec.ignore.clone(),
         credentials,
-        timeout: request_timeout(repository),
+        timeout,
     }
 }
 
@@ -552,16 +831,6 @@ fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
         .collect()
 }
 
-/// `spec.timeout`: bounds git work, and waiting for health.
-fn request_timeout(repository: &GitRepository) -> Duration {
-    repository
-        .spec
-        .timeout
-        .as_deref()
-        .and_then(|t| parse_duration(t).ok())
-        .unwrap_or(DEFAULT_TIMEOUT)
-}
-
 /// Retries after consecutive failures: 5 s, 10 s, 20 s ... up to the interval, so a transient
 /// failure heals fast and a persistent one does not hammer the git server or the apiserver.
 pub fn backoff(consecutive_failures: u32, interval: Duration) -> Duration {
@@ -569,23 +838,6 @@ pub fn backoff(consecutive_failures: u32, interval: Duration) -> Duration {
     Duration::from_secs(5)
         .saturating_mul(1 << exponent)
         .min(interval)
-}
-
-fn interval_of(repository: &GitRepository, context: &Context) -> Duration {
-    repository
-        .spec
-        .interval
-        .as_deref()
-        .and_then(|text| parse_duration(text).ok())
-        .unwrap_or(context.settings.default_interval)
-}
-
-fn retry_interval_of(repository: &GitRepository) -> Option<Duration> {
-    repository
-        .spec
-        .retry_interval
-        .as_deref()
-        .and_then(|text| parse_duration(text).ok())
 }
 
 /// Spreads polls of many GitRepositories over time instead of letting them all fire at once:
@@ -596,7 +848,8 @@ pub fn jittered(interval: Duration) -> Duration {
         .unwrap_or_default()
         .subsec_nanos();
     let factor = 0.9 + f64::from(nanos % 1000) / 1000.0 * 0.2;
-    interval.mul_f64(factor)
+    // `mul_f64` panics when the product does not fit; an interval that long needs no jitter.
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(interval)
 }
 
 /// Writes the status only when it changed, so a steady state costs no writes; returns the
@@ -634,11 +887,34 @@ async fn write_status(
     Ok(Some(written))
 }
 
+/// The status fields the reconciler owns. A merge patch leaves out what serialization skips
+/// (an emptied inventory, a removed webhook path), and leaving a key out keeps the old value:
+/// each of these that is absent is sent as `null`, which deletes it.
+const RECONCILER_STATUS_FIELDS: [&str; 10] = [
+    "observedGeneration",
+    "conditions",
+    "lastFetchedRevision",
+    "lastAttemptedRevision",
+    "lastAppliedRevision",
+    "lastAppliedCommitTime",
+    "lastHandledReconcileAt",
+    "inventory",
+    "lastApply",
+    "webhookPath",
+];
+
 /// The merge patch of a status write. `lastWebhook` belongs to the webhook receiver, which may
 /// have recorded a newer delivery than the copy read here: left out, a merge patch keeps it.
 fn status_patch(mut status: GitRepositoryStatus) -> serde_json::Value {
     status.last_webhook = None;
-    json!({ "status": status })
+    let mut fields = match serde_json::to_value(status) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    for field in RECONCILER_STATUS_FIELDS {
+        fields.entry(field).or_insert(serde_json::Value::Null);
+    }
+    json!({ "status": fields })
 }
 
 #[cfg(test)]
@@ -665,10 +941,53 @@ mod tests {
             ..GitRepositoryStatus::default()
         };
         let patch = status_patch(status);
+        assert!(patch["status"].get("lastWebhook").is_none(), "{patch}");
+        assert_eq!(patch["status"]["lastAppliedRevision"], "main@sha1:0123");
+    }
+
+    #[test]
+    fn status_writes_clear_what_the_reconciler_emptied() {
+        let patch = status_patch(GitRepositoryStatus::default());
+        assert_eq!(patch["status"]["inventory"], serde_json::Value::Null);
+        assert_eq!(patch["status"]["webhookPath"], serde_json::Value::Null);
+        assert!(patch["status"].get("lastWebhook").is_none());
+    }
+
+    #[test]
+    fn every_status_field_but_the_last_webhook_is_owned_by_the_reconciler() {
+        let entry = InventoryEntry {
+            id: "a".into(),
+            version: "v1".into(),
+        };
+        let full = GitRepositoryStatus {
+            observed_generation: Some(1),
+            conditions: conditions_for(&Outcome::Suspended, &[], 1, Time(jiff::Timestamp::now())),
+            last_fetched_revision: Some("r".into()),
+            last_attempted_revision: Some("r".into()),
+            last_applied_revision: Some("r".into()),
+            last_applied_commit_time: Some("t".into()),
+            last_handled_reconcile_at: Some("n".into()),
+            inventory: vec![entry],
+            last_apply: Some(ApplyCounts::default()),
+            webhook_path: Some("/hooks/x".into()),
+            last_webhook: None,
+        };
+        let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else {
+            panic!("a status serializes to an object");
+        };
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut owned = RECONCILER_STATUS_FIELDS.to_vec();
+        keys.sort_unstable();
+        owned.sort_unstable();
         assert_eq!(
-            patch,
-            json!({ "status": { "lastAppliedRevision": "main@sha1:0123" } })
+            keys, owned,
+            "a new status field needs a place in RECONCILER_STATUS_FIELDS"
         );
+    }
+
+    #[test]
+    fn jitter_of_an_enormous_interval_does_not_panic() {
+        assert!(jittered(Duration::MAX) >= Duration::from_secs(u64::MAX / 2));
     }
 
     #[test]
