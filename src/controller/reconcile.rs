@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use kube::runtime::events::EventType;
 
 use super::{
-    Context, Error,
+    Context, Error, Settings,
     conditions::{Outcome, Reason, conditions_for},
     events, prune,
 };
@@ -55,7 +55,7 @@ pub async fn reconcile_repository(
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    let checked = check_spec(&repository, &context);
+    let checked = check_spec(&repository, &context.settings);
     let interval = checked
         .as_ref()
         .map(|durations| durations.interval)
@@ -212,7 +212,7 @@ pub(super) struct SpecDurations {
 /// Refuses, as Stalled, a spec the controller will not act on: a duration out of range (the
 /// CRD bounds them, but an object stored before that bound keeps its value), or no identity
 /// to apply with.
-fn check_spec(repository: &GitRepository, context: &Context) -> Result<SpecDurations, Failure> {
+fn check_spec(repository: &GitRepository, settings: &Settings) -> Result<SpecDurations, Failure> {
     let spec = &repository.spec;
     let read = |field: &str, text: Option<&str>, maximum: Duration| {
         text.map(|text| parse_bounded_duration(text, maximum))
@@ -223,7 +223,7 @@ fn check_spec(repository: &GitRepository, context: &Context) -> Result<SpecDurat
     };
     let durations = SpecDurations {
         interval: read("interval", spec.interval.as_deref(), MAX_INTERVAL)?
-            .unwrap_or(context.settings.default_interval),
+            .unwrap_or(settings.default_interval),
         retry_interval: read(
             "retryInterval",
             spec.retry_interval.as_deref(),
@@ -231,7 +231,7 @@ fn check_spec(repository: &GitRepository, context: &Context) -> Result<SpecDurat
         )?,
         timeout: read("timeout", spec.timeout.as_deref(), MAX_TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
     };
-    service_account_of(repository, context)?;
+    service_account_of(repository, settings)?;
     Ok(durations)
 }
 
@@ -239,9 +239,8 @@ fn check_spec(repository: &GitRepository, context: &Context) -> Result<SpecDurat
 /// controller's own identity, which `--require-service-account` forbids.
 pub(super) fn service_account_of(
     repository: &GitRepository,
-    context: &Context,
+    settings: &Settings,
 ) -> Result<Option<String>, Failure> {
-    let settings = &context.settings;
     let account = repository
         .spec
         .service_account_name
@@ -728,7 +727,7 @@ pub(super) fn applier_for(
     namespace: &str,
     context: &Context,
 ) -> Result<Applier, Failure> {
-    let Some(account) = service_account_of(repository, context)? else {
+    let Some(account) = service_account_of(repository, &context.settings)? else {
         return Ok(context.applier.with_client(context.client.clone()));
     };
     let mut config = context.config.clone();
@@ -983,6 +982,118 @@ mod tests {
             keys, owned,
             "a new status field needs a place in RECONCILER_STATUS_FIELDS"
         );
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            concurrency: 1,
+            apply_concurrency: 1,
+            default_interval: Duration::from_secs(300),
+            git_cache_dir: "/nonexistent".into(),
+            git_stall_timeout: Duration::from_secs(30),
+            source_limits: crate::source::Limits::default(),
+            namespace: None,
+            controller_namespace: None,
+            leader_election: None,
+            webhook: None,
+            default_service_account: None,
+            require_service_account: false,
+        }
+    }
+
+    fn repository(spec: serde_json::Value) -> GitRepository {
+        let mut full = json!({ "url": "https://example.com/r.git" });
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": "app", "namespace": "team-a" }, "spec": full,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn durations_out_of_range_stall_with_the_field_named() {
+        for (spec, field) in [
+            (
+                json!({ "interval": "99999999999999999999h" }),
+                "spec.interval",
+            ),
+            (json!({ "retryInterval": "721h" }), "spec.retryInterval"),
+            (json!({ "timeout": "2h" }), "spec.timeout"),
+            (json!({ "timeout": "5d" }), "spec.timeout"),
+        ] {
+            let failure = check_spec(&repository(spec.clone()), &settings())
+                .err()
+                .unwrap_or_else(|| panic!("{spec} is refused"));
+            assert_eq!(failure.reason, Reason::InvalidSpec);
+            assert!(failure.stalled, "{spec}");
+            assert!(failure.message.starts_with(field), "{}", failure.message);
+        }
+        let read = check_spec(
+            &repository(json!({ "interval": "720h", "timeout": "1h" })),
+            &settings(),
+        )
+        .unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!((read.interval, read.timeout), (MAX_INTERVAL, MAX_TIMEOUT));
+        assert_eq!(read.retry_interval, None);
+    }
+
+    #[test]
+    fn restricted_mode_applies_as_a_service_account_or_not_at_all() {
+        let restricted = Settings {
+            require_service_account: true,
+            ..settings()
+        };
+        let without = repository(json!({}));
+        let refused = service_account_of(&without, &restricted).unwrap_err();
+        assert_eq!(refused.reason, Reason::ServiceAccountRequired);
+        assert!(refused.stalled);
+        assert!(refused.message.contains("team-a"), "{}", refused.message);
+        assert_eq!(service_account_of(&without, &settings()).ok(), Some(None));
+        let with_default = Settings {
+            default_service_account: Some("deployer".into()),
+            ..restricted
+        };
+        assert_eq!(
+            service_account_of(&without, &with_default).ok(),
+            Some(Some("deployer".into()))
+        );
+        let named = repository(json!({ "serviceAccountName": "own" }));
+        assert_eq!(
+            service_account_of(&named, &with_default).ok(),
+            Some(Some("own".into()))
+        );
+    }
+
+    #[test]
+    fn a_skipped_path_fails_the_revision_naming_it() {
+        let artifact = Artifact {
+            revision: "main@sha1:0123".into(),
+            commit: "0123".into(),
+            commit_time: String::new(),
+            files: Vec::new(),
+            skipped: vec!["deploy/link.yaml".into()],
+            fetched: false,
+        };
+        let failure = refuse_skipped_paths(&artifact).unwrap_err();
+        assert_eq!(failure.reason, Reason::ManifestInvalid);
+        assert!(
+            failure.message.contains("deploy/link.yaml"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("spec.ignore"),
+            "{}",
+            failure.message
+        );
+        let clean = Artifact {
+            skipped: Vec::new(),
+            ..artifact
+        };
+        assert!(refuse_skipped_paths(&clean).is_ok());
     }
 
     #[test]
