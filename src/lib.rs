@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod cli;
 pub mod controller;
 pub mod manifests;
 pub mod source;

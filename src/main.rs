@@ -1,15 +1,22 @@
-mod cli;
+mod flags;
 
-use clap::Parser;
-use cli::{Cli, Command, ControllerArgs};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
 use driftless::{
     controller::{LeaderElectionSettings, WebhookSettings, WebhookTls, process_identity},
     telemetry::metrics::{self, Metrics, Readiness},
 };
+use flags::{Cli, Command, ControllerArgs};
+
+/// Installed as `kubectl-driftless`, the binary is a kubectl plugin: `kubectl driftless get`.
+const PLUGIN_NAME: &str = "kubectl-driftless";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    let cli = parse_command_line();
+    let result = match cli.command {
+        Command::Client(command) => return driftless::cli::run(command).await,
         Command::Controller(args) => run_controller(*args).await,
         Command::Crd => {
             print!("{}", driftless::api::crd_yaml());
@@ -19,6 +26,42 @@ async fn main() -> anyhow::Result<()> {
             println!("driftless {}", driftless::VERSION);
             Ok(())
         }
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, invoked_as(), &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Usage and errors name the program the way it was called, so a plugin user reads
+/// `kubectl driftless get`, not `driftless get`.
+fn parse_command_line() -> Cli {
+    let command = Cli::command();
+    let command = match invoked_as() {
+        PLUGIN_NAME => command.bin_name("kubectl driftless"),
+        _ => command,
+    };
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+}
+
+fn invoked_as() -> &'static str {
+    let program = std::env::args_os().next().unwrap_or_default();
+    let name = std::path::Path::new(&program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name.starts_with(PLUGIN_NAME) {
+        PLUGIN_NAME
+    } else {
+        "driftless"
     }
 }
 
@@ -35,6 +78,9 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             bind_address: args.webhook.webhook_bind_address,
             secrets_dir: args.webhook.webhook_secrets_dir.clone(),
             max_body_bytes: args.webhook.webhook_max_body_bytes,
+            body_budget_bytes: args.webhook.webhook_body_budget_bytes,
+            max_in_flight_deliveries: args.webhook.webhook_max_in_flight_deliveries,
+            reload_interval: args.webhook.webhook_reload_interval,
             rate_limit: args.webhook.rate_limit(),
             header_timeout: args.webhook.webhook_header_timeout,
             body_timeout: args.webhook.webhook_body_timeout,
@@ -80,6 +126,9 @@ fn leader_election(args: &ControllerArgs) -> Option<LeaderElectionSettings> {
         lease_name: election.leader_election_lease.clone(),
         identity: process_identity(),
         lease_duration: election.leader_election_lease_duration,
+        renew_deadline: election
+            .leader_election_renew_deadline
+            .unwrap_or(election.leader_election_lease_duration * 2 / 3),
         renew_period: election.leader_election_renew_period,
     })
 }

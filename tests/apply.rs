@@ -1,12 +1,22 @@
 //! The apply engine against the real test cluster: server-side apply with ownership labels,
-//! no-op detection (zero writes), drift correction, all-or-nothing validation per stage, and
-//! CRDs applied together with their custom resources.
+//! no-op detection (zero writes), drift correction, all-or-nothing validation per stage,
+//! CRDs applied together with their custom resources, and the prune guards (a CRD only when it
+//! opts in, never an object created again since it was checked).
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use driftless::apply::{Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, ObjectRef};
+use driftless::apply::{
+    Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, ObjectRef, inventory::ObjectKey,
+};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
@@ -21,7 +31,10 @@ use kube::{
     discovery::ApiResource,
 };
 use serde_json::{Value, json};
-use support::cluster::{TestNamespace, admin_client, unique_name};
+use support::{
+    admission::AdmissionHook,
+    cluster::{TestNamespace, admin_client, unique_name},
+};
 
 const OWNER_LABEL: &str = "driftless.dev/name";
 
@@ -527,5 +540,134 @@ async fn the_same_object_twice_is_rejected() {
         message.contains("other.yaml: document 1 (line 1): v1 ConfigMap")
             && message.contains("also defined in app.yaml: document 1 (line 1)"),
         "{message}"
+    );
+}
+
+fn config_map_key(namespace: &TestNamespace, name: &str) -> ObjectKey {
+    ObjectKey {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some(namespace.name.clone()),
+        name: name.into(),
+    }
+}
+
+#[tokio::test]
+async fn prune_never_deletes_an_object_created_again_after_it_was_checked() {
+    let namespace = TestNamespace::create("prune-uid").await;
+    let applier = Applier::new(namespace.client.clone());
+    apply(&applier, vec![config_map("v1")], &options(&namespace)).await;
+    let configmaps = namespace.api::<ConfigMap>();
+    let checked = configmaps.get("settings").await.unwrap();
+
+    // The apiserver holds prune's DELETE (after prune checked the object) while the test
+    // deletes the ConfigMap and creates it again under the same name, owner labels included.
+    let held_one = Arc::new(AtomicBool::new(false));
+    let hook = AdmissionHook::start(
+        &namespace,
+        "",
+        "v1",
+        &["configmaps"],
+        &["DELETE"],
+        Box::new(move |request| {
+            request["name"] == "settings" && !held_one.swap(true, Ordering::SeqCst)
+        }),
+    )
+    .await;
+    let key = config_map_key(&namespace, "settings");
+    let pruning = tokio::spawn(async move { applier.prune(&[key], "app", "team").await });
+    hook.wait_held(1, Duration::from_secs(30)).await;
+    configmaps
+        .delete("settings", &DeleteParams::default())
+        .await
+        .unwrap();
+    while configmaps.get_opt("settings").await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut replacement: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": "settings", "labels": checked.labels() },
+        "data": { "greeting": "made again by hand" },
+    }))
+    .unwrap();
+    replacement = configmaps
+        .create(&PostParams::default(), &replacement)
+        .await
+        .unwrap();
+    hook.release();
+
+    let report = pruning.await.unwrap().expect("the prune completes");
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        report.skipped[0].1.contains("deleted and created again"),
+        "{report:?}"
+    );
+    let live = configmaps
+        .get_opt("settings")
+        .await
+        .unwrap()
+        .expect("the object created again survives the prune");
+    assert_eq!(live.uid(), replacement.uid());
+    assert_ne!(live.uid(), checked.uid());
+}
+
+fn annotated(mut object: DesiredObject, key: &str, value: &str) -> DesiredObject {
+    object
+        .object
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.into(), value.into());
+    object
+}
+
+#[tokio::test]
+async fn prune_deletes_a_crd_only_when_it_opts_in() {
+    let namespace = TestNamespace::create("prune-crd").await;
+    let group = format!("{}.test.driftless.dev", unique_name("g"));
+    let crd_name = format!("widgets.{group}");
+    let _crd_cleanup = Cleanup::Crd(crd_name.clone());
+    let applier = Applier::new(namespace.client.clone());
+    apply(
+        &applier,
+        vec![crd(&group), widget(&group)],
+        &options(&namespace),
+    )
+    .await;
+    let crd_key = ObjectKey {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        namespace: None,
+        name: crd_name.clone(),
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+
+    // The revision dropped the CRD: it stays, and with it every Widget of the cluster.
+    let report = applier
+        .prune(std::slice::from_ref(&crd_key), "app", "team")
+        .await
+        .unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert!(
+        report.skipped[0]
+            .1
+            .contains("annotated driftless.dev/prune: enabled"),
+        "{report:?}"
+    );
+    assert!(crds.get_opt(&crd_name).await.unwrap().is_some());
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, "v1", "Widget"));
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(namespace.client.clone(), &namespace.name, &resource);
+    assert!(widgets.get_opt("gadget").await.unwrap().is_some());
+
+    // A CRD that opted in (in its manifest) is pruned.
+    let opted_in = annotated(crd(&group), "driftless.dev/prune", "enabled");
+    apply(&applier, vec![opted_in], &options(&namespace)).await;
+    let report = applier.prune(&[crd_key], "app", "team").await.unwrap();
+    assert_eq!(
+        names(&report.deleted),
+        [format!("CustomResourceDefinition {crd_name}")]
     );
 }

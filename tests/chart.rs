@@ -278,6 +278,8 @@ fn default_values_render_a_hardened_leader_elected_controller() {
         "--default-interval=5m",
         "--concurrency=8",
         "--max-fetch-bytes=536870912",
+        "--git-cache-max-age=24h",
+        "--git-cache-max-bytes=1610612736",
     ] {
         assert!(
             args.iter().any(|a| a == expected),
@@ -438,6 +440,9 @@ fn values_become_flags_and_replicas() {
         "--webhook-header-timeout=5s",
         "--webhook-body-timeout=30s",
         "--webhook-max-body-bytes=3145728",
+        "--webhook-body-budget-bytes=33554432",
+        "--webhook-max-in-flight-deliveries=32",
+        "--webhook-reload-interval=10s",
         "--metrics-bind-address=0.0.0.0:9100",
         "--git-stall-timeout=10s",
     ] {
@@ -556,6 +561,16 @@ fn schema_and_templates_reject_wrong_values() {
         ("replica=2", "replica"),
         ("webhook.secret.create=true", "no provider secret"),
         ("webhook.ingress.enabled=true", "webhook.ingress.host"),
+        (
+            "webhook.tls.clientCA.configMapName=git-hosts-ca",
+            "needs webhook.tls.secretName",
+        ),
+        (
+            "webhook.tls.secretName=t,webhook.tls.clientCA.configMapName=a,webhook.tls.clientCA.secretName=b",
+            "not both",
+        ),
+        ("webhook.maxInFlightDeliveries=0", "maxInFlightDeliveries"),
+        ("webhook.reloadInterval=often", "reloadInterval"),
     ] {
         let output = helm(&["template", "rel", chart.to_str().unwrap(), "--set", set]);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1292,6 +1307,43 @@ fn webhook_tls_and_disabling_the_webhook() {
             .any(|v| v["secret"]["secretName"] == "hooks-tls")
     );
 
+    assert!(
+        !tls.iter().any(|a| a.starts_with("--webhook-client-ca")),
+        "no client CA unless asked for: {tls:?}"
+    );
+
+    for (source, volume_key, name_key) in [
+        ("configMapName", "configMap", "name"),
+        ("secretName", "secret", "secretName"),
+    ] {
+        let objects = render(&[
+            "webhook.tls.secretName=hooks-tls",
+            &format!("webhook.tls.clientCA.{source}=git-hosts-ca"),
+            "webhook.tls.clientCA.key=bundle.pem",
+        ]);
+        let mutual = args(&objects);
+        let flag = "--webhook-client-ca=/etc/driftless/webhook-client-ca/bundle.pem";
+        assert!(
+            mutual.iter().any(|a| a == flag),
+            "{flag} missing in {mutual:?}"
+        );
+        let pod = &find(&objects, "Deployment", "rel-driftless")["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "webhook-client-ca")
+            .unwrap_or_else(|| panic!("no client CA volume from {source}"));
+        assert_eq!(volume[volume_key][name_key], "git-hosts-ca", "{volume:?}");
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(
+            mounts.iter().any(|m| m["name"] == "webhook-client-ca"
+                && m["mountPath"] == "/etc/driftless/webhook-client-ca"
+                && m["readOnly"] == true),
+            "{mounts:?}"
+        );
+    }
+
     let objects = render(&[
         "webhook.enabled=false",
         "webhook.ingress.enabled=true",
@@ -1316,6 +1368,7 @@ fn every_flag_the_chart_renders_is_one_the_binary_accepts() {
         vec!["webhook.enabled=false", "leaderElection.enabled=false"],
         vec![
             "webhook.tls.secretName=hooks-tls",
+            "webhook.tls.clientCA.configMapName=git-hosts-ca",
             "webhook.secret.existingSecret=hooks",
         ],
         vec![

@@ -1203,3 +1203,51 @@ async fn status_writes_clear_an_emptied_inventory_and_a_removed_webhook_path() {
         "the removed webhook's path is gone"
     );
 }
+
+#[tokio::test]
+async fn a_git_repository_with_a_name_longer_than_a_label_applies_prunes_and_cleans_up() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-long-name").await;
+    // A DNS subdomain of 240 characters: valid for a GitRepository, four times a label value.
+    let name = format!("{}app.example.com", "team-a-deploys-".repeat(15));
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let (main, extra) = (configmap("main", ""), configmap("extra", ""));
+    let first = repo.commit(
+        "two objects",
+        &[
+            ("deploy/main.yaml", main.as_str()),
+            ("deploy/extra.yaml", extra.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    namespace
+        .create_git_repository(
+            &name,
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "2s" }),
+        )
+        .await;
+    support::replica::wait_applied_named(&namespace, &name, &first, Duration::from_secs(60)).await;
+    let label = driftless::apply::inventory::owner_label_value(&name);
+    assert!(label.len() <= 63, "{label}");
+    let labels = namespace
+        .api::<ConfigMap>()
+        .get("main")
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert_eq!(labels.get("driftless.dev/name"), Some(&label));
+
+    let second = repo.commit("only main", &[("deploy/main.yaml", main.as_str())]);
+    support::replica::wait_applied_named(&namespace, &name, &second, Duration::from_secs(60)).await;
+    wait_until_gone(&namespace, "extra").await;
+    namespace
+        .api::<GitRepository>()
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    wait_until_gone(&namespace, "main").await;
+}

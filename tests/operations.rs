@@ -1,13 +1,23 @@
-//! The `driftless controller` binary as operators run it: two replicas with leader election
-//! and failover after SIGKILL, and a signed push webhook that triggers an immediate reconcile.
+//! The `driftless controller` binary as operators run it: two replicas with leader election,
+//! failover after SIGKILL, a leader cut off from its Lease that stops before a standby starts,
+//! and a signed push webhook that triggers an immediate reconcile.
 
 mod support;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use driftless::api::{GitRepository, LastWebhook};
 use serde_json::json;
 use support::{
+    admission::AdmissionHook,
     cluster::{TestNamespace, install_crds},
     git::{GitRepos, HttpGitServer, HttpOptions},
     replica::*,
@@ -59,6 +69,159 @@ async fn two_replicas_elect_one_leader_and_fail_over_after_sigkill() {
     eprintln!("failover: {new_leader} applied the next commit {took:?} after the leader died");
 }
 
+/// A Deployment no node can run (no node has the label it selects), so that waiting for its
+/// health keeps a reconcile in flight.
+const UNSCHEDULABLE: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      nodeSelector: {driftless.dev/no-such-node: \"true\"}
+      containers:
+      - name: stuck
+        image: example.invalid/stuck:1
+";
+
+/// Waits until `replica` holds the Lease; panics after `within`.
+async fn wait_leading(namespace: &TestNamespace, replica: &Replica, within: Duration) {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < within {
+        if lease_holder(namespace)
+            .await
+            .is_some_and(|holder| replica.holds(&holder))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} did not lead within {within:?}; holder: {:?}",
+        replica.host,
+        lease_holder(namespace).await
+    );
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_writes_hang_stops_before_a_standby_takes_over() {
+    install_crds().await;
+    let namespace = TestNamespace::create("leader-hang").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    repo.commit(
+        "a rollout that never completes",
+        &[
+            ("deploy/app.yaml", manifest("one").as_str()),
+            ("deploy/stuck.yaml", UNSCHEDULABLE),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let election = [
+        "--leader-elect",
+        "--leader-election-lease-duration",
+        "4s",
+        "--leader-election-renew-deadline",
+        "2s",
+        "--leader-election-renew-period",
+        "500ms",
+        "--disable-webhook",
+    ];
+    let mut leader = start_replica(&namespace, &election);
+    wait_leading(&namespace, &leader, Duration::from_secs(60)).await;
+    // The apiserver itself holds every Lease update that keeps the leader the holder, once the
+    // test cuts the leader off: its renewals hang while the rest of its traffic flows.
+    let cut_off = Arc::new(AtomicBool::new(false));
+    let hold_when = {
+        let cut_off = cut_off.clone();
+        let leader_prefix = format!("{}_", leader.host);
+        Box::new(move |request: &serde_json::Value| {
+            let holder = request["object"]["spec"]["holderIdentity"].as_str();
+            cut_off.load(Ordering::SeqCst)
+                && holder.is_some_and(|holder| holder.starts_with(&leader_prefix))
+        })
+    };
+    let hook = AdmissionHook::start(
+        &namespace,
+        "coordination.k8s.io",
+        "v1",
+        &["leases"],
+        &["UPDATE"],
+        hold_when,
+    )
+    .await;
+    let standby = start_replica(&namespace, &election);
+    // Waiting for a rollout that never completes keeps the leader's reconcile in flight; it
+    // would write the status when the five minutes are up.
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "1h",
+                    "wait": true, "timeout": "5m" }),
+        )
+        .await;
+    let deployments = namespace.api::<k8s_openapi::api::apps::v1::Deployment>();
+    for _ in 0..600 {
+        if deployments.get_opt("stuck").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        deployments.get_opt("stuck").await.unwrap().is_some(),
+        "the leader applied the revision and waits for its health"
+    );
+    // Both replicas have seen a few renewals.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        leader.child.try_wait().unwrap().is_none(),
+        "the leader runs"
+    );
+
+    cut_off.store(true, Ordering::SeqCst);
+    let cut = tokio::time::Instant::now();
+    let (mut leader_stopped, mut standby_leading) = (None, None);
+    while cut.elapsed() < Duration::from_secs(60)
+        && (leader_stopped.is_none() || standby_leading.is_none())
+    {
+        if leader_stopped.is_none() {
+            if let Some(status) = leader.child.try_wait().unwrap() {
+                leader_stopped = Some((cut.elapsed(), status));
+            }
+        }
+        if standby_leading.is_none()
+            && lease_holder(&namespace)
+                .await
+                .is_some_and(|holder| standby.holds(&holder))
+        {
+            standby_leading = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("leader stopped: {leader_stopped:?}; standby leading: {standby_leading:?}");
+    assert!(
+        hook.held() > 0,
+        "the leader's renewals reached the apiserver and hung"
+    );
+    let standby_leading = standby_leading.expect("the standby takes over");
+    let (stopped, status) =
+        leader_stopped.expect("the leader stops; it was still running after the standby took over");
+    assert!(
+        stopped < standby_leading,
+        "the leader stopped after {stopped:?}, only after the standby led at {standby_leading:?}"
+    );
+    assert!(
+        !status.success(),
+        "losing leadership is an error exit: {status}"
+    );
+    hook.release();
+}
+
 #[tokio::test]
 async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
     install_crds().await;
@@ -106,8 +269,8 @@ async fn a_signed_push_webhook_triggers_an_immediate_reconcile() {
     );
     assert_eq!(status, 202, "{response}");
     assert!(
-        response.contains(&format!("{}/app", namespace.name)),
-        "{response}"
+        response.contains(r#""triggered":1"#),
+        "one object triggered, counted, not named: {response}"
     );
     let took = wait_applied(&namespace, &second, Duration::from_secs(30)).await;
     eprintln!("push to applied through the webhook: {took:?}");

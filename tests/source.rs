@@ -8,7 +8,8 @@ use std::{sync::atomic::Ordering, time::Duration};
 use driftless::{
     api::GitReference,
     source::{
-        Artifact, Credentials, FetchRequest, Limits, SourceEngine, SourceError, SourceErrorKind,
+        Artifact, CacheLimits, Credentials, FetchRequest, Limits, SourceEngine, SourceError,
+        SourceErrorKind,
     },
 };
 use support::git::{ClientKey, GitRepos, HttpGitServer, HttpOptions, SshGitServer, TestRepo};
@@ -558,4 +559,297 @@ async fn symlinks_are_reported_and_never_followed() {
     let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["deploy/app.yaml"]);
     assert_eq!(artifact.skipped, ["deploy/escape.yaml"]);
+}
+
+/// Content fetched with credentials is served only to requests that proved access with the same
+/// credentials: a request without them, or with a wrong password, that runs next to an
+/// authenticated one on the same URL is never handed its ref listing or its cached commits,
+/// whichever of them asks first.
+#[tokio::test]
+async fn private_content_is_never_shared_with_other_credentials_on_one_url() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(
+        repos.root(),
+        HttpOptions::default().basic_auth(USER, PASSWORD),
+    );
+    let url = server.url_for(&releases.repo);
+    let wrong = Credentials {
+        basic: Some((USER.into(), "wrong-password".into())),
+        ..Default::default()
+    };
+    // One engine lives through every round, so later rounds find the commit cached; each round
+    // also gets a cold engine of its own.
+    let (_warm_dir, warm) = engine();
+    for round in 0..20 {
+        let (_cold_dir, cold) = engine();
+        for engine in [&cold, &warm] {
+            let authenticated = request(&url, None, Some(basic_auth(None)));
+            let anonymous = request(&url, None, None);
+            let wrong_password = request(&url, None, Some(wrong.clone()));
+            // `join!` polls in order: the first one listed takes the URL first.
+            let (authenticated, anonymous, wrong_password) = if round % 2 == 0 {
+                tokio::join!(
+                    engine.fetch(&authenticated),
+                    engine.fetch(&anonymous),
+                    engine.fetch(&wrong_password)
+                )
+            } else {
+                let (anonymous, wrong_password, authenticated) = tokio::join!(
+                    engine.fetch(&anonymous),
+                    engine.fetch(&wrong_password),
+                    engine.fetch(&authenticated)
+                );
+                (authenticated, anonymous, wrong_password)
+            };
+            assert_eq!(
+                authenticated.unwrap().commit,
+                releases.v2_0,
+                "round {round}"
+            );
+            match anonymous {
+                Err(error) => assert!(
+                    matches!(error.kind, SourceErrorKind::CredentialsRequired),
+                    "round {round}: {error}"
+                ),
+                Ok(artifact) => panic!(
+                    "round {round}: a request without credentials got the private commit {}",
+                    artifact.commit
+                ),
+            }
+            match wrong_password {
+                Err(error) => assert!(
+                    matches!(error.kind, SourceErrorKind::AuthenticationFailed),
+                    "round {round}: {error}"
+                ),
+                Ok(artifact) => panic!(
+                    "round {round}: a request with a wrong password got the private commit {}",
+                    artifact.commit
+                ),
+            }
+        }
+    }
+}
+
+/// Tokens pasted into `spec.url`, including ones with `/` or `@` that break the URL's syntax,
+/// never appear in an error, whichever path the error takes.
+#[tokio::test]
+async fn credentials_in_urls_never_appear_in_errors() {
+    let (_dir, engine) = engine();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    const TOKEN: &str = "ghp_Sup3rS3cr3t/T0k3n@Part";
+    let urls = [
+        // A `/` in the token ends the authority early: the rest reads as a port, or a path.
+        format!("https://deployer:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("https://{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("http://deployer:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        format!("ssh://git:{TOKEN}@127.0.0.1:{closed_port}/app.git"),
+        // Parses, then fails on the network.
+        format!("https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        format!("https://ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        format!("http://deployer:ghp_Sup3rS3cr3t%2FT0k3n@127.0.0.1:{closed_port}/app.git"),
+        format!("ssh://git:ghp_Sup3rS3cr3t@127.0.0.1:{closed_port}/app.git"),
+        // Odd ports, hosts and paths.
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:0/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:99999/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1:port/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@:8080/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@[::1/app.git".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1".to_owned(),
+        "https://deployer:ghp_Sup3rS3cr3t@127.0.0.1/".to_owned(),
+        // Other invalid forms.
+        "ftp://deployer:ghp_Sup3rS3cr3t@127.0.0.1/app.git".to_owned(),
+        "file://deployer:ghp_Sup3rS3cr3t@127.0.0.1/app.git".to_owned(),
+        "deployer:ghp_Sup3rS3cr3t@/srv/app.git".to_owned(),
+        "deployer:ghp_Sup3rS3cr3t@127.0.0.1:app.git".to_owned(),
+        format!("  https://deployer:{TOKEN}@127.0.0.1/app.git\n"),
+        "https://deployer:ghp_Sup3rS3cr3t@@127.0.0.1/app.git".to_owned(),
+    ];
+    for url in &urls {
+        let mut request = request(url, None, None);
+        request.timeout = Duration::from_secs(5);
+        let error = engine
+            .fetch(&request)
+            .await
+            .expect_err("no server answers these");
+        for printed in [error.to_string(), format!("{error:?}")] {
+            for secret in ["ghp_Sup3rS3cr3t", "T0k3n", "Sup3rS3cr3t"] {
+                assert!(
+                    !printed.contains(secret),
+                    "{url:?} leaked into the error: {printed}"
+                );
+            }
+        }
+        eprintln!("{url:?} -> {error}");
+    }
+}
+
+/// The cache entries of one engine's cache directory, by name.
+fn cache_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Makes an entry look unused for `age`.
+fn age_entry(dir: &std::path::Path, entry: &str, age: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join(entry).join("driftless-last-used"))
+        .expect("every used entry records its use")
+        .set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+fn engine_with_cache_limits(
+    dir: &std::path::Path,
+    max_age: Duration,
+    max_bytes: u64,
+) -> SourceEngine {
+    let limits = Limits {
+        cache: CacheLimits { max_age, max_bytes },
+        ..Limits::default()
+    };
+    SourceEngine::new(dir, limits, Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn listings_are_dropped_once_no_request_needs_them() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+    let requests: Vec<FetchRequest> = (0..20).map(|_| request(&url, None, None)).collect();
+    let results = futures::future::join_all(requests.iter().map(|r| engine.fetch(r))).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(
+        engine.entries_in_use(),
+        0,
+        "no listing outlives its requests"
+    );
+    let missing = request(&url, branch("no-such-branch"), None);
+    engine.fetch(&missing).await.unwrap_err();
+    let unreachable = request("http://127.0.0.1:1/app.git", None, None);
+    engine.fetch(&unreachable).await.unwrap_err();
+    assert_eq!(engine.entries_in_use(), 0, "failures keep nothing either");
+}
+
+#[tokio::test]
+async fn entries_unused_for_longer_than_the_maximum_age_are_evicted() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_cache_limits(dir.path(), Duration::from_secs(3600), 0);
+    let url = server.url_for(&releases.repo);
+    assert!(
+        engine
+            .fetch(&request(&url, None, None))
+            .await
+            .unwrap()
+            .fetched
+    );
+    let entries = cache_entries(dir.path());
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    let report = engine.evict_unused().await;
+    assert!(report.evicted.is_empty(), "a fresh entry stays: {report:?}");
+    age_entry(dir.path(), &entries[0], Duration::from_secs(2 * 3600));
+    let report = engine.evict_unused().await;
+    assert_eq!(report.evicted, entries);
+    assert!(report.bytes_freed > 0, "{report:?}");
+    assert!(cache_entries(dir.path()).is_empty());
+
+    let again = engine.fetch(&request(&url, None, None)).await.unwrap();
+    assert!(again.fetched, "an evicted entry is fetched again");
+    assert_eq!(again.commit, releases.v2_0);
+}
+
+#[tokio::test]
+async fn the_least_recently_used_entries_go_first_when_over_the_size_bound() {
+    let repos = GitRepos::new();
+    let first = repos.create("first");
+    first.commit("one", &[("deploy/a.yaml", "kind: ConfigMap\n")]);
+    let second = repos.create("second");
+    second.commit("one", &[("deploy/b.yaml", "kind: ConfigMap\n")]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let unbounded = engine_with_cache_limits(dir.path(), Duration::ZERO, 0);
+    unbounded
+        .fetch(&request(&server.url_for(&first), None, None))
+        .await
+        .unwrap();
+    let older = cache_entries(dir.path());
+    unbounded
+        .fetch(&request(&server.url_for(&second), None, None))
+        .await
+        .unwrap();
+    age_entry(dir.path(), &older[0], Duration::from_secs(60));
+    let total = unbounded.evict_unused().await.bytes_left;
+    assert_eq!(
+        cache_entries(dir.path()).len(),
+        2,
+        "no bound, nothing evicted"
+    );
+
+    let bounded = engine_with_cache_limits(dir.path(), Duration::ZERO, total - 1);
+    let report = bounded.evict_unused().await;
+    assert_eq!(
+        report.evicted, older,
+        "the older entry goes first: {report:?}"
+    );
+    assert_eq!(cache_entries(dir.path()).len(), 1);
+    assert!(report.bytes_left < total, "{report:?}");
+}
+
+#[tokio::test]
+async fn an_entry_in_use_is_never_evicted() {
+    // Accepts connections and never answers, so the request holds its entry.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_cache_limits(dir.path(), Duration::ZERO, 1);
+    let mut stalling = request(&format!("http://127.0.0.1:{port}/app.git"), None, None);
+    stalling.timeout = Duration::from_secs(2);
+
+    let (fetched, report) = tokio::join!(engine.fetch(&stalling), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        engine.evict_unused().await
+    });
+    fetched.unwrap_err();
+    assert!(report.evicted.is_empty(), "{report:?}");
+    assert_eq!(report.kept_in_use.len(), 1, "{report:?}");
+    assert_eq!(cache_entries(dir.path()), report.kept_in_use);
+
+    // The request timed out, but its git work runs until the stall timeout ends it, and holds
+    // the entry until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while engine.entries_in_use() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the git work never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = engine.evict_unused().await;
+    assert_eq!(report.evicted.len(), 1, "{report:?}");
+    assert!(cache_entries(dir.path()).is_empty());
+    stalled.abort();
 }

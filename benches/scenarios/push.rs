@@ -519,7 +519,7 @@ async fn webhook_phase(
         })
         .await?;
         let answered = started.elapsed();
-        if code != 202 || !answer.contains(&format!("{}/app", namespace.name)) {
+        if code != 202 || !answer.contains(r#""triggered":1"#) {
             bail!("push {push}: the receiver answered {code}: {answer}");
         }
         let within = Duration::from_secs(60);

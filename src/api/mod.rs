@@ -11,6 +11,10 @@ pub use git_repository::*;
 
 use kube::CustomResourceExt;
 
+/// Annotation whose new value asks for an immediate reconcile (webhooks and `driftless
+/// reconcile` set it to the current time).
+pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
+
 /// The CustomResourceDefinitions driftless installs, as one multi-document YAML stream, exactly
 /// as `driftless crd` prints it and as `crds/` and the Helm chart ship it.
 pub fn crd_yaml() -> String {

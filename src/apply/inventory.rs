@@ -19,15 +19,49 @@ pub use crate::api::InventoryEntry;
 pub const PRUNE_ANNOTATION: &str = "driftless.dev/prune";
 /// The value of [`PRUNE_ANNOTATION`] that keeps an object.
 pub const PRUNE_DISABLED: &str = "disabled";
+/// The value of [`PRUNE_ANNOTATION`] a CustomResourceDefinition needs before prune deletes it.
+pub const PRUNE_ENABLED: &str = "enabled";
 /// Label naming the owning GitRepository; the controller puts it on every applied object, and
-/// prune deletes only objects that still carry it.
+/// prune deletes only objects that still carry it. Its value is [`owner_label_value`] of the
+/// name, since a GitRepository's name may be longer than a label value.
 pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
 /// Label naming the owning GitRepository's namespace (see [`OWNER_NAME_LABEL`]).
 pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
 
+/// The longest label value Kubernetes accepts.
+const MAX_LABEL_VALUE: usize = 63;
+/// Hex digits of the name's hash that end a shortened [`OWNER_NAME_LABEL`] value.
+const LABEL_HASH_DIGITS: usize = 10;
+
 const SEPARATOR: char = '_';
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_KIND: &str = "CustomResourceDefinition";
+
+/// The [`OWNER_NAME_LABEL`] value for the GitRepository `name`: the name itself when it fits
+/// a label value (63 characters), otherwise its first 52 characters, `-` and 10 hex digits of
+/// the SHA-256 of the whole name. A GitRepository name is a DNS subdomain, so every character
+/// is valid in a label value and the value ends alphanumeric either way; the hash keeps two
+/// long names with a common prefix apart.
+pub fn owner_label_value(name: &str) -> String {
+    if name.len() <= MAX_LABEL_VALUE {
+        return name.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hash: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    let keep = MAX_LABEL_VALUE - 1 - LABEL_HASH_DIGITS;
+    let prefix: String = name.chars().take(keep).collect();
+    format!("{prefix}-{}", &hash[..LABEL_HASH_DIGITS])
+}
+
+/// The labels that mark an object as applied by the GitRepository `namespace/name`; prune and
+/// the live-object LISTs select by exactly these.
+pub fn owner_labels(name: &str, namespace: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (OWNER_NAME_LABEL.to_owned(), owner_label_value(name)),
+        (OWNER_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
+    ])
+}
 
 /// Why an inventory entry cannot be read back.
 #[derive(thiserror::Error, Clone, Debug, PartialEq, Eq)]
@@ -224,32 +258,63 @@ fn empty_revision_refusal(applied: usize) -> String {
 
 /// Why a stale object must be kept regardless of the live object, if it must.
 fn protection(key: &ObjectKey, guards: &PruneGuards) -> Option<String> {
-    let protected = key.is_namespace() && guards.protected_namespaces.contains(&key.name);
-    protected.then(|| {
-        format!(
+    if key.is_namespace() && guards.protected_namespaces.contains(&key.name) {
+        return Some(format!(
             "namespace {} holds the GitRepository or the controller and is never pruned",
             key.name
-        )
-    })
+        ));
+    }
+    if key.is_crd() && key.name == own_crd_name() {
+        return Some(format!(
+            "CustomResourceDefinition {} defines every GitRepository and is never pruned",
+            key.name
+        ));
+    }
+    None
 }
 
-/// Whether the live object may be deleted by the GitRepository `owner_namespace/owner_name`;
-/// `Err` says why not.
+/// The CRD of driftless's own GitRepository: deleting it would delete every GitRepository of
+/// the cluster, and with their finalizers everything they applied.
+fn own_crd_name() -> &'static str {
+    use kube::CustomResourceExt;
+    crate::api::GitRepository::crd_name()
+}
+
+/// Whether the live object `key` may be deleted by the GitRepository
+/// `owner_namespace/owner_name`; `Err` says why not.
 ///
 /// The inventory only says what driftless applied once. The object may since have been taken
 /// over by another GitRepository (or by hand, relabelled) or opted out with
 /// `driftless.dev/prune: disabled`; deleting it then would destroy someone else's object.
+/// A CustomResourceDefinition must opt in with `driftless.dev/prune: enabled`: deleting one
+/// deletes every custom resource of its kind in the whole cluster, whoever made them.
 pub fn may_delete(
+    key: &ObjectKey,
     live_labels: &BTreeMap<String, String>,
     live_annotations: &BTreeMap<String, String>,
     owner_name: &str,
     owner_namespace: &str,
 ) -> Result<(), String> {
-    owned_by(live_labels, OWNER_NAME_LABEL, owner_name)?;
+    if let Some(why) = protection(key, &PruneGuards::default()) {
+        return Err(why);
+    }
+    owned_by(
+        live_labels,
+        OWNER_NAME_LABEL,
+        &owner_label_value(owner_name),
+    )?;
     owned_by(live_labels, OWNER_NAMESPACE_LABEL, owner_namespace)?;
-    if live_annotations.get(PRUNE_ANNOTATION).map(String::as_str) == Some(PRUNE_DISABLED) {
+    let prune = live_annotations.get(PRUNE_ANNOTATION).map(String::as_str);
+    if prune == Some(PRUNE_DISABLED) {
         return Err(format!(
             "it is annotated {PRUNE_ANNOTATION}: {PRUNE_DISABLED}"
+        ));
+    }
+    if key.is_crd() && prune != Some(PRUNE_ENABLED) {
+        return Err(format!(
+            "a CustomResourceDefinition is pruned only when annotated \
+             {PRUNE_ANNOTATION}: {PRUNE_ENABLED}, since deleting it deletes every custom \
+             resource of its kind in the cluster"
         ));
     }
     Ok(())
@@ -515,22 +580,114 @@ mod tests {
 
     #[test]
     fn may_delete_owned_objects() {
+        let cm = config_map("a");
         assert_eq!(
-            may_delete(&owned(), &BTreeMap::new(), "app", "team-a"),
+            may_delete(&cm, &owned(), &BTreeMap::new(), "app", "team-a"),
             Ok(())
         );
         let other_annotation = map(&[(PRUNE_ANNOTATION, "enabled")]);
         assert_eq!(
-            may_delete(&owned(), &other_annotation, "app", "team-a"),
+            may_delete(&cm, &owned(), &other_annotation, "app", "team-a"),
             Ok(())
         );
+    }
+
+    #[test]
+    fn crds_are_deleted_only_when_they_opt_in() {
+        let widgets = crd("widgets.example.com");
+        let refused = may_delete(&widgets, &owned(), &BTreeMap::new(), "app", "team-a");
+        assert_eq!(
+            refused,
+            Err(
+                "a CustomResourceDefinition is pruned only when annotated driftless.dev/prune: \
+                 enabled, since deleting it deletes every custom resource of its kind in the \
+                 cluster"
+                    .to_owned()
+            )
+        );
+        let enabled = map(&[(PRUNE_ANNOTATION, PRUNE_ENABLED)]);
+        assert_eq!(
+            may_delete(&widgets, &owned(), &enabled, "app", "team-a"),
+            Ok(())
+        );
+        let disabled = map(&[(PRUNE_ANNOTATION, PRUNE_DISABLED)]);
+        assert!(may_delete(&widgets, &owned(), &disabled, "app", "team-a").is_err());
+        assert!(
+            may_delete(&widgets, &BTreeMap::new(), &enabled, "app", "team-a").is_err(),
+            "opting in does not lift the ownership check"
+        );
+    }
+
+    #[test]
+    fn the_git_repository_crd_is_never_planned_for_deletion() {
+        let own = crd("gitrepositories.driftless.dev");
+        let other = crd("widgets.example.com");
+        let old = entries(&[own.clone(), other.clone(), config_map("a")]);
+        let plan = plan_prune(&old, &entries(&[config_map("a")]), &PruneGuards::default());
+        assert_eq!(plan.delete, std::slice::from_ref(&other));
+        assert_eq!(
+            plan.kept,
+            [(
+                own.clone(),
+                "CustomResourceDefinition gitrepositories.driftless.dev defines every \
+                 GitRepository and is never pruned"
+                    .to_owned()
+            )]
+        );
+        let enabled = map(&[(PRUNE_ANNOTATION, PRUNE_ENABLED)]);
+        assert!(
+            may_delete(&own, &owned(), &enabled, "app", "team-a").is_err(),
+            "not even when it opts in"
+        );
+        // Deleting the GitRepository plans an empty revision: still kept.
+        let allowed = PruneGuards {
+            allow_empty_revision: true,
+            ..PruneGuards::default()
+        };
+        let plan = plan_prune(&old, &[], &allowed);
+        assert_eq!(plan.delete, [config_map("a"), other]);
+        assert_eq!(plan.kept.len(), 1);
+        assert_eq!(plan.kept[0].0, own);
+    }
+
+    #[test]
+    fn short_names_are_their_own_owner_label() {
+        assert_eq!(owner_label_value("app"), "app");
+        let longest = "a".repeat(63);
+        assert_eq!(owner_label_value(&longest), longest);
+    }
+
+    #[test]
+    fn long_names_get_a_bounded_distinct_owner_label() {
+        let long = format!("{}.example.com", "team-a-".repeat(34));
+        let other = format!("{}.example.org", "team-a-".repeat(34));
+        let value = owner_label_value(&long);
+        assert_eq!(value.len(), 63, "{value}");
+        assert!(value.starts_with(&long[..52]), "{value}");
+        assert!(value.ends_with(|c: char| c.is_ascii_alphanumeric()));
+        assert_eq!(value, owner_label_value(&long), "stable across calls");
+        assert_ne!(
+            value,
+            owner_label_value(&other),
+            "a common prefix is not enough"
+        );
+        let labels = owner_labels(&long, "team-a");
+        assert_eq!(labels[OWNER_NAME_LABEL], value);
+        assert_eq!(labels[OWNER_NAMESPACE_LABEL], "team-a");
+        let mut live = labels.clone();
+        assert_eq!(
+            may_delete(&config_map("a"), &live, &BTreeMap::new(), &long, "team-a"),
+            Ok(())
+        );
+        live.insert(OWNER_NAME_LABEL.into(), owner_label_value(&other));
+        assert!(may_delete(&config_map("a"), &live, &BTreeMap::new(), &long, "team-a").is_err());
     }
 
     #[test]
     fn may_not_delete_objects_opted_out() {
         let annotations = map(&[(PRUNE_ANNOTATION, PRUNE_DISABLED)]);
         assert_eq!(
-            may_delete(&owned(), &annotations, "app", "team-a"),
+            may_delete(&config_map("a"), &owned(), &annotations, "app", "team-a"),
             Err("it is annotated driftless.dev/prune: disabled".to_owned())
         );
     }
@@ -538,24 +695,31 @@ mod tests {
     #[test]
     fn may_not_delete_objects_of_other_owners() {
         let none = BTreeMap::new();
+        let cm = config_map("a");
         assert_eq!(
-            may_delete(&owned(), &none, "other", "team-a"),
+            may_delete(&cm, &owned(), &none, "other", "team-a"),
             Err(
                 "its label driftless.dev/name is \"app\", not \"other\": another owner manages it"
                     .to_owned()
             )
         );
         assert_eq!(
-            may_delete(&owned(), &none, "app", "team-b"),
+            may_delete(&cm, &owned(), &none, "app", "team-b"),
             Err("its label driftless.dev/namespace is \"team-a\", not \"team-b\": another owner manages it"
                 .to_owned())
         );
         assert_eq!(
-            may_delete(&map(&[(OWNER_NAME_LABEL, "app")]), &none, "app", "team-a"),
+            may_delete(
+                &cm,
+                &map(&[(OWNER_NAME_LABEL, "app")]),
+                &none,
+                "app",
+                "team-a"
+            ),
             Err("it has no driftless.dev/namespace label, so driftless does not own it".to_owned())
         );
         assert_eq!(
-            may_delete(&none, &none, "app", "team-a"),
+            may_delete(&cm, &none, &none, "app", "team-a"),
             Err("it has no driftless.dev/name label, so driftless does not own it".to_owned())
         );
     }

@@ -3,7 +3,7 @@
 
 use kube::{
     Api,
-    api::{DeleteParams, DynamicObject, GroupVersionKind},
+    api::{DeleteParams, DynamicObject, GroupVersionKind, Preconditions},
     discovery::Scope,
 };
 
@@ -94,8 +94,9 @@ impl Applier {
     }
 
     /// Deletes `keys` one after another (the planner's order: namespaced objects before
-    /// Namespaces before CRDs), each only if it still carries the owner's labels and not the
-    /// `driftless.dev/prune: disabled` annotation.
+    /// Namespaces before CRDs), each only if it still carries the owner's labels, not the
+    /// `driftless.dev/prune: disabled` annotation, and (for a CRD) `driftless.dev/prune:
+    /// enabled`; and only the very object checked (a uid precondition).
     pub async fn prune(
         &self,
         keys: &[ObjectKey],
@@ -137,17 +138,39 @@ impl Applier {
             return Ok(Some("already gone".into()));
         };
         if let Err(why) = may_delete(
-            &live.metadata.labels.unwrap_or_default(),
-            &live.metadata.annotations.unwrap_or_default(),
+            key,
+            live.metadata.labels.as_ref().unwrap_or(&Default::default()),
+            live.metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&Default::default()),
             owner_name,
             owner_namespace,
         ) {
             return Ok(Some(why));
         }
-        match api.delete(&key.name, &DeleteParams::background()).await {
+        match api.delete(&key.name, &delete_only(&live)).await {
             Ok(_) => Ok(None),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some("already gone".into())),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Some(
+                "it was deleted and created again after it was checked, so it is not the object \
+                 driftless applied"
+                    .into(),
+            )),
             Err(error) => Err(reason_of(&error)),
         }
+    }
+}
+
+/// A delete of exactly the object `checked`: if the name has since been deleted and created
+/// again (by hand, or by another owner), the server refuses with 409 instead of deleting an
+/// object the checks never saw.
+fn delete_only(checked: &DynamicObject) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: checked.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
     }
 }

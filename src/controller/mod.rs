@@ -13,14 +13,7 @@ mod webhooks;
 pub use leader::{LeaderElectionSettings, process_identity};
 pub use webhooks::{WebhookSettings, WebhookTls};
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -93,7 +86,9 @@ pub enum Error {
     Finalizer(String),
     #[error("cannot start: {0}")]
     Startup(String),
-    #[error("leadership was lost; stopping so that a new leader takes over alone")]
+    #[error(
+        "leadership was lost; in-flight reconciles were cancelled so that a new leader takes over alone"
+    )]
     LostLeadership,
 }
 
@@ -148,20 +143,25 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         webhooks::start(
             client.clone(),
             repositories.clone(),
+            settings.namespace.as_deref(),
             webhook,
             metrics.clone(),
         )
         .map_err(|e| Error::Startup(e.to_string()))?;
     }
-    let leadership = settings
-        .leader_election
-        .clone()
-        .map(|election| Arc::new(Leadership::new(client.clone(), election)));
-    if let Some(leadership) = &leadership {
-        leadership.acquire().await;
-    }
-    let still_leading = leadership.clone().map(Leadership::keep_renewing);
-    let lost = Arc::new(AtomicBool::new(false));
+    let leadership = match settings.leader_election.clone() {
+        Some(election) => Some(Arc::new(
+            Leadership::new(client.clone(), election).map_err(|e| Error::Startup(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let renewal = match &leadership {
+        Some(leadership) => {
+            let renewed = leadership.acquire().await;
+            Some(leadership.clone().keep_renewing(renewed))
+        }
+        None => None,
+    };
     let context = Arc::new(Context {
         config,
         source: SourceEngine::new(
@@ -178,6 +178,11 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         settings: settings.clone(),
         metrics,
     });
+    // Stops with the controller; in tests several controllers share one process.
+    let _eviction = tokio_util::task::AbortOnDropHandle::new(tokio::spawn({
+        let context = context.clone();
+        async move { context.source.keep_evicting().await }
+    }));
     let (store, writer) = reflector::store();
     let changes = watcher(repositories, watcher::Config::default())
         .default_backoff()
@@ -185,10 +190,11 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .applied_objects()
         .predicate_filter(wants_reconcile, PredicateConfig::default());
     let controller = Controller::for_stream(changes, store.clone());
-    controller
+    let reconciling = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
-        // its GitRepository unblocks it at once.
+        // its GitRepository unblocks it at once, and a rotated webhook token shows in the
+        // status at once.
         .watches(secrets, watcher::Config::default(), move |secret| {
             let namespace = secret.namespace();
             let name = secret.name_any();
@@ -196,17 +202,12 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .state()
                 .into_iter()
                 .filter(|repository| {
-                    repository.namespace() == namespace
-                        && repository
-                            .spec
-                            .secret_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
+                    repository.namespace() == namespace && uses_secret(repository, &name)
                 })
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown_requested(still_leading, lost.clone()))
+        .graceful_shutdown_on(termination_signal())
         .run(reconcile_with_finalizer, error_policy, context)
         .for_each(|result| async move {
             match result {
@@ -220,15 +221,29 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 }
                 Err(error) => warn!(%error, "reconcile failed"),
             }
-        })
-        .await;
-    if let Some(leadership) = leadership {
+        });
+    // Losing the Lease drops every in-flight reconcile at once, applies included: a graceful
+    // drain would keep writing while another replica may already lead.
+    tokio::select! {
+        _ = reconciling => {}
+        _ = leadership_lost(renewal.as_ref().map(|r| r.leading.clone())) => {
+            warn!("leadership lost: in-flight reconciles cancelled");
+            return Err(Error::LostLeadership);
+        }
+    }
+    if let (Some(leadership), Some(renewal)) = (leadership, renewal) {
+        renewal.stop();
         leadership.release().await;
     }
-    if lost.load(Ordering::Relaxed) {
-        return Err(Error::LostLeadership);
-    }
     Ok(())
+}
+
+/// Whether `repository` reads Secret `name` of its namespace: its git credentials, or its
+/// webhook token (whose rotation changes `status.webhookPath`).
+fn uses_secret(repository: &GitRepository, name: &str) -> bool {
+    let credentials = repository.spec.secret_ref.as_ref();
+    let webhook = repository.spec.webhook.as_ref().map(|w| &w.secret_ref);
+    credentials.is_some_and(|r| r.name == name) || webhook.is_some_and(|r| r.name == name)
 }
 
 /// What, in a GitRepository's change, asks for a reconcile: the spec (generation), the
@@ -254,24 +269,19 @@ fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
-/// Completes on SIGTERM or Ctrl-C, or when leadership is lost (recorded in `lost`); in-flight
-/// reconciles then finish before the controller stops.
-async fn shutdown_requested(still_leading: Option<watch::Receiver<bool>>, lost: Arc<AtomicBool>) {
-    let leadership_lost = async move {
-        match still_leading {
-            Some(mut leading) => {
-                let _ = leading.wait_for(|leading| !leading).await;
-                lost.store(true, Ordering::Relaxed);
-            }
-            None => std::future::pending().await,
+/// Completes when `leading` turns false (or its renewal loop is gone); never without leader
+/// election.
+async fn leadership_lost(leading: Option<watch::Receiver<bool>>) {
+    match leading {
+        Some(mut leading) => {
+            let _ = leading.wait_for(|leading| !leading).await;
         }
-    };
-    tokio::select! {
-        _ = termination_signal() => info!("shutting down on signal"),
-        _ = leadership_lost => warn!("stopping: leadership lost"),
+        None => std::future::pending().await,
     }
 }
 
+/// Completes on SIGTERM or Ctrl-C; in-flight reconciles then finish before the controller
+/// stops.
 async fn termination_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM can be watched");
@@ -279,6 +289,7 @@ async fn termination_signal() {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+    info!("shutting down on signal");
 }
 
 /// Adds the finalizer before the first apply, and runs the clean-up when the object is deleted.

@@ -26,15 +26,13 @@ use crate::{
     },
     apply::{
         Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, HealthCheck,
-        ObjectRef, PruneReport,
-        inventory::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL},
+        ObjectRef, PruneReport, inventory::owner_labels,
     },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
-/// Annotation whose new value asks for an immediate reconcile (the webhook sets it too).
-pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
+pub use crate::api::RECONCILE_REQUESTED_AT;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -727,18 +725,29 @@ pub(super) fn applier_for(
     namespace: &str,
     context: &Context,
 ) -> Result<Applier, Failure> {
+    let client = client_for(repository, namespace, context, Reason::ApplyFailed)?;
+    Ok(context.applier.with_client(client))
+}
+
+/// The controller's client, or one impersonating the ServiceAccount to act as (see
+/// [`service_account_of`]); `reason` names the step that needed it, should building it fail.
+fn client_for(
+    repository: &GitRepository,
+    namespace: &str,
+    context: &Context,
+    reason: Reason,
+) -> Result<kube::Client, Failure> {
     let Some(account) = service_account_of(repository, &context.settings)? else {
-        return Ok(context.applier.with_client(context.client.clone()));
+        return Ok(context.client.clone());
     };
     let mut config = context.config.clone();
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    let client = kube::Client::try_from(config).map_err(|error| {
+    kube::Client::try_from(config).map_err(|error| {
         Failure::new(
-            Reason::ApplyFailed,
+            reason,
             format!("impersonating ServiceAccount {account}: {error}"),
         )
-    })?;
-    Ok(context.applier.with_client(client))
+    })
 }
 
 /// Errors that a retry cannot fix: the spec or the Secret must change.
@@ -761,7 +770,10 @@ async fn read_credentials(
     let Some(reference) = &repository.spec.secret_ref else {
         return Ok(None);
     };
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    // Read as the tenant: otherwise a tenant could name a Secret its ServiceAccount may not
+    // read and have the controller send its credentials to a server the tenant controls.
+    let client = client_for(repository, namespace, context, Reason::SecretNotFound)?;
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
     let missing = |why: String| {
         Failure::new(
             Reason::SecretNotFound,
@@ -772,7 +784,17 @@ async fn read_credentials(
     let secret = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(|error| missing(error.to_string()))?
+        .map_err(
+            |error| match (&error, &repository.spec.service_account_name) {
+                (kube::Error::Api(status), Some(account)) if status.is_forbidden() => {
+                    missing(format!(
+                        "forbidden: ServiceAccount {account} may not read it ({})",
+                        status.message
+                    ))
+                }
+                _ => missing(error.to_string()),
+            },
+        )?
         .ok_or_else(|| missing("not found".into()))?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
@@ -804,10 +826,7 @@ fn fetch_request(
 }
 
 fn apply_options(repository: &GitRepository, namespace: &str, context: &Context) -> ApplyOptions {
-    let owner_labels = BTreeMap::from([
-        (OWNER_NAME_LABEL.to_owned(), repository.name_any()),
-        (OWNER_NAMESPACE_LABEL.to_owned(), namespace.to_owned()),
-    ]);
+    let owner_labels = owner_labels(&repository.name_any(), namespace);
     ApplyOptions {
         default_namespace: repository
             .spec

@@ -1,7 +1,17 @@
 //! Optional TLS for the webhook receiver, and mutual TLS: with a client CA, only git hosts
 //! presenting a certificate from that CA may even send a request.
+//!
+//! The files are re-read periodically ([`keep_current`]): cert-manager and mounted Secrets
+//! rotate them in place, and a receiver that kept serving the expired certificate until a
+//! restart would fail every delivery.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
+
+use axum_server::tls_rustls::RustlsConfig;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::webhooks::{MIN_RELOAD_INTERVAL, WebhookTls};
 
 use rustls::{
     ServerConfig,
@@ -61,4 +71,52 @@ pub fn server_config(
     // HTTP/1.1 only: the receiver serves no HTTP/2 (see `webhook::serve`).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Re-reads the TLS files every `interval` and, once their contents changed, serves the new
+/// configuration to new connections. A file that cannot be read or used keeps the
+/// configuration in use (and is logged), so a rotation caught half-written is retried at the
+/// next tick instead of taking the receiver down.
+pub async fn keep_current(files: WebhookTls, serving: RustlsConfig, interval: Duration) {
+    let mut seen = fingerprint(&files).ok();
+    let mut ticks = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Ok(current) = fingerprint(&files) else {
+            continue;
+        };
+        if seen.as_ref() == Some(&current) {
+            continue;
+        }
+        // Remembered either way: unusable contents are reported once, not at every tick.
+        seen = Some(current);
+        match server_config(&files.cert, &files.key, files.client_ca.as_deref()) {
+            Ok(config) => {
+                serving.reload_from_config(config);
+                info!(cert = %files.cert.display(), "webhook TLS configuration reloaded");
+            }
+            Err(error) => {
+                warn!(%error, "could not reload the webhook TLS files; serving the previous ones")
+            }
+        }
+    }
+}
+
+/// A digest of every TLS file's bytes, to notice a change without rebuilding the config.
+fn fingerprint(files: &WebhookTls) -> std::io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    for path in [
+        Some(&files.cert),
+        Some(&files.key),
+        files.client_ca.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let bytes = std::fs::read(path)?;
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    }
+    Ok(hasher.finalize().into())
 }

@@ -2,8 +2,14 @@
 //! watch (no API list per request), and a trigger that asks for a reconcile by setting the
 //! `driftless.dev/reconcile-requested-at` annotation, which survives restarts and reaches the
 //! leader whichever replica received the push.
+//!
+//! Per-object hooks follow their token Secrets by a metadata watch, so a rotated token takes
+//! effect (and the old one stops working) at once, not at the object's next reconcile. The
+//! shared secrets and the TLS files are mounted files, re-read every `reload_interval`, so
+//! rotating them needs no restart either.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -13,7 +19,7 @@ use std::{
 use futures::{StreamExt, future::BoxFuture};
 use kube::{
     Api, Client, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{PartialObjectMeta, Patch, PatchParams},
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store},
@@ -21,6 +27,7 @@ use kube::{
     },
 };
 use serde_json::json;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -30,8 +37,8 @@ use crate::{
     api::{GitRepository, LastWebhook},
     telemetry::metrics::Metrics,
     webhook::{
-        self, Delivery, RateLimit, RateLimiter, SharedSecrets, Target, Trigger, WebhookState,
-        router,
+        self, BodyBudget, Delivery, DeliverySlots, RateLimit, RateLimiter, ReloadableSecrets,
+        SharedSecrets, Target, Trigger, WebhookState, router,
     },
 };
 
@@ -44,6 +51,12 @@ pub struct WebhookSettings {
     pub secrets_dir: Option<PathBuf>,
     /// Largest accepted request body; larger deliveries get 413 without being read.
     pub max_body_bytes: usize,
+    /// Most request-body bytes held at once by all receivers together; more get 503.
+    pub body_budget_bytes: usize,
+    /// Most verified deliveries whose triggers run at once; more get 503.
+    pub max_in_flight_deliveries: usize,
+    /// How often the shared secrets and TLS files are re-read, so rotations need no restart.
+    pub reload_interval: Duration,
     /// Requests per second and burst of each receiver; more get 429.
     pub rate_limit: RateLimit,
     /// Longest a client may take to send a request head (or finish a TLS handshake).
@@ -163,30 +176,67 @@ fn last_webhook(delivery: &Delivery) -> LastWebhook {
     }
 }
 
-/// Starts the receiver and the watch that feeds its index; both run until the process ends.
+/// Starts the receiver, the watches that feed its indexes and the re-reading of its files;
+/// all run until the process ends.
 pub fn start(
     client: Client,
     repositories: Api<GitRepository>,
+    namespace: Option<&str>,
     settings: WebhookSettings,
     metrics: Metrics,
 ) -> std::io::Result<()> {
-    let secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
+    let shared_secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
     let (store, writer) = reflector::store();
     let trigger = Arc::new(AnnotationTrigger {
         client: client.clone(),
-        store,
+        store: store.clone(),
     });
-    let mut state = WebhookState::new(secrets, trigger);
+    let mut state = WebhookState::new(shared_secrets, trigger);
     state.metrics = Some(metrics);
     state.body_limit = settings.max_body_bytes;
+    state.body_budget = BodyBudget::new(settings.body_budget_bytes);
+    state.delivery_slots = DeliverySlots::new(settings.max_in_flight_deliveries);
     state.rate_limiter = Arc::new(RateLimiter::new(settings.rate_limit));
     state.body_timeout = settings.body_timeout;
-    tokio::spawn(keep_index(client, repositories, writer, state.clone()));
+    let (registrations, pending) = mpsc::unbounded_channel();
+    tokio::spawn(keep_object_hooks(
+        client.clone(),
+        store.clone(),
+        (registrations.clone(), pending),
+        state.clone(),
+    ));
+    // Metadata only: the watch says which Secret changed; tokens are read for referenced ones.
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    tokio::spawn(follow_token_secrets(secrets, store, registrations.clone()));
+    tokio::spawn(keep_index(
+        repositories,
+        writer,
+        registrations,
+        state.clone(),
+    ));
+    if let Some(dir) = settings.secrets_dir.clone() {
+        tokio::spawn(keep_secrets_current(
+            dir,
+            state.secrets.clone(),
+            settings.reload_interval,
+        ));
+    }
     let tls = match &settings.tls {
-        Some(tls) => Some(
-            webhook_tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-        ),
+        Some(files) => {
+            let config =
+                webhook_tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let reloadable = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            tokio::spawn(webhook_tls::keep_current(
+                files.clone(),
+                reloadable.clone(),
+                settings.reload_interval,
+            ));
+            Some(reloadable)
+        }
         None => None,
     };
     let app = router(state);
@@ -199,12 +249,38 @@ pub fn start(
     Ok(())
 }
 
+/// Re-reads the shared secrets every `interval` and serves them once they changed. A read
+/// that fails keeps the secrets in use: a half-written mount must not disable a receiver.
+async fn keep_secrets_current(dir: PathBuf, secrets: ReloadableSecrets, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match read_shared_secrets(Some(&dir)) {
+            Ok(read) if read != *secrets.current() => {
+                info!(configured = ?read, dir = %dir.display(), "webhook secrets reloaded");
+                secrets.replace(read);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                warn!(%error, dir = %dir.display(), "could not re-read the webhook secrets; keeping the ones in use");
+            }
+        }
+    }
+}
+
+/// Wait before reading a webhook token Secret again after the API failed to answer.
+const TOKEN_READ_RETRY: Duration = Duration::from_secs(5);
+
+/// Re-reading files more often than this costs more than a rotation is worth waiting for.
+pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Serves the receiver over HTTP, or HTTPS (mutual TLS when a client CA is set).
 async fn serve(
     address: SocketAddr,
     app: axum::Router,
     header_timeout: Duration,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
 ) {
     let scheme = if tls.is_some() { "https" } else { "http" };
     match tokio::net::TcpListener::bind(address).await {
@@ -216,12 +292,15 @@ async fn serve(
     }
 }
 
-/// Mirrors every GitRepository into the index (and its per-object hook, when it has one) as
-/// the watch reports it.
+/// An object whose per-object hook must be registered again from its current spec and Secret.
+type HookRegistration = (String, String);
+
+/// Mirrors every GitRepository into the index as the watch reports it, and asks for its
+/// per-object hook to be registered when it is new or names another token Secret.
 async fn keep_index(
-    client: Client,
     repositories: Api<GitRepository>,
     writer: reflector::store::Writer<GitRepository>,
+    registrations: mpsc::UnboundedSender<HookRegistration>,
     state: WebhookState,
 ) {
     let events = watcher(repositories, watcher::Config::default())
@@ -229,14 +308,22 @@ async fn keep_index(
         .reflect(writer);
     let mut events = std::pin::pin!(events);
     let mut relisted = Vec::new();
+    // The token Secret each object was last registered for; token changes come through the
+    // Secret watch, so only a new object or another Secret needs a registration here.
+    let mut token_secrets: HashMap<HookRegistration, Option<String>> = HashMap::new();
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
         if let watcher::Event::Apply(repository) | watcher::Event::InitApply(repository) = &event {
-            tokio::spawn(register_object_hook(
-                client.clone(),
-                repository.clone(),
-                state.clone(),
-            ));
+            let object = (
+                repository.namespace().unwrap_or_default(),
+                repository.name_any(),
+            );
+            let secret = webhook_secret_name(repository);
+            let relisting = matches!(event, watcher::Event::InitApply(_));
+            if relisting || token_secrets.get(&object) != Some(&secret) {
+                token_secrets.insert(object.clone(), secret);
+                let _ = registrations.send(object);
+            }
         }
         let mut index = state
             .targets
@@ -258,49 +345,172 @@ async fn keep_index(
                 }
             },
             watcher::Event::Delete(repository) => {
-                let (namespace, name) = (
+                let object = (
                     repository.namespace().unwrap_or_default(),
                     repository.name_any(),
                 );
-                index.remove(&namespace, &name);
+                index.remove(&object.0, &object.1);
+                token_secrets.remove(&object);
                 state
                     .object_hooks
                     .write()
                     .expect("never poisoned")
-                    .remove(&namespace, &name);
+                    .remove(&object.0, &object.1);
+                // A registration still queued finds the object gone and removes it again.
             }
         }
     }
 }
 
-/// Registers (or updates, or removes) the per-object hook of `repository`, whose token lives
-/// in the Secret named by `spec.webhook.secretRef`.
-async fn register_object_hook(client: Client, repository: GitRepository, state: WebhookState) {
-    let namespace = repository.namespace().unwrap_or_default();
-    let name = repository.name_any();
-    let token = match &repository.spec.webhook {
-        Some(webhook) => webhook_token(&client, &namespace, &webhook.secret_ref.name).await,
-        None => None,
-    };
-    let mut hooks = state.object_hooks.write().expect("never poisoned");
-    match token {
-        Some(token) => {
-            hooks.insert(&namespace, &name, &token);
+fn webhook_secret_name(repository: &GitRepository) -> Option<String> {
+    Some(repository.spec.webhook.as_ref()?.secret_ref.name.clone())
+}
+
+/// Asks for the hooks of every object that names a Secret to be registered again whenever
+/// that Secret changes or goes away. Metadata only: the tokens themselves are read by
+/// [`keep_object_hooks`], for referenced Secrets alone.
+async fn follow_token_secrets(
+    secrets: Api<PartialObjectMeta<Secret>>,
+    repositories: Store<GitRepository>,
+    registrations: mpsc::UnboundedSender<HookRegistration>,
+) {
+    let events = watcher(secrets, watcher::Config::default()).default_backoff();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret))
+            | Ok(watcher::Event::Delete(secret)) => secret,
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Err(error) => {
+                info!(%error, "webhook token Secret watch interrupted; resuming");
+                continue;
+            }
+        };
+        let namespace = changed.namespace();
+        let name = changed.name_any();
+        for repository in repositories.state() {
+            let uses_it = repository.namespace() == namespace
+                && webhook_secret_name(&repository).as_deref() == Some(name.as_str());
+            if uses_it {
+                let object = (
+                    repository.namespace().unwrap_or_default(),
+                    repository.name_any(),
+                );
+                let _ = registrations.send(object);
+            }
         }
-        None => {
-            hooks.remove(&namespace, &name);
+    }
+}
+
+/// Registers, updates or removes per-object hooks one request at a time. One at a time on
+/// purpose: each registration reads the object's spec and Secret as they are when it runs, so
+/// the last one to run reflects the newest token, and a slow read of a rotated-away token can
+/// never overwrite a newer one.
+async fn keep_object_hooks(
+    client: Client,
+    repositories: Store<GitRepository>,
+    (retries, mut pending): (
+        mpsc::UnboundedSender<HookRegistration>,
+        mpsc::UnboundedReceiver<HookRegistration>,
+    ),
+    state: WebhookState,
+) {
+    while let Some((namespace, name)) = pending.recv().await {
+        let reference = ObjectRef::new(&name).within(&namespace);
+        let secret = repositories
+            .get(&reference)
+            .and_then(|repository| webhook_secret_name(&repository));
+        let token = match secret {
+            Some(secret) => match read_webhook_token(&client, &namespace, &secret).await {
+                Ok(token) => token,
+                Err(error) => {
+                    // The hook in place stays until the Secret can be read: an API hiccup must
+                    // not switch a working hook off, and no later event may come to retry.
+                    warn!(%error, %namespace, %name, "could not read the webhook token Secret; retrying");
+                    let retry = retries.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(TOKEN_READ_RETRY).await;
+                        let _ = retry.send((namespace, name));
+                    });
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let mut hooks = state.object_hooks.write().expect("never poisoned");
+        match token {
+            Some(token) => {
+                hooks.insert(&namespace, &name, &token);
+            }
+            None => {
+                hooks.remove(&namespace, &name);
+            }
         }
     }
 }
 
 /// The `token` key of a webhook Secret, if it exists.
 pub async fn webhook_token(client: &Client, namespace: &str, secret: &str) -> Option<Vec<u8>> {
+    read_webhook_token(client, namespace, secret)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The `token` key of a webhook Secret: `Ok(None)` when the Secret or its key is absent, an
+/// error when the API could not say.
+async fn read_webhook_token(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+) -> Result<Option<Vec<u8>>, kube::Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets.get_opt(secret).await.ok()??;
-    let token = secret.data?.remove("token")?.0;
-    (!token.is_empty()).then_some(token)
+    let token = secrets
+        .get_opt(secret)
+        .await?
+        .and_then(|secret| secret.data?.remove("token"))
+        .map(|token| token.0)
+        .filter(|token| !token.is_empty());
+    Ok(token)
 }
 
 fn target_of(repository: &GitRepository) -> Option<Target> {
     Target::from_git_repository(repository).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rewritten_secret_files_are_served_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("github"), "before\n").unwrap();
+        let secrets = ReloadableSecrets::new(read_shared_secrets(Some(dir.path())).unwrap());
+        let reload = tokio::spawn(keep_secrets_current(
+            dir.path().to_owned(),
+            secrets.clone(),
+            MIN_RELOAD_INTERVAL,
+        ));
+        std::fs::write(dir.path().join("github"), "after\n").unwrap();
+        std::fs::write(dir.path().join("gitlab"), "added").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while secrets.current().github.as_deref() != Some(b"after".as_slice()) {
+            assert!(tokio::time::Instant::now() < deadline, "never reloaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            secrets.current().gitlab.as_deref(),
+            Some(b"added".as_slice())
+        );
+        std::fs::remove_file(dir.path().join("github")).unwrap();
+        while secrets.current().github.is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a removed file stays served"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reload.abort();
+    }
 }

@@ -70,6 +70,23 @@ impl ManifestError {
             problem,
         }
     }
+
+    pub(super) fn is_resource_limit(&self) -> bool {
+        matches!(self.problem, Problem::ResourceLimit(_))
+    }
+
+    /// This resource-limit error, restated as the revision's budget running out here.
+    pub(super) fn into_revision_limit(self, budget: &super::Budget) -> Self {
+        let detail = match &self.problem {
+            Problem::ResourceLimit(detail) => Some(detail.as_str()),
+            _ => None,
+        };
+        let message = super::budget::RevisionUsage::exhausted(budget, detail);
+        Self {
+            problem: Problem::RevisionLimit(message),
+            ..self
+        }
+    }
 }
 
 /// What is wrong, independent of where.
@@ -93,6 +110,9 @@ pub enum Problem {
     /// rather than expanded.
     #[error("refused, it exceeds a resource limit: {0}")]
     ResourceLimit(String),
+    /// The revision's budget, shared by all its files, ran out in this file.
+    #[error("refused, {0}")]
+    RevisionLimit(String),
     #[error("document is {found}, not a Kubernetes object (a mapping)")]
     NotAnObject { found: &'static str },
     #[error("missing {0}")]

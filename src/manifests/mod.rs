@@ -24,6 +24,9 @@
 //!   here; the apply engine sees that.
 //! - Parsing runs within a [`Budget`] (file size, alias expansion, nesting depth, node and
 //!   document counts), so a hostile commit is refused instead of exhausting memory.
+//! - The files of one revision together stay within the revision's budget (nodes and text,
+//!   aliases expanded); the file in which it runs out gets the error, and later files are not
+//!   read.
 //! - A file with a syntax error or over budget contributes one error and no objects.
 //!
 //! Errors name the file, the document and the line (`deploy/app.yaml: document 2 (line 17):
@@ -40,6 +43,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 pub use budget::Budget;
+use budget::RevisionUsage;
 pub use error::{Duplicate, ManifestError, ManifestErrors, Position, Problem};
 pub use object::{Manifest, ObjectId};
 
@@ -52,16 +56,34 @@ pub fn read_manifests<'a>(
 ) -> Result<Vec<Manifest>, ManifestErrors> {
     let mut manifests = Vec::new();
     let mut errors = Vec::new();
+    let mut usage = RevisionUsage::default();
     for (file, bytes) in files {
         if is_kustomization_file(file) {
             tracing::debug!(file, "skipping a kustomization file");
             continue;
         }
-        match parse::parse_file(file, bytes, budget) {
+        let allowance = usage.allowance(budget);
+        match parse::parse_file(file, bytes, &allowance) {
             Ok(documents) => {
+                documents.iter().for_each(|d| usage.add(&d.value));
+                if usage.over(budget) {
+                    let message = RevisionUsage::exhausted(budget, None);
+                    errors.push(ManifestError::in_file(
+                        file,
+                        Problem::RevisionLimit(message),
+                    ));
+                    // Every later file would fail the same way: one error says it all.
+                    break;
+                }
                 for document in documents {
                     object::collect_document(file, document, &mut manifests, &mut errors);
                 }
+            }
+            Err(error)
+                if RevisionUsage::lowers(&allowance, budget) && error.is_resource_limit() =>
+            {
+                errors.push(error.into_revision_limit(budget));
+                break;
             }
             Err(error) => errors.push(error),
         }

@@ -491,3 +491,92 @@ fn octal_file_modes_mean_what_kubectl_reads() {
     let manifests = read(&[("mode.yaml", text)]).unwrap();
     assert_eq!(manifests[0].object.data["spec"]["defaultMode"], 420);
 }
+
+/// A ConfigMap whose `data` holds `copies` aliases of one anchored string of `anchor_bytes`.
+fn amplified(name: &str, anchor_bytes: usize, copies: usize) -> String {
+    let mut text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k0: &big {}\n",
+        "x".repeat(anchor_bytes)
+    );
+    for copy in 1..copies {
+        text.push_str(&format!("  k{copy}: *big\n"));
+    }
+    text
+}
+
+#[test]
+fn files_within_their_own_limits_cannot_add_up_past_the_revision_budget() {
+    // 40 MiB of text each once expanded: under the 64 MiB a file may hold, but two of them are
+    // over the revision's 64 MiB. The second file is refused, named, and the third not read.
+    let one = amplified("one", 1024 * 1024, 40);
+    let two = amplified("two", 1024 * 1024, 40);
+    let three = amplified("three", 16, 2);
+    let started = Instant::now();
+    let errors = read(&[("a.yaml", &one), ("b.yaml", &two), ("c.yaml", &three)])
+        .unwrap_err()
+        .0;
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].file, "b.yaml");
+    assert!(
+        matches!(errors[0].problem, Problem::RevisionLimit(_)),
+        "{errors:?}"
+    );
+    let text = errors[0].to_string();
+    assert!(
+        text.contains(
+            "refused, the revision's files together exceed its budget of 2000000 nodes and \
+             67108864 bytes of text (aliases expanded), which ran out in this file"
+        ),
+        "{text}"
+    );
+    assert!(read(&[("a.yaml", &one), ("c.yaml", &three)]).is_ok());
+}
+
+#[test]
+fn the_revision_node_budget_counts_every_file() {
+    let budget = Budget {
+        max_revision_nodes: 40,
+        ..Budget::default()
+    };
+    let file = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: x\n  b: y\n  c: z\n"
+        )
+    };
+    let (one, two, three) = (file("one"), file("two"), file("three"));
+    // 17 nodes each (keys count): two fit, the third runs the budget out.
+    assert!(read_with(&[("1.yaml", &one), ("2.yaml", &two)], &budget).is_ok());
+    let errors = errors_with(
+        &[("1.yaml", &one), ("2.yaml", &two), ("3.yaml", &three)],
+        &budget,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("3.yaml: "),
+        "the file where the budget ran out is named: {errors:?}"
+    );
+    assert!(errors[0].contains("budget of 40 nodes"), "{errors:?}");
+}
+
+#[test]
+fn json_files_count_toward_the_revision_budget() {
+    let budget = Budget {
+        max_revision_nodes: 20,
+        ..Budget::default()
+    };
+    let json = |name: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "{name}"}}, "data": {{"a": "1"}}}}"#
+        )
+    };
+    let (one, two) = (json("one"), json("two"));
+    let errors = errors_with(&[("1.json", &one), ("2.json", &two)], &budget);
+    assert_eq!(
+        errors,
+        [
+            "2.json: refused, the revision's files together exceed its budget of 20 nodes and \
+          67108864 bytes of text (aliases expanded), which ran out in this file"
+        ]
+    );
+}

@@ -365,16 +365,43 @@ fn hashed_name_matches(salt: &[u8], hash: &[u8], name: &str) -> bool {
 
 /// Shell-style matching with `*` (any run) and `?` (one character), as in OpenSSH patterns.
 fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
-        Some((&expected, rest)) => match text.split_first() {
-            Some((&actual, text_rest)) if expected == b'?' || expected == actual => {
-                glob_matches(rest, text_rest)
+    glob_match_counting_steps(pattern, text).0
+}
+
+/// Greedy matching that remembers only the last `*`: when a later character fails, that star
+/// takes one more character and matching resumes after it. An earlier star never needs to be
+/// revisited, because the last one can absorb anything an earlier one could, so each step
+/// moves the text forward or the pattern forward and the work is at most
+/// (pattern + 1) × (text + 2) steps, however a Secret's author arranges the stars (a recursive
+/// matcher is exponential on `*a*a*a…*b`). Returns the steps taken too, for tests.
+fn glob_match_counting_steps(pattern: &[u8], text: &[u8]) -> (bool, usize) {
+    let (mut p, mut t, mut steps) = (0, 0, 0);
+    // Pattern index after the last `*` seen, and the text index that star's run ends at.
+    let mut resume: Option<(usize, usize)> = None;
+    while t < text.len() {
+        steps += 1;
+        match pattern.get(p) {
+            Some(b'*') => {
+                p += 1;
+                resume = Some((p, t));
             }
-            _ => false,
-        },
+            Some(&expected) if expected == b'?' || expected == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match resume {
+                Some((after_star, run_end)) => {
+                    p = after_star;
+                    t = run_end + 1;
+                    resume = Some((after_star, t));
+                }
+                None => return (false, steps),
+            },
+        }
     }
+    // What is left of the pattern must be stars, which match the empty rest of the text.
+    let matched = pattern[p..].iter().all(|&c| c == b'*');
+    (matched, steps + pattern.len() - p)
 }
 
 #[cfg(test)]
@@ -670,5 +697,50 @@ mod tests {
         assert!(glob_matches(b"a?c", b"abc"));
         assert!(!glob_matches(b"a?c", b"ac"));
         assert!(!glob_matches(b"abc", b"abcd"));
+        assert!(glob_matches(b"*.example.com", b"git.example.com"));
+        assert!(!glob_matches(b"*.example.com", b"example.com"));
+        assert!(glob_matches(b"*a*b", b"xaxxab"));
+        assert!(glob_matches(b"a*b*c", b"abbbcbc"));
+        assert!(!glob_matches(b"a*b*c", b"abbbcb"));
+        assert!(glob_matches(b"**?", b"x"));
+        assert!(!glob_matches(b"?*?", b"x"));
+        assert!(glob_matches(b"", b""));
+        assert!(!glob_matches(b"", b"x"));
+    }
+
+    /// A pattern crafted to make a backtracking matcher try every way of splitting the text
+    /// among its stars: with 12 stars over 10,000 characters that is more than 10^36 ways, so a
+    /// matcher that is not linear in practice never returns. The thread lets the test fail
+    /// instead of hanging.
+    #[test]
+    fn glob_matching_stays_fast_on_pathological_patterns() {
+        let matched = std::thread::spawn(|| {
+            let pattern = format!("{}b", "*a".repeat(12));
+            let text = "a".repeat(10_000);
+            let started = std::time::Instant::now();
+            let matched = glob_matches(pattern.as_bytes(), text.as_bytes());
+            (matched, started.elapsed())
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !matched.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "matching `*a*a*a*a*a*a*a*a*a*a*a*a*b` against 10,000 `a`s did not finish in 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (matched, took) = matched.join().unwrap();
+        assert!(!matched);
+        assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn glob_matching_steps_are_bounded_by_pattern_times_text() {
+        let pattern = format!("{}b", "*a".repeat(12));
+        let text = "a".repeat(2_000);
+        let (matched, steps) = glob_match_counting_steps(pattern.as_bytes(), text.as_bytes());
+        assert!(!matched);
+        let bound = (pattern.len() + 1) * (text.len() + 2);
+        assert!(steps <= bound, "{steps} steps, bound {bound}");
     }
 }

@@ -1,14 +1,20 @@
 //! Fetching revisions of Git repositories with libgit2 and reading their manifest files.
 //!
-//! [`SourceEngine`] keeps a persistent cache of bare repositories, one per normalized URL, so
-//! every spelling of a repository (https, ssh, scp-like, with or without `.git`) shares one
-//! entry. Work is "resolve first, fetch second": the remote's refs are listed (one round trip),
-//! and objects are fetched, shallow and without tags, only when the wanted commit is not cached
-//! yet. Requests for one URL are serialized and coalesced: a request that waited while another
-//! listed the refs reuses that answer instead of asking the server again.
+//! [`SourceEngine`] keeps a persistent cache of bare repositories, one per repository and
+//! credentials: every spelling of a repository (ssh or scp-like, with or without `.git`) fetched
+//! with the same credentials shares one entry, while a request with other credentials, none, a
+//! different scheme or a different SSH user gets an entry of its own and talks to the server
+//! itself. Content fetched with credentials is so only ever served to requests that proved
+//! access with the same credentials. Work is "resolve first, fetch second": the remote's refs
+//! are listed (one round trip), and objects are fetched, shallow and without tags, only when the
+//! wanted commit is not cached yet. Requests for one entry are serialized and coalesced: a
+//! request that waited while another listed the refs reuses that answer instead of asking the
+//! server again. Entries unused for a while, or beyond a size bound, are evicted
+//! ([`SourceEngine::evict_unused`]), never while a request uses them.
 
 pub mod credentials;
 mod error;
+mod eviction;
 pub mod known_hosts;
 pub mod select;
 mod tls;
@@ -18,7 +24,6 @@ pub mod url;
 
 use std::{
     collections::HashMap,
-    hash::{DefaultHasher, Hash, Hasher},
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
@@ -28,9 +33,13 @@ use std::{
 };
 
 use git2::{Oid, Repository};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::OwnedRwLockReadGuard;
 
 pub use credentials::Credentials;
 pub use error::{SourceError, SourceErrorKind};
+pub use eviction::{CacheLimits, EvictionReport};
 pub use tree::{ManifestFile, TreeLimits};
 
 use crate::api::GitReference;
@@ -45,6 +54,8 @@ pub struct Limits {
     pub max_pack_bytes: u64,
     /// Bounds on the manifest files read from a revision.
     pub tree: TreeLimits,
+    /// When cache entries are evicted.
+    pub cache: CacheLimits,
 }
 
 impl Default for Limits {
@@ -56,12 +67,13 @@ impl Default for Limits {
                 max_total_bytes: 64 * 1024 * 1024,
                 max_files: 10_000,
             },
+            cache: CacheLimits::default(),
         }
     }
 }
 
 /// What to fetch, for whom.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FetchRequest {
     /// `namespace/name` of the GitRepository, for error messages.
     pub owner: String,
@@ -73,6 +85,24 @@ pub struct FetchRequest {
     pub credentials: Option<Credentials>,
     /// Bound on the whole request, waiting for other requests on the same URL included.
     pub timeout: Duration,
+}
+
+// `url` may hold a token: print it redacted, like every other place a URL is shown.
+impl std::fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = RepositoryUrl::parse(&self.url)
+            .map(|url| url.redacted())
+            .unwrap_or_else(|_| url::redact_unparsed(&self.url));
+        f.debug_struct("FetchRequest")
+            .field("owner", &self.owner)
+            .field("url", &url)
+            .field("reference", &self.reference)
+            .field("path", &self.path)
+            .field("ignore", &self.ignore)
+            .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// A revision's manifest files and where they came from.
@@ -105,11 +135,89 @@ struct Answered {
     advertisement: Advertisement,
 }
 
-/// The persistent repository cache and the per-URL coordination around it.
+/// The listing that requests waiting on one cache entry share.
+type Listing = tokio::sync::Mutex<Option<Answered>>;
+
+/// Coordination around one cache entry. Requests hold it shared for as long as they (or git
+/// work they started) use the entry's directory, and take turns on the listing inside;
+/// eviction needs it exclusively, so it never deletes a directory in use.
+type Slot = Arc<tokio::sync::RwLock<Listing>>;
+
+/// The slots of the entries in use, by directory name. A slot is forgotten as soon as nothing
+/// holds it: a listing is only ever reused by requests that waited while it ran, so an idle
+/// one is of no use, and the table never grows beyond the requests in flight.
+#[derive(Default)]
+struct Slots(Mutex<HashMap<String, Slot>>);
+
+impl Slots {
+    fn get(&self, key: &str) -> Slot {
+        let mut slots = self.0.lock().expect("the slot table is never poisoned");
+        slots.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn release(&self, key: &str) {
+        let mut slots = self.0.lock().expect("the slot table is never poisoned");
+        // Slots are cloned only under this lock, so a count of one (the table's) is final.
+        if slots
+            .get(key)
+            .is_some_and(|slot| Arc::strong_count(slot) == 1)
+        {
+            slots.remove(key);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0
+            .lock()
+            .expect("the slot table is never poisoned")
+            .len()
+    }
+}
+
+/// A shared hold on a cache entry. Clones travel into the blocking git work, so the hold lasts
+/// until the last of that work ends, even when the request timed out before it.
+#[derive(Clone)]
+struct InUse(Arc<Hold>);
+
+struct Hold {
+    guard: Option<OwnedRwLockReadGuard<Listing>>,
+    slots: Arc<Slots>,
+    key: String,
+}
+
+impl InUse {
+    async fn take(slots: &Arc<Slots>, key: &str) -> Self {
+        let guard = slots.get(key).read_owned().await;
+        InUse(Arc::new(Hold {
+            guard: Some(guard),
+            slots: slots.clone(),
+            key: key.to_owned(),
+        }))
+    }
+
+    fn listing(&self) -> &Listing {
+        self.0
+            .guard
+            .as_deref()
+            .expect("the guard is only taken when the hold is dropped")
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.slots.release(&self.key);
+    }
+}
+
+/// The persistent repository cache and the per-entry coordination around it.
 pub struct SourceEngine {
     cache_dir: PathBuf,
     limits: Limits,
-    urls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Answered>>>>>,
+    slots: Arc<Slots>,
+    /// Keys the credential digests in cache directory names, so that a name says nothing that
+    /// would help guess a password; kept in the cache so that names survive restarts.
+    identity_salt: Vec<u8>,
     stats: Arc<SourceStats>,
 }
 
@@ -124,10 +232,12 @@ impl SourceEngine {
             let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis);
             let _ = git2::opts::set_server_timeout_in_milliseconds(millis);
         }
+        let cache_dir = cache_dir.into();
         Self {
-            cache_dir: cache_dir.into(),
+            identity_salt: eviction::identity_salt(&cache_dir),
+            cache_dir,
             limits,
-            urls: Mutex::default(),
+            slots: Arc::default(),
             stats: Arc::default(),
         }
     }
@@ -136,12 +246,18 @@ impl SourceEngine {
         &self.stats
     }
 
+    /// How many cache entries requests hold right now, each with at most one listing; the
+    /// listings of entries no request holds are already dropped.
+    pub fn entries_in_use(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Resolves the request's ref, fetches it when the cache lacks it, and reads the manifest
     /// files under its path.
     pub async fn fetch(&self, request: &FetchRequest) -> Result<Artifact, SourceError> {
         let url = RepositoryUrl::parse(&request.url)
-            .map_err(|e| failure(request, &request.url, e.into()))?;
-        let fail = |kind: SourceErrorKind| failure(request, &url.redacted(), kind);
+            .map_err(|e| failure(request, &url::redact_unparsed(&request.url), e.into()))?;
+        let fail = |kind: SourceErrorKind| failure(request, &url.redacted(), scrubbed(&url, kind));
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancelled.clone());
         let work = self.resolve_and_read(request, url.clone(), cancelled.clone());
@@ -162,9 +278,10 @@ impl SourceEngine {
         let deadline = asked_at
             .checked_add(request.timeout)
             .unwrap_or(asked_at + Duration::from_secs(86_400 * 365));
-        let slot = self.slot(&url.cache_key());
-        let mut answered = slot.lock().await;
-        let repo_dir = self.repository_dir(&url);
+        let entry = self.entry_name(&url, request.credentials.as_ref());
+        let in_use = InUse::take(&self.slots, &entry).await;
+        let mut answered = in_use.listing().lock().await;
+        let repo_dir = self.cache_dir.join(&entry);
         let job = Job {
             url,
             credentials: request.credentials.clone(),
@@ -172,6 +289,7 @@ impl SourceEngine {
             cancelled,
             max_pack_bytes: self.limits.max_pack_bytes,
             repo_dir: repo_dir.clone(),
+            _in_use: in_use.clone(),
         };
 
         let advertisement = match answered.as_ref() {
@@ -217,23 +335,58 @@ impl SourceEngine {
             request.ignore.clone(),
             self.limits.tree,
         );
-        let mut artifact =
-            blocking(move || read_artifact(&repo_dir, &selection, &path, &ignore, limits)).await?;
+        let mut artifact = blocking(move || {
+            let _in_use = in_use;
+            read_artifact(&repo_dir, &selection, &path, &ignore, limits)
+        })
+        .await?;
         artifact.fetched = fetched.is_some();
         Ok(artifact)
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Answered>>> {
-        let mut urls = self.urls.lock().expect("the URL table is never poisoned");
-        urls.entry(key.to_owned()).or_default().clone()
-    }
-
-    /// `<cache>/<readable key>-<hash>`: readable for operators, unique for every key.
-    fn repository_dir(&self, url: &RepositoryUrl) -> PathBuf {
-        let key = url.cache_key();
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let readable: String = key
+    /// `<readable repository>-<digest>`: readable for operators; the digest covers who is
+    /// asked ([`RepositoryUrl::identity_key`]) and every piece of credential material (Secret
+    /// and URL), so requests share an entry, its listing and its objects only when they would
+    /// have been answered alike.
+    fn entry_name(&self, url: &RepositoryUrl, credentials: Option<&Credentials>) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.identity_salt)
+            .expect("HMAC takes keys of any length");
+        let mut field = |tag: &str, value: Option<&[u8]>| {
+            mac.update(tag.as_bytes());
+            match value {
+                Some(value) => {
+                    mac.update(&[1]);
+                    mac.update(&(value.len() as u64).to_be_bytes());
+                    mac.update(value);
+                }
+                None => mac.update(&[0]),
+            }
+        };
+        field("identity", Some(url.identity_key().as_bytes()));
+        let embedded = url.embedded_credentials();
+        field(
+            "url-user",
+            embedded.as_ref().map(|(user, _)| user.as_bytes()),
+        );
+        field(
+            "url-password",
+            embedded.as_ref().map(|(_, pw)| pw.as_bytes()),
+        );
+        let basic = credentials.and_then(|c| c.basic.as_ref());
+        field("username", basic.map(|(user, _)| user.as_bytes()));
+        field("password", basic.map(|(_, password)| password.as_bytes()));
+        let bearer = credentials.and_then(|c| c.bearer_token.as_deref());
+        field("bearer", bearer.map(str::as_bytes));
+        field("ca", credentials.and_then(|c| c.ca_pem.as_deref()));
+        let ssh = credentials.and_then(|c| c.ssh.as_ref());
+        field("identity-key", ssh.map(|s| s.identity.as_bytes()));
+        let passphrase = ssh.and_then(|s| s.passphrase.as_deref());
+        field("passphrase", passphrase.map(str::as_bytes));
+        field("known-hosts", ssh.map(|s| s.known_hosts.as_bytes()));
+        let digest = mac.finalize().into_bytes();
+        let digest: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let readable: String = url
+            .cache_key()
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -244,8 +397,19 @@ impl SourceEngine {
             })
             .take(80)
             .collect();
-        self.cache_dir
-            .join(format!("{readable}-{:016x}", hasher.finish()))
+        format!("{readable}-{digest}")
+    }
+}
+
+/// libgit2 may quote the URL it was handed, and an scp-like URL goes to it as written.
+fn scrubbed(url: &RepositoryUrl, kind: SourceErrorKind) -> SourceErrorKind {
+    match kind {
+        SourceErrorKind::Git(message) => SourceErrorKind::Git(url.scrub(&message)),
+        SourceErrorKind::Certificate(message) => SourceErrorKind::Certificate(url.scrub(&message)),
+        SourceErrorKind::CommitNotFound(message) => {
+            SourceErrorKind::CommitNotFound(url.scrub(&message))
+        }
+        other => other,
     }
 }
 
@@ -286,6 +450,8 @@ struct Job {
     cancelled: Arc<AtomicBool>,
     max_pack_bytes: u64,
     repo_dir: PathBuf,
+    /// Keeps the cache entry from eviction while this work runs.
+    _in_use: InUse,
 }
 
 impl Job {
@@ -308,6 +474,7 @@ impl Job {
     /// when it fetched.
     fn fetch_unless_cached(&self, selection: &Selection) -> Result<Option<u64>, SourceErrorKind> {
         let repo = open_or_init(&self.repo_dir)?;
+        eviction::mark_used(&self.repo_dir);
         let oid = Oid::from_str(&selection.oid)?;
         if repo.find_commit(oid).is_ok() {
             return Ok(None);
@@ -389,4 +556,167 @@ fn read_artifact(
         skipped: tree.skipped,
         fetched: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credentials::SshCredentials;
+
+    fn name(engine: &SourceEngine, url: &str, credentials: Option<&Credentials>) -> String {
+        engine.entry_name(&RepositoryUrl::parse(url).unwrap(), credentials)
+    }
+
+    fn basic(user: &str, password: &str) -> Credentials {
+        Credentials {
+            basic: Some((user.into(), password.into())),
+            ..Default::default()
+        }
+    }
+
+    fn ssh(known_hosts: &str) -> Credentials {
+        Credentials {
+            ssh: Some(SshCredentials {
+                identity: "KEY".into(),
+                passphrase: None,
+                known_hosts: known_hosts.into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entries_are_shared_only_by_the_same_repository_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        let url = "https://git.example.com/org/repo.git";
+        let right = basic("deployer", "right");
+        let anonymous = name(&engine, url, None);
+        let authenticated = name(&engine, url, Some(&right));
+
+        assert_eq!(
+            authenticated,
+            name(
+                &engine,
+                "https://GIT.example.com/org/repo/",
+                Some(&right.clone())
+            ),
+            "one repository and the same credentials share an entry"
+        );
+        let others = [
+            anonymous.clone(),
+            name(&engine, url, Some(&basic("deployer", "wrong"))),
+            name(&engine, url, Some(&basic("other", "right"))),
+            name(&engine, "http://git.example.com/org/repo.git", Some(&right)),
+            name(
+                &engine,
+                "https://deployer:right@git.example.com/org/repo",
+                None,
+            ),
+            name(
+                &engine,
+                url,
+                Some(&Credentials {
+                    bearer_token: Some("token".into()),
+                    ..Default::default()
+                }),
+            ),
+            name(
+                &engine,
+                url,
+                Some(&Credentials {
+                    ca_pem: Some(b"PEM".to_vec()),
+                    ..right.clone()
+                }),
+            ),
+        ];
+        for (index, other) in others.iter().enumerate() {
+            assert_ne!(&authenticated, other, "case {index}");
+        }
+        assert_ne!(anonymous, others[4], "URL credentials count too");
+
+        let alice = name(
+            &engine,
+            "ssh://alice@git.example.com/org/repo",
+            Some(&ssh("h k")),
+        );
+        let bob = name(
+            &engine,
+            "ssh://bob@git.example.com/org/repo",
+            Some(&ssh("h k")),
+        );
+        assert_ne!(alice, bob, "SSH users are different identities");
+        assert_eq!(
+            name(
+                &engine,
+                "git@git.example.com:org/repo.git",
+                Some(&ssh("h k"))
+            ),
+            name(
+                &engine,
+                "ssh://git@git.example.com/org/repo",
+                Some(&ssh("h k"))
+            ),
+        );
+        assert_ne!(
+            name(&engine, "git@git.example.com:org/repo", Some(&ssh("h k"))),
+            name(
+                &engine,
+                "git@git.example.com:org/repo",
+                Some(&ssh("other k"))
+            ),
+        );
+    }
+
+    #[test]
+    fn fetch_requests_print_their_url_redacted() {
+        for url in [
+            "https://deployer:hunter2@git.example.com/org/repo.git",
+            "https://deployer:hun/ter2@git.example.com/org/repo.git",
+        ] {
+            let request = FetchRequest {
+                owner: "team-a/app".into(),
+                url: url.into(),
+                reference: None,
+                path: String::new(),
+                ignore: vec![],
+                credentials: Some(basic("deployer", "hunter2")),
+                timeout: Duration::from_secs(1),
+            };
+            let printed = format!("{request:?}");
+            assert!(
+                !printed.contains("hunter2") && !printed.contains("ter2"),
+                "{printed}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_names_are_readable_and_hold_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        let entry = name(
+            &engine,
+            "https://deployer:hunter2@git.example.com/org/repo.git",
+            Some(&basic("deployer", "hunter2")),
+        );
+        assert!(entry.starts_with("git.example.com_org_repo-"), "{entry}");
+        assert!(
+            !entry.contains("hunter2") && !entry.contains("deployer"),
+            "{entry}"
+        );
+        let again = SourceEngine::new(dir.path(), Limits::default(), Duration::from_secs(5));
+        assert_eq!(
+            name(&again, "https://git.example.com/org/repo.git", None),
+            name(&engine, "https://git.example.com/org/repo.git", None),
+            "names survive a restart"
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = SourceEngine::new(elsewhere.path(), Limits::default(), Duration::from_secs(5));
+        assert_ne!(
+            name(&other, "https://git.example.com/org/repo.git", None),
+            name(&engine, "https://git.example.com/org/repo.git", None),
+            "each cache keys its digests differently"
+        );
+    }
 }

@@ -2,9 +2,13 @@
 //! repository (https, ssh, scp-like, with or without `.git`) maps to one cache key.
 //!
 //! The webhook receiver matches the `clone_url`, `ssh_url` and `html_url` of push payloads
-//! against specs with [`RepositoryUrl::cache_key`], so all of those must agree too.
+//! against specs with [`RepositoryUrl::cache_key`], so all of those must agree too. The fetch
+//! cache is keyed more narrowly, by [`RepositoryUrl::identity_key`] plus the credentials, since
+//! `http://` and `https://`, or two SSH users, may see different content.
 //! Credentials embedded in a URL are kept out of everything that may be printed or used as a
-//! key: [`RepositoryUrl::redacted`], `Display`, `Debug` and [`RepositoryUrl::cache_key`].
+//! key: [`RepositoryUrl::redacted`], `Display`, `Debug`, [`RepositoryUrl::cache_key`] and
+//! [`RepositoryUrl::identity_key`]; [`redact_unparsed`] does the same for text that is not a
+//! URL at all.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,6 +40,12 @@ pub enum UrlError {
         "repository URL has an invalid port (expected a number from 1 to 65535; scp-like `user@host:path` URLs are written without ssh://)"
     )]
     InvalidPort,
+    /// An `@` after the host: what git would read as a host and a path is most likely user
+    /// info whose token holds a `/`, so the token would be sent as a host name.
+    #[error(
+        "repository URL has `@` after the host; percent-encode `/` (%2F) and `@` (%40) in a user name or token, or better, put credentials in the Secret named by spec.secretRef"
+    )]
+    AtSignInPath,
 }
 
 /// How the URL was spelled; decides default ports and how it is handed to libgit2.
@@ -120,6 +130,34 @@ impl RepositoryUrl {
             self.authority_for_key(),
             normalized_path(&self.path)
         )
+    }
+
+    /// Who the server sees and what it serves: the scheme (`http` and `https` are different
+    /// servers as far as trust goes; `ssh://` and scp-like are one), the SSH user (a different
+    /// account may see different repositories), the host, a non-default port and the
+    /// normalized path. Credentials embedded in http(s) URLs are not part of it: they are
+    /// credential material, see [`Self::embedded_credentials`].
+    pub fn identity_key(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+            Scheme::Ssh | Scheme::Scp => "ssh",
+        };
+        let user = match self.scheme {
+            // The user libgit2 falls back to when the URL names none.
+            Scheme::Ssh | Scheme::Scp => format!("{}@", self.user.as_deref().unwrap_or("git")),
+            Scheme::Https | Scheme::Http => String::new(),
+        };
+        format!("{scheme}://{user}{}", self.cache_key())
+    }
+
+    /// Replaces every copy of the user info as written (`user:token`, or what an scp-like URL
+    /// has before its `@`) in `text` by `***`: libgit2 may quote the URL it was given.
+    pub fn scrub(&self, text: &str) -> String {
+        match secret_span(&self.original) {
+            Some(span) if !span.is_empty() => text.replace(span, "***"),
+            _ => text.to_owned(),
+        }
     }
 
     /// The URL as the user wrote it, with any password or token replaced by `***`, for error
@@ -228,6 +266,27 @@ impl fmt::Debug for RepositoryUrl {
     }
 }
 
+/// `spec.url` text that did not parse, for messages: everything between the scheme (if any)
+/// and the last `@` becomes `***`. A token with a `/` or `@` in it breaks URL syntax, so where
+/// the user info ends cannot be known; hiding too much of a broken URL costs nothing, hiding
+/// too little leaks the token into statuses, Events and logs.
+pub fn redact_unparsed(input: &str) -> String {
+    let trimmed = input.trim();
+    match secret_span(trimmed) {
+        Some(span) => trimmed.replacen(span, "***", 1),
+        None => trimmed.to_owned(),
+    }
+}
+
+/// The part of `text` where credentials may be: after `scheme://` (or from the start) up to the
+/// last `@`; `None` without an `@`.
+fn secret_span(text: &str) -> Option<&str> {
+    let start = text.find("://").map(|index| index + 3).unwrap_or(0);
+    let rest = &text[start..];
+    let end = rest.rfind('@')?;
+    Some(&rest[..end])
+}
+
 /// RFC 3986 scheme syntax; anything else before `://` means the input is not a URL at all.
 fn is_scheme_name(candidate: &str) -> bool {
     let mut chars = candidate.chars();
@@ -249,6 +308,10 @@ fn parse_hierarchical(
         Some((userinfo, host_port)) => (Some(userinfo), host_port),
         None => (None, authority),
     };
+    // Before the port: a token's `/` makes its first half look like `host:port`.
+    if path.contains('@') {
+        return Err(UrlError::AtSignInPath);
+    }
     let (user, password) = split_userinfo(userinfo);
     let (host, port) = split_host_port(host_port)?;
     require_path(path)?;
@@ -336,6 +399,8 @@ fn parse_port(port: &str) -> Result<u16, UrlError> {
 fn require_path(path: &str) -> Result<(), UrlError> {
     if normalized_path(path).is_empty() {
         Err(UrlError::EmptyPath)
+    } else if path.contains('@') {
+        Err(UrlError::AtSignInPath)
     } else {
         Ok(())
     }
@@ -587,6 +652,94 @@ mod tests {
             parse("ssh://git:pw@host/repo").redacted(),
             "ssh://git:***@host/repo"
         );
+    }
+
+    #[test]
+    fn identity_key_separates_schemes_and_ssh_users() {
+        let identity = |input: &str| parse(input).identity_key();
+        assert_ne!(
+            identity("http://git.example.com/org/repo"),
+            identity("https://git.example.com/org/repo")
+        );
+        assert_ne!(
+            identity("ssh://alice@git.example.com/org/repo"),
+            identity("ssh://bob@git.example.com/org/repo")
+        );
+        assert_ne!(
+            identity("ssh://git@git.example.com:2222/org/repo"),
+            identity("ssh://git@git.example.com/org/repo")
+        );
+        // One server and account, spelled differently.
+        assert_eq!(
+            identity("git@git.example.com:org/repo.git"),
+            identity("ssh://git@git.example.com:22/org/repo")
+        );
+        assert_eq!(
+            identity("git.example.com:org/repo"),
+            identity("ssh://git@git.example.com/org/repo/")
+        );
+        assert_eq!(
+            identity("https://GIT.example.com:443/org/repo.git"),
+            identity("https://git.example.com/org/repo")
+        );
+        // The webhook key still joins them all.
+        assert_eq!(
+            key("http://git.example.com/org/repo"),
+            key("ssh://bob@git.example.com/org/repo")
+        );
+    }
+
+    #[test]
+    fn identity_key_never_holds_embedded_credentials() {
+        let identity = parse("https://user:hunter2@git.example.com/org/repo").identity_key();
+        assert_eq!(identity, "https://git.example.com/org/repo");
+        let token = parse("https://ghp_token@git.example.com/org/repo").identity_key();
+        assert!(!token.contains("ghp_token"), "{token}");
+    }
+
+    #[test]
+    fn redact_unparsed_hides_everything_before_the_last_at() {
+        assert_eq!(
+            redact_unparsed("https://user:to/ken@host:1/repo.git"),
+            "https://***@host:1/repo.git"
+        );
+        assert_eq!(redact_unparsed(" user:tok@en@host:repo\n"), "***@host:repo");
+        assert_eq!(
+            redact_unparsed("https://host/repo.git"),
+            "https://host/repo.git"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_at_signs_after_the_host() {
+        // A token with a `/` turns the rest of the user info into a path, and the token
+        // into a host name.
+        for input in [
+            "https://ghp_s3cret/part@host/org/repo.git",
+            "https://user:s3cret/part@host/org/repo.git",
+            "ssh://git@host/org/repo@v1",
+            "user:s3cret@host:repo.git",
+            "user:s3/cret@host:repo.git",
+        ] {
+            let error = RepositoryUrl::parse(input).unwrap_err();
+            assert_eq!(error, UrlError::AtSignInPath, "{input}");
+            assert!(!error.to_string().contains("s3cret"), "{error}");
+        }
+        assert_eq!(
+            RepositoryUrl::parse("https://ghp_s3cret/part@host/org/repo.git"),
+            Err(UrlError::AtSignInPath)
+        );
+    }
+
+    #[test]
+    fn scrub_removes_the_user_info_from_quoted_text() {
+        let url = parse("ssh://git:s3cret@host/repo.git");
+        assert_eq!(
+            url.scrub("cannot connect to 'ssh://git:s3cret@host/repo.git'"),
+            "cannot connect to 'ssh://***@host/repo.git'"
+        );
+        let plain = parse("https://host/repo.git");
+        assert_eq!(plain.scrub("text"), "text");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! [`TargetIndex`] and [`ObjectHooks`] current from its watch and implements [`Trigger`] by
 //! patching the reconcile-requested annotation.
 
+pub mod budget;
 pub mod matching;
 pub mod object_hooks;
 pub mod payload;
@@ -20,14 +21,18 @@ pub mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use budget::{
+    BodyBudget, DEFAULT_BODY_BUDGET, DEFAULT_MAX_IN_FLIGHT_DELIVERIES, DeliverySlots,
+};
 pub use matching::{Target, TargetIndex};
 pub use object_hooks::{ObjectHook, ObjectHooks, object_hook_id, object_hook_path};
 pub use payload::{Event, Push};
 pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
-pub use replay::ReplayCache;
+pub use replay::{DeliveryKey, MAX_DELIVERY_ID_LEN, ReplayCache, bounded_delivery_id};
 pub use serve::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve};
 pub use server::{
-    DEFAULT_BODY_LIMIT, Delivery, SharedSecrets, Trigger, TriggerRetry, WebhookState, router,
+    DEFAULT_BODY_LIMIT, Delivery, ReloadableSecrets, SharedSecrets, Trigger, TriggerRetry,
+    WebhookState, router,
 };
 pub use verify::VerifyError;

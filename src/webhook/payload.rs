@@ -158,9 +158,12 @@ fn parse_gitlab(headers: &HeaderMap, body: &[u8]) -> Result<Event, PayloadError>
         repository_urls: strings_at(&json, GITLAB_URLS),
         git_ref: string_at(&json, "/ref"),
         commit,
+        // `webhook-id` first: under Standard Webhooks it is signed, the others never are, so an
+        // attacker who replays a signed delivery cannot dodge de-duplication with a fresh
+        // `idempotency-key`.
         delivery_id: first_header(
             headers,
-            &["idempotency-key", "webhook-id", "x-gitlab-event-uuid"],
+            &["webhook-id", "idempotency-key", "x-gitlab-event-uuid"],
         )
         .map(str::to_string),
         default_branch: string_at(&json, "/project/default_branch"),
@@ -462,6 +465,20 @@ mod tests {
                 "default_branch": "main"
             }
         })
+    }
+
+    #[test]
+    fn gitlab_signed_webhook_id_wins_over_an_unsigned_idempotency_key() {
+        let push = only_push(parse(
+            Provider::GitLab,
+            &[
+                ("x-gitlab-event", "Push Hook"),
+                ("idempotency-key", "unsigned-1"),
+                ("webhook-id", "msg_signed"),
+            ],
+            &gitlab_push("push", "refs/heads/main"),
+        ));
+        assert_eq!(push.delivery_id.as_deref(), Some("msg_signed"));
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! its connection forever; and HTTP/2 has no request-head deadline in hyper. Git hosts deliver
 //! webhooks over HTTP/1.1, so nothing is lost.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,19 +34,19 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serves `app` on every connection `listener` accepts, until the process ends. With `tls`,
 /// each connection first completes a TLS handshake (mutual when the configuration verifies
-/// clients) within `header_timeout`.
+/// clients) within `header_timeout`. `tls` is a reloadable handle: each handshake uses the
+/// configuration it holds at that moment, so a rotated certificate is served to new
+/// connections without a restart.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<RustlsConfig>,
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    let tls = tls.map(|config| {
-        RustlsAcceptor::new(RustlsConfig::from_config(config)).handshake_timeout(header_timeout)
-    });
+    let tls = tls.map(|config| RustlsAcceptor::new(config).handshake_timeout(header_timeout));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -2,15 +2,19 @@
 //! (per-object receivers), wired as verify → parse → de-duplicate → match → trigger.
 //!
 //! Responses:
-//! - 202 `{"triggered": ["ns/name", …]}` after a push, possibly with an empty list;
-//! - 200 `{"triggered": []}` for pings, ignored events (`"ignored": kind`) and redeliveries
+//! - 202 `{"triggered": n}` after a push: how many objects it asks to reconcile, possibly 0.
+//!   A count, never names: a shared receiver serves every tenant, and its answer must not tell
+//!   one sender which objects of other namespaces follow a repository;
+//! - 200 `{"triggered": 0}` for pings, ignored events (`"ignored": kind`) and redeliveries
 //!   (`"duplicate": true`). A redelivery gets 200 rather than 409 on purpose: the first
 //!   delivery was handled, and a 4xx would show as failed in the Git host and can make GitLab
 //!   disable the hook;
 //! - 401 for a missing or wrong signature, 400 for an unreadable body, 404 for an unknown
 //!   provider, a provider without a configured secret or an unknown hook id, 408 when the body
 //!   did not arrive within the body deadline, 413 over the body limit, 429 with `Retry-After`
-//!   when the receiver's rate limit is exhausted.
+//!   when the receiver's rate limit is exhausted, 503 with `Retry-After` when the process-wide
+//!   body budget or the in-flight deliveries are exhausted ([`super::budget`]); a 503 triggers
+//!   nothing and leaves the delivery to be redelivered.
 //!
 //! A verified, matched push is answered 202 at once and its triggers run right after, with
 //! retries ([`TriggerRetry`]): the sender gets its answer in well under a millisecond whatever
@@ -20,8 +24,9 @@
 //! failure is logged and counted, the delivery id is forgotten so a redelivery is processed,
 //! and polling at the interval remains the safety net.
 //!
-//! The order is chosen by cost: the receiver is looked up (404) and its rate limit checked
-//! (429) before the body is read, and the body is read before any signature is computed.
+//! The order is chosen by cost: the receiver is looked up (404), its rate limit checked (429)
+//! and room for the body reserved (413, 503) before the body is read, and the body is read
+//! before any signature is computed.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,14 +42,16 @@ use axum::{Json, Router};
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
+use super::budget::{BodyBudget, DeliverySlots};
 use super::matching::{TargetIndex, reference_matches};
 use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
 use super::payload::{Event, Push, parse_event};
 use super::provider::Provider;
 use super::rate_limit::{RateLimit, RateLimiter, ReceiverKey, retry_after_seconds};
-use super::replay::ReplayCache;
+use super::replay::{DeliveryKey, ReplayCache, bounded_delivery_id};
 use super::serve::DEFAULT_BODY_TIMEOUT;
 use super::verify::{VerifyError, verify_request};
 use crate::telemetry::metrics::Metrics;
@@ -56,6 +63,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 /// How many triggers run at once for one delivery, so a push to a repository with hundreds of
 /// objects does not flood the API server.
 const MAX_CONCURRENT_TRIGGERS: usize = 16;
+
+/// `Retry-After` of a 503: deliveries finish within seconds, so room comes back quickly.
+const OVERLOADED_RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Upper bound for one attempt of one trigger.
 const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,7 +122,8 @@ pub trait Trigger: Send + Sync {
 pub struct Delivery {
     /// Who sent it (for per-object hooks, guessed from the headers).
     pub provider: Provider,
-    /// The sender's delivery id, if it sent one.
+    /// The sender's delivery id, if it sent one, bounded in length
+    /// ([`bounded_delivery_id`]).
     pub id: Option<String>,
     /// When the request arrived.
     pub received_at: SystemTime,
@@ -120,7 +131,7 @@ pub struct Delivery {
 
 /// Secrets of the shared receivers, one per provider family. A provider without a secret (or
 /// with an empty one) has no receiver: unsigned deliveries are never accepted.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SharedSecrets {
     /// `X-Hub-Signature-256` key.
     pub github: Option<Vec<u8>>,
@@ -132,6 +143,17 @@ pub struct SharedSecrets {
     pub bitbucket: Option<Vec<u8>>,
     /// `X-Signature` key of the generic receiver.
     pub generic: Option<Vec<u8>>,
+}
+
+impl Delivery {
+    /// The record of a delivery, its id bounded so that no sender can bloat the statuses.
+    pub fn new(provider: Provider, sent_id: Option<&str>, received_at: SystemTime) -> Delivery {
+        Delivery {
+            provider,
+            id: sent_id.map(bounded_delivery_id),
+            received_at,
+        }
+    }
 }
 
 impl SharedSecrets {
@@ -168,6 +190,27 @@ impl fmt::Debug for SharedSecrets {
     }
 }
 
+/// The shared secrets in use, replaceable while serving: the controller re-reads the mounted
+/// files and swaps them in, so a rotated secret takes effect without a restart.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadableSecrets(Arc<RwLock<Arc<SharedSecrets>>>);
+
+impl ReloadableSecrets {
+    pub fn new(secrets: SharedSecrets) -> ReloadableSecrets {
+        ReloadableSecrets(Arc::new(RwLock::new(Arc::new(secrets))))
+    }
+
+    /// The secrets now; a request keeps the snapshot it started with.
+    pub fn current(&self) -> Arc<SharedSecrets> {
+        read(&self.0).clone()
+    }
+
+    /// Serves `secrets` from the next request on.
+    pub fn replace(&self, secrets: SharedSecrets) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(secrets);
+    }
+}
+
 /// Everything the receiver needs, cheap to clone. The locks are `std` locks: they are only held
 /// for lookups and never across an await.
 #[derive(Clone)]
@@ -177,13 +220,17 @@ pub struct WebhookState {
     /// Per-object hooks by id, kept current by the controller.
     pub object_hooks: Arc<RwLock<ObjectHooks>>,
     /// Secrets of the shared receivers.
-    pub secrets: Arc<SharedSecrets>,
-    /// Recently seen delivery ids.
+    pub secrets: ReloadableSecrets,
+    /// Recently seen deliveries.
     pub replay: Arc<ReplayCache>,
     /// How matched objects are asked to reconcile.
     pub trigger: Arc<dyn Trigger>,
     /// Largest accepted body in bytes; larger requests get 413.
     pub body_limit: usize,
+    /// Bytes of bodies being read, across all receivers; when spent, 503.
+    pub body_budget: BodyBudget,
+    /// Deliveries whose triggers still run; when all are taken, 503.
+    pub delivery_slots: DeliverySlots,
     /// Token buckets per receiver; an empty bucket answers 429.
     pub rate_limiter: Arc<RateLimiter>,
     /// Longest time from a request's head to the end of its body; slower bodies get 408.
@@ -204,10 +251,12 @@ impl WebhookState {
         WebhookState {
             targets: Arc::default(),
             object_hooks: Arc::default(),
-            secrets: Arc::new(secrets),
+            secrets: ReloadableSecrets::new(secrets),
             replay: Arc::default(),
             trigger,
             body_limit: DEFAULT_BODY_LIMIT,
+            body_budget: BodyBudget::default(),
+            delivery_slots: DeliverySlots::default(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimit::DEFAULT)),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             metrics: None,
@@ -279,6 +328,7 @@ pub enum RequestOutcome {
     MethodNotAllowed,
     TooLarge,
     RateLimited,
+    Overloaded,
     Timeout,
     Misconfigured,
 }
@@ -296,6 +346,7 @@ impl RequestOutcome {
             RequestOutcome::MethodNotAllowed => "method_not_allowed",
             RequestOutcome::TooLarge => "too_large",
             RequestOutcome::RateLimited => "rate_limited",
+            RequestOutcome::Overloaded => "overloaded",
             RequestOutcome::Timeout => "timeout",
             RequestOutcome::Misconfigured => "misconfigured",
         }
@@ -312,6 +363,7 @@ impl RequestOutcome {
             StatusCode::REQUEST_TIMEOUT => RequestOutcome::Timeout,
             StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
             StatusCode::TOO_MANY_REQUESTS => RequestOutcome::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE => RequestOutcome::Overloaded,
             StatusCode::INTERNAL_SERVER_ERROR => RequestOutcome::Misconfigured,
             _ => RequestOutcome::BadRequest,
         }
@@ -324,12 +376,12 @@ fn labelled(mut response: Response, outcome: RequestOutcome) -> Response {
 }
 
 /// The receiver a path names, with what its deliveries are verified with.
-enum Receiver<'a> {
-    Shared(Provider, &'a [u8]),
+enum Receiver {
+    Shared(Provider, Vec<u8>),
     Object(String, ObjectHook),
 }
 
-impl Receiver<'_> {
+impl Receiver {
     fn key(&self) -> ReceiverKey {
         match self {
             Receiver::Shared(provider, _) => ReceiverKey::Shared(*provider),
@@ -340,9 +392,9 @@ impl Receiver<'_> {
 
 /// Unknown providers, providers without a secret and unknown hook ids are all `None`, so a
 /// wrong per-object token looks exactly like a path that never existed.
-fn resolve<'a>(state: &'a WebhookState, hook: &str) -> Option<Receiver<'a>> {
+fn resolve(state: &WebhookState, hook: &str) -> Option<Receiver> {
     if let Some(provider) = Provider::from_path_segment(hook) {
-        let secret = state.secrets.for_provider(provider)?;
+        let secret = state.secrets.current().for_provider(provider)?.to_vec();
         return Some(Receiver::Shared(provider, secret));
     }
     if !is_object_hook_id(hook) {
@@ -360,6 +412,15 @@ async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response 
     if let Err(wait) = state.rate_limiter.check(&receiver.key()) {
         return too_many_requests(wait);
     }
+    let declared = declared_length(request.headers());
+    if declared.is_some_and(|length| length > state.body_limit) {
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body over the limit");
+    }
+    // A body of unknown length may grow to the limit, so that much is reserved for it.
+    let reserve = declared.unwrap_or(state.body_limit);
+    let Some(_body_room) = state.body_budget.try_reserve(reserve) else {
+        return overloaded("too many request bodies in flight");
+    };
     let headers = request.headers().clone();
     let read = axum::body::Bytes::from_request(request, &());
     let body = match tokio::time::timeout(state.body_timeout, read).await {
@@ -369,7 +430,7 @@ async fn handle(state: &WebhookState, hook: &str, request: Request) -> Response 
     };
     match receiver {
         Receiver::Shared(provider, secret) => {
-            receive_shared(state, provider, secret, &headers, &body, received_at).await
+            receive_shared(state, provider, &secret, &headers, &body, received_at).await
         }
         Receiver::Object(id, object_hook) => {
             let request = (&headers, &body[..], received_at);
@@ -383,6 +444,24 @@ fn request_timeout() -> Response {
     let mut response = error_response(StatusCode::REQUEST_TIMEOUT, "request body too slow");
     let close = HeaderValue::from_static("close");
     response.headers_mut().insert(header::CONNECTION, close);
+    response
+}
+
+/// The `Content-Length` a request declares, if it declares a readable one.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A process-wide bound is reached: nothing was done, and the sender may retry soon.
+fn overloaded(reason: &str) -> Response {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, reason);
+    let seconds = HeaderValue::from(OVERLOADED_RETRY_AFTER_SECONDS);
+    response.headers_mut().insert(header::RETRY_AFTER, seconds);
     response
 }
 
@@ -409,12 +488,9 @@ async fn receive_shared(
         let index = read(&state.targets);
         matched_with_commits(&index, &pushes)
     };
-    let delivery = Delivery {
-        provider,
-        id: pushes[0].delivery_id.clone(),
-        received_at,
-    };
-    let replay_key = delivery.id.clone().map(|id| (provider, id));
+    let sent_id = pushes[0].delivery_id.as_deref();
+    let replay_key = DeliveryKey::of_delivery(provider, "", sent_id, body);
+    let delivery = Delivery::new(provider, sent_id, received_at);
     trigger_once(state, replay_key, matched, delivery).await
 }
 
@@ -430,16 +506,10 @@ async fn receive_for_object(
         Err(response) => return *response,
     };
     let matched = object_match(state, hook, &pushes);
-    // Scoped to the object: the same delivery id may legitimately reach several hooks.
-    let replay_key = pushes[0]
-        .delivery_id
-        .as_ref()
-        .map(|delivery| (provider, format!("{id}/{delivery}")));
-    let delivery = Delivery {
-        provider,
-        id: pushes[0].delivery_id.clone(),
-        received_at,
-    };
+    let sent_id = pushes[0].delivery_id.as_deref();
+    // Scoped to the object: the same delivery may legitimately reach several hooks.
+    let replay_key = DeliveryKey::of_delivery(provider, id, sent_id, body);
+    let delivery = Delivery::new(provider, sent_id, received_at);
     trigger_once(state, replay_key, matched, delivery).await
 }
 
@@ -524,18 +594,15 @@ fn object_match(state: &WebhookState, hook: &ObjectHook, pushes: &[Push]) -> Tri
 /// `(namespace, name)` → commit, ordered for stable responses.
 type Triggers = BTreeMap<(String, String), Option<String>>;
 
-/// Drops redeliveries; answers the rest at once with the matched objects and triggers them
-/// right after ([`deliver`]).
+/// Drops redeliveries; answers the rest at once with how many objects matched and triggers
+/// them right after ([`deliver`]), in one of the bounded delivery slots.
 async fn trigger_once(
     state: &WebhookState,
-    replay_key: Option<(Provider, String)>,
+    replay_key: DeliveryKey,
     matched: Triggers,
     delivery: Delivery,
 ) -> Response {
-    let redelivered = replay_key
-        .as_ref()
-        .is_some_and(|(provider, delivery)| !state.replay.first_delivery(*provider, delivery));
-    if redelivered {
+    if !state.replay.first_delivery(replay_key) {
         let duplicate = Outcome {
             duplicate: true,
             ..Outcome::default()
@@ -545,17 +612,27 @@ async fn trigger_once(
             RequestOutcome::Duplicate,
         );
     }
-    let triggered = matched
-        .keys()
-        .map(|(namespace, name)| format!("{namespace}/{name}"))
-        .collect();
-    state
-        .in_flight
-        .spawn(deliver(state.clone(), replay_key, matched, delivery));
+    let slot = if matched.is_empty() {
+        None
+    } else {
+        match state.delivery_slots.try_take() {
+            Some(slot) => Some(slot),
+            None => {
+                // Not handled, so not seen: its redelivery must be processed.
+                state.replay.forget(replay_key);
+                return overloaded("too many deliveries in flight");
+            }
+        }
+    };
     let accepted = Outcome {
-        triggered,
+        triggered: matched.len(),
         ..Outcome::default()
     };
+    if let Some(slot) = slot {
+        state
+            .in_flight
+            .spawn(deliver(state.clone(), replay_key, matched, delivery, slot));
+    }
     outcome(StatusCode::ACCEPTED, accepted)
 }
 
@@ -563,9 +640,10 @@ async fn trigger_once(
 /// still fails, forgets the delivery id so that a redelivery is processed.
 async fn deliver(
     state: WebhookState,
-    replay_key: Option<(Provider, String)>,
+    replay_key: DeliveryKey,
     matched: Triggers,
     delivery: Delivery,
+    _slot: OwnedSemaphorePermit,
 ) {
     let failed = trigger_all(&state, matched, &delivery).await;
     if failed.is_empty() {
@@ -574,9 +652,7 @@ async fn deliver(
     if let Some(metrics) = &state.metrics {
         metrics.count_webhook_trigger_failures(failed.len());
     }
-    if let Some((provider, delivery)) = &replay_key {
-        state.replay.forget(*provider, delivery);
-    }
+    state.replay.forget(replay_key);
 }
 
 /// Runs the triggers concurrently (bounded), each retried, and records the delivery on every
@@ -648,8 +724,8 @@ async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<
 /// The JSON body of every non-error response.
 #[derive(Debug, Default, Serialize)]
 struct Outcome {
-    /// `namespace/name` of every object asked to reconcile.
-    triggered: Vec<String>,
+    /// How many objects were asked to reconcile.
+    triggered: usize,
     /// The event kind when nothing was done because of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<String>,

@@ -180,7 +180,7 @@ async fn valid_github_push_triggers_matching_target() {
         .send(signed_github_push("d-1", "refs/heads/main"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body, json!({"triggered": ["apps/site"]}));
+    assert_eq!(body, json!({"triggered": 1}));
     assert_eq!(
         harness.trigger.calls(),
         [(
@@ -232,7 +232,7 @@ async fn ping_is_200_with_nothing_triggered() {
     let request = github_request("/hooks/github", "ping", "p-1", &signature, body);
     let (status, response) = harness.send(request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(response, json!({"triggered": []}));
+    assert_eq!(response, json!({"triggered": 0}));
     assert!(harness.trigger.calls().is_empty());
 }
 
@@ -247,7 +247,7 @@ async fn replayed_delivery_is_not_triggered_twice() {
         .await;
     assert_eq!(first, StatusCode::ACCEPTED);
     assert_eq!(second, StatusCode::OK);
-    assert_eq!(body, json!({"triggered": [], "duplicate": true}));
+    assert_eq!(body, json!({"triggered": 0, "duplicate": true}));
     assert_eq!(harness.trigger.calls().len(), 1);
     let (third, _) = harness
         .send(signed_github_push("d-2", "refs/heads/main"))
@@ -274,7 +274,7 @@ async fn branch_mismatch_is_202_with_empty_list() {
         .send(signed_github_push("d-1", "refs/heads/feature"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body, json!({"triggered": []}));
+    assert_eq!(body, json!({"triggered": 0}));
     assert!(harness.trigger.calls().is_empty());
 }
 
@@ -285,7 +285,9 @@ async fn other_branch_triggers_its_target_only() {
         .send(signed_github_push("d-1", "refs/heads/staging"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body, json!({"triggered": ["apps/staging"]}));
+    assert_eq!(body, json!({"triggered": 1}));
+    let objects: Vec<String> = harness.trigger.calls().into_iter().map(|c| c.1).collect();
+    assert_eq!(objects, ["staging"]);
 }
 
 #[tokio::test]
@@ -311,7 +313,7 @@ async fn ignored_event_and_invalid_json() {
     let request = github_request("/hooks/github", "issues", "i-1", &signature, body);
     let (status, response) = harness.send(request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(response, json!({"triggered": [], "ignored": "issues"}));
+    assert_eq!(response, json!({"triggered": 0, "ignored": "issues"}));
 
     let body = b"not json".to_vec();
     let signature = github_signature(SECRET, &body);
@@ -342,7 +344,7 @@ async fn gitlab_token_push_triggers() {
     );
     let (status, response) = harness.send(request("gitlab-token")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(response, json!({"triggered": ["apps/gl"]}));
+    assert_eq!(response, json!({"triggered": 1}));
 }
 
 #[tokio::test]
@@ -358,7 +360,7 @@ async fn a_failing_trigger_is_retried_after_the_answer_and_then_a_redelivery_is_
         .send(signed_github_push("d-1", "refs/heads/main"))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "answered before triggering");
-    assert_eq!(body, json!({"triggered": ["apps/site"]}));
+    assert_eq!(body, json!({"triggered": 1}));
     assert_eq!(harness.trigger.calls().len(), 2, "tried twice");
     harness.trigger.failing.lock().unwrap().clear();
     let (status, _) = harness
@@ -435,14 +437,15 @@ async fn per_object_hook_triggers_its_object_with_its_own_token() {
     let request = github_request(&path, "push", "o-1", &signature, body);
     let (status, response) = harness.send(request).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(response, json!({"triggered": ["apps/site"]}));
+    assert_eq!(response, json!({"triggered": 1}));
+    assert_eq!(harness.trigger.calls()[0].1, "site");
 
     let body = github_push_body("refs/heads/staging");
     let signature = github_signature(token, &body);
     let request = github_request(&path, "push", "o-2", &signature, body);
     let (status, response) = harness.send(request).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(response, json!({"triggered": []}), "site follows main");
+    assert_eq!(response, json!({"triggered": 0}), "site follows main");
 }
 
 #[tokio::test]
@@ -452,7 +455,7 @@ async fn gitlab_standard_webhooks_signature_is_verified_and_its_id_deduplicated(
 
     let mut harness = Harness::new();
     let key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    harness.state.secrets = Arc::new(SharedSecrets {
+    harness.state.secrets = ReloadableSecrets::new(SharedSecrets {
         gitlab: Some(format!("whsec_{key}").into_bytes()),
         ..SharedSecrets::default()
     });
@@ -484,7 +487,7 @@ async fn gitlab_standard_webhooks_signature_is_verified_and_its_id_deduplicated(
     let good = format!("v1,{}", BASE64.encode(mac));
     let (status, response) = harness.send(request(good.clone())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(response, json!({"triggered": ["apps/gl"]}));
+    assert_eq!(response, json!({"triggered": 1}));
     let (status, response) = harness.send(request(good)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response["duplicate"], json!(true));
@@ -586,6 +589,7 @@ mod deadlines {
     const CLOSED_WITHIN: Duration = Duration::from_secs(3);
 
     async fn served(harness: &Harness, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+        let tls = tls.map(axum_server::tls_rustls::RustlsConfig::from_config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let mut state = harness.state.clone();
@@ -864,4 +868,325 @@ async fn a_matched_delivery_is_recorded_on_its_objects_once() {
     assert_eq!(delivery.provider, Provider::GitHub);
     assert_eq!(delivery.id.as_deref(), Some("d-9"));
     assert!(delivery.received_at >= before);
+}
+
+#[tokio::test]
+async fn a_huge_delivery_id_is_recorded_as_a_bounded_digest() {
+    let harness = Harness::new();
+    let huge = "d".repeat(200 * 1024);
+    let (status, _) = harness
+        .send(signed_github_push(&huge, "refs/heads/main"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deliveries = harness.trigger.deliveries.lock().unwrap().clone();
+    let recorded = deliveries[0].1.id.clone().unwrap();
+    assert!(
+        recorded.len() <= crate::webhook::MAX_DELIVERY_ID_LEN,
+        "{} bytes recorded",
+        recorded.len()
+    );
+    assert!(recorded.starts_with("sha256:"), "{recorded}");
+    let (status, body) = harness
+        .send(signed_github_push(&huge, "refs/heads/main"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["duplicate"], true,
+        "the huge id is still de-duplicated"
+    );
+}
+
+fn github_push_without_id(git_ref: &str) -> Request<Body> {
+    let body = github_push_body(git_ref);
+    Request::post("/hooks/github")
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", github_signature(SECRET, &body))
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_delivery_without_an_id_is_deduplicated_by_its_body() {
+    let harness = Harness::new();
+    let (first, _) = harness
+        .send(github_push_without_id("refs/heads/main"))
+        .await;
+    let (again, body) = harness
+        .send(github_push_without_id("refs/heads/main"))
+        .await;
+    assert_eq!(first, StatusCode::ACCEPTED);
+    assert_eq!(again, StatusCode::OK);
+    assert_eq!(body["duplicate"], true);
+    assert_eq!(harness.trigger.calls().len(), 1, "one reconcile request");
+    let (other, _) = harness
+        .send(github_push_without_id("refs/heads/staging"))
+        .await;
+    assert_eq!(
+        other,
+        StatusCode::ACCEPTED,
+        "another body is another delivery"
+    );
+    assert_eq!(harness.trigger.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn the_answer_counts_matched_objects_without_naming_them() {
+    let harness = Harness::new();
+    {
+        let mut index = harness.state.targets.write().unwrap();
+        let reference = GitReference {
+            branch: Some("main".to_string()),
+            ..GitReference::default()
+        };
+        let url = "https://github.com/org/repo";
+        index.insert(Target::new("tenant-b", "secret-app", url, Some(reference)).unwrap());
+    }
+    let request = signed_github_push("d-count", "refs/heads/main");
+    let response = router(harness.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    harness.settle().await;
+    assert_eq!(text, r#"{"triggered":2}"#);
+    for name in ["tenant-b", "secret-app", "apps", "site"] {
+        assert!(!text.contains(name), "{name} in {text}");
+    }
+    assert_eq!(harness.trigger.calls().len(), 2, "both are still triggered");
+}
+
+/// Holds every trigger until released, like an API server that stopped answering.
+struct HeldTrigger {
+    release: tokio::sync::Semaphore,
+    calls: AtomicUsize,
+}
+
+impl Trigger for Arc<HeldTrigger> {
+    fn trigger(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _commit: Option<&str>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let held = self.clone();
+        Box::pin(async move {
+            held.release.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn deliveries_beyond_the_in_flight_bound_get_503_and_trigger_nothing() {
+    let harness = Harness::new();
+    let held = Arc::new(HeldTrigger {
+        release: tokio::sync::Semaphore::new(0),
+        calls: AtomicUsize::new(0),
+    });
+    let mut state = harness.state.clone();
+    state.trigger = Arc::new(held.clone());
+    state.delivery_slots = DeliverySlots::new(1);
+    let send = |delivery: &str| {
+        router(state.clone()).oneshot(signed_github_push(delivery, "refs/heads/main"))
+    };
+    assert_eq!(send("held-1").await.unwrap().status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(held.calls.load(Ordering::SeqCst), 1);
+
+    let refused = send("refused-1").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(held.calls.load(Ordering::SeqCst), 1, "nothing triggered");
+    let duplicate = send("held-1").await.unwrap();
+    assert_eq!(
+        duplicate.status(),
+        StatusCode::OK,
+        "a redelivery needs no slot"
+    );
+
+    held.release.add_permits(1);
+    let in_flight = &state.in_flight;
+    in_flight.close();
+    in_flight.wait().await;
+    in_flight.reopen();
+    held.release.add_permits(1);
+    let retried = send("refused-1").await.unwrap();
+    assert_eq!(
+        retried.status(),
+        StatusCode::ACCEPTED,
+        "a refused delivery was not remembered as seen"
+    );
+}
+
+#[tokio::test]
+async fn bodies_beyond_the_global_budget_get_503_on_every_receiver() {
+    let mut harness = Harness::new();
+    harness.state.body_budget = BodyBudget::new(1500);
+    harness.state.body_timeout = Duration::from_secs(60);
+    let state = harness.state.clone();
+    // A body that never arrives holds its reservation, as a slow sender does.
+    let stalled = Request::post("/hooks/github")
+        .header("content-length", "1000")
+        .body(Body::from_stream(futures::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let holding = tokio::spawn(router(state.clone()).oneshot(stalled));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(state.body_budget.available(), 500);
+
+    let gitlab = |length: usize| {
+        Request::post("/hooks/gitlab")
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-token", "gitlab-token")
+            .header("content-length", length.to_string())
+            .body(Body::from(vec![b' '; length]))
+            .unwrap()
+    };
+    let refused = router(state.clone()).oneshot(gitlab(600)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let small = router(state.clone()).oneshot(gitlab(400)).await.unwrap();
+    assert_eq!(
+        small.status(),
+        StatusCode::BAD_REQUEST,
+        "fits in what is left"
+    );
+
+    let chunked = Request::post("/hooks/gitlab")
+        .header("x-gitlab-token", "gitlab-token")
+        .body(Body::from_stream(futures::stream::iter([Ok::<
+            _,
+            std::io::Error,
+        >(
+            axum::body::Bytes::from_static(b"{}"),
+        )])))
+        .unwrap();
+    let refused = router(state.clone()).oneshot(chunked).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a body of unknown length reserves the body limit"
+    );
+
+    holding.abort();
+    let _ = holding.await;
+    assert_eq!(state.body_budget.available(), 1500, "returned when done");
+    let served = router(state.clone()).oneshot(gitlab(600)).await.unwrap();
+    assert_eq!(served.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_before_anything_is_reserved() {
+    let mut harness = Harness::new();
+    harness.state.body_budget = BodyBudget::new(10);
+    let request = Request::post("/hooks/github")
+        .header("content-length", (DEFAULT_BODY_LIMIT + 1).to_string())
+        .body(Body::from_stream(futures::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let response = router(harness.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(harness.state.body_budget.available(), 10);
+}
+
+#[tokio::test]
+async fn a_signed_webhook_id_wins_over_an_unsigned_idempotency_key() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
+    let mut harness = Harness::new();
+    let key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    harness.state.secrets = ReloadableSecrets::new(SharedSecrets {
+        gitlab: Some(format!("whsec_{key}").into_bytes()),
+        ..SharedSecrets::default()
+    });
+    let body = json!({
+        "object_kind": "push",
+        "ref": "refs/heads/main",
+        "checkout_sha": SHA,
+        "project": {"git_http_url": "https://gitlab.example.com/group/repo.git"}
+    })
+    .to_string();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signed = format!("msg_1.{timestamp}.{body}");
+    let mac = hmac_sha256(&BASE64.decode(key).unwrap(), &[signed.as_bytes()]);
+    let signature = format!("v1,{}", BASE64.encode(mac));
+    // A captured delivery, replayed with a fresh value in the header nobody signs.
+    let delivery = |idempotency_key: &str| {
+        Request::post("/hooks/gitlab")
+            .header("x-gitlab-event", "Push Hook")
+            .header("idempotency-key", idempotency_key)
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", &signature)
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let (status, _) = harness.send(delivery("first")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, response) = harness.send(delivery("replayed")).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!(response["duplicate"], true);
+    assert_eq!(harness.trigger.calls().len(), 1);
+    let recorded = harness.trigger.deliveries.lock().unwrap()[0].1.id.clone();
+    assert_eq!(recorded.as_deref(), Some("msg_1"));
+}
+
+#[tokio::test]
+async fn an_overflowing_timestamp_is_401_not_a_crash() {
+    let harness = Harness::new();
+    let request = Request::post("/hooks/gitlab")
+        .header("x-gitlab-event", "Push Hook")
+        .header("webhook-id", "msg_1")
+        .header("webhook-timestamp", "18446744073709551615")
+        .header("webhook-signature", "v1,AAAA")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = harness.send(request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn replaced_shared_secrets_apply_to_the_next_request() {
+    let harness = Harness::new();
+    harness.state.secrets.replace(SharedSecrets {
+        github: Some(b"rotated".to_vec()),
+        ..SharedSecrets::default()
+    });
+    let (old, _) = harness
+        .send(signed_github_push("r-1", "refs/heads/main"))
+        .await;
+    assert_eq!(
+        old,
+        StatusCode::UNAUTHORIZED,
+        "the old secret no longer works"
+    );
+    let body = github_push_body("refs/heads/main");
+    let signature = github_signature(b"rotated", &body);
+    let request = github_request("/hooks/github", "push", "r-1", &signature, body);
+    assert_eq!(harness.send(request).await.0, StatusCode::ACCEPTED);
+    let gitlab = Request::post("/hooks/gitlab")
+        .header("x-gitlab-token", "gitlab-token")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(
+        harness.send(gitlab).await.0,
+        StatusCode::NOT_FOUND,
+        "a provider dropped from the files is disabled"
+    );
 }

@@ -174,11 +174,15 @@ fn required_header<'a>(
     header_text(headers, header).ok_or(VerifyError::MissingSignature { header })
 }
 
-fn check_timestamp(timestamp: &str, now: SystemTime) -> Result<(), VerifyError> {
+pub(crate) fn check_timestamp(timestamp: &str, now: SystemTime) -> Result<(), VerifyError> {
     let seconds: u64 = timestamp.parse().map_err(|_| VerifyError::Malformed {
         reason: "webhook-timestamp is not a number of seconds",
     })?;
-    let sent = UNIX_EPOCH + Duration::from_secs(seconds);
+    // Checked: the header is read before the signature is, so any u64 arrives here, and
+    // `SystemTime + Duration` panics past the platform's range.
+    let sent = UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .ok_or(VerifyError::StaleTimestamp)?;
     let skew = match now.duration_since(sent) {
         Ok(age) => age,
         Err(ahead) => ahead.duration(),
@@ -544,6 +548,29 @@ mod tests {
             ),
             Err(VerifyError::InvalidSecret)
         );
+    }
+
+    #[test]
+    fn timestamps_past_the_clock_range_are_stale_not_a_panic() {
+        for timestamp in [
+            "18446744073709551615",
+            "9223372036854775808",
+            "9223372036854775807",
+        ] {
+            assert_eq!(
+                check_timestamp(timestamp, SystemTime::now()),
+                Err(VerifyError::StaleTimestamp),
+                "{timestamp}"
+            );
+            let mut map = sw_headers(SW_SIGNATURE);
+            map.insert("webhook-timestamp", timestamp.parse().unwrap());
+            let result = verify_request(Provider::GitLab, SW_SECRET, &map, SW_BODY, sw_time(0));
+            assert_eq!(result, Err(VerifyError::StaleTimestamp), "{timestamp}");
+        }
+        assert!(matches!(
+            check_timestamp("18446744073709551616", SystemTime::now()),
+            Err(VerifyError::Malformed { .. })
+        ));
     }
 
     #[test]

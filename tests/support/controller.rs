@@ -37,3 +37,32 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     Some(response)
 }
+
+/// An in-process controller watching one test namespace, polling every 2 s, stopped on drop.
+pub struct RunningController {
+    task: tokio::task::JoinHandle<()>,
+    _cache: tempfile::TempDir,
+}
+
+impl RunningController {
+    pub fn start(namespace: &str) -> Self {
+        let cache = tempfile::tempdir().expect("a git cache directory");
+        let settings = settings_for(namespace, cache.path(), Duration::from_secs(2));
+        let task = tokio::spawn(async move {
+            let config = super::cluster::admin_config().await;
+            driftless::controller::run(config, settings, Default::default())
+                .await
+                .expect("the controller runs");
+        });
+        Self {
+            task,
+            _cache: cache,
+        }
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,5 +1,6 @@
 #![allow(dead_code, unused_imports)]
 
+pub mod admission;
 pub mod cluster;
 pub mod controller;
 pub mod git;

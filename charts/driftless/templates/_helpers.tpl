@@ -49,3 +49,21 @@ app.kubernetes.io/component: controller
 {{- printf "%s-webhook" (include "driftless.fullname" .) }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when a client CA for mutual TLS is mounted; fails on settings that cannot work. */}}
+{{- define "driftless.webhookClientCA" -}}
+{{- with .Values.webhook.tls.clientCA }}
+{{- if and .configMapName .secretName }}
+{{- fail "webhook.tls.clientCA: set configMapName or secretName, not both" }}
+{{- end }}
+{{- if or .configMapName .secretName }}
+{{- if not $.Values.webhook.tls.secretName }}
+{{- fail "webhook.tls.clientCA needs webhook.tls.secretName: mutual TLS is served over HTTPS only" }}
+{{- end }}
+{{- if not .key }}
+{{- fail "webhook.tls.clientCA.key must name the key holding the CA bundle" }}
+{{- end }}
+{{- "true" }}
+{{- end }}
+{{- end }}
+{{- end }}

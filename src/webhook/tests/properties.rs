@@ -7,7 +7,11 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::webhook::payload::parse_event;
-use crate::webhook::verify::verify_request;
+use crate::webhook::replay::{DeliveryKey, MAX_DELIVERY_ID_LEN, bounded_delivery_id};
+use crate::webhook::verify::{
+    check_timestamp, decode_hex, verify_prefixed_sha256, verify_request, verify_sha256_hex,
+    verify_standard_webhook,
+};
 
 const CASES: u32 = 256;
 
@@ -47,6 +51,7 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
         "[0-9a-f]{64}".prop_map(String::into_bytes),
         "v1,[A-Za-z0-9+/=]{0,60}( v1,[A-Za-z0-9+/=]{0,60})?".prop_map(String::into_bytes),
         "-?[0-9]{0,20}".prop_map(String::into_bytes),
+        any::<u64>().prop_map(|n| n.to_string().into_bytes()),
         prop::sample::select(vec![
             "push",
             "ping",
@@ -253,5 +258,77 @@ proptest! {
             };
             prop_assert!(fits, "triggered {name} for {pushed:?}");
         }
+    }
+
+    /// Any text as a Standard Webhooks timestamp, the extremes of u64 included, is judged
+    /// without panicking; only one within the tolerance of now can pass the clock check.
+    #[test]
+    fn timestamps_never_panic(
+        timestamp in prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![u64::MAX, u64::MAX - 1, i64::MAX as u64, i64::MAX as u64 + 1])
+                .prop_map(|n| n.to_string()),
+            "[-+]?[0-9]{0,40}",
+            any::<String>(),
+        ],
+        now_seconds in any::<u32>(),
+    ) {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(u64::from(now_seconds));
+        let checked = check_timestamp(&timestamp, now);
+        if let Ok(seconds) = timestamp.parse::<u64>() {
+            let skew = seconds.abs_diff(u64::from(now_seconds));
+            prop_assert_eq!(checked.is_ok(), skew <= 300, "{} at {}", timestamp, now_seconds);
+        } else {
+            prop_assert!(checked.is_err());
+        }
+        let mut map = HeaderMap::new();
+        map.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        map.insert("webhook-signature", HeaderValue::from_static("v1,AAAA"));
+        if let Ok(value) = HeaderValue::from_str(&timestamp) {
+            map.insert("webhook-timestamp", value);
+        }
+        let verified = verify_standard_webhook(b"whsec_AAAA", &map, b"{}", now);
+        prop_assert!(verified.is_err());
+    }
+
+    /// Signature header values of any shape are rejected without panicking.
+    #[test]
+    fn signature_headers_never_panic(
+        value in prop_oneof![
+            any::<String>(),
+            "(sha256=|SHA256=|sha1=)?[0-9a-fA-FxX]{0,70}",
+            "(v1,[A-Za-z0-9+/=]{0,50} ?){0,4}",
+        ],
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        prop_assert!(verify_prefixed_sha256(SECRET, &body, &value).is_err());
+        prop_assert!(verify_sha256_hex(SECRET, &body, &value).is_err());
+        if let Some(bytes) = decode_hex(&value) {
+            prop_assert_eq!(bytes.len() * 2, value.len());
+        }
+        let mut map = HeaderMap::new();
+        map.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        map.insert("webhook-timestamp", HeaderValue::from_static("1614265330"));
+        if let Ok(signature) = HeaderValue::from_str(&value) {
+            map.insert("webhook-signature", signature);
+        }
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_614_265_330);
+        prop_assert!(verify_standard_webhook(b"whsec_AAAA", &map, &body, at).is_err());
+    }
+
+    /// Delivery ids of any length and content end up bounded where they are shown, and as a
+    /// fixed-size key where they are remembered.
+    #[test]
+    fn delivery_ids_are_bounded(
+        id in prop_oneof![
+            any::<String>(),
+            (1usize..4096).prop_map(|n| "i".repeat(n)),
+        ],
+        provider in provider(),
+    ) {
+        prop_assert!(bounded_delivery_id(&id).len() <= MAX_DELIVERY_ID_LEN);
+        let short_enough = id.len() <= MAX_DELIVERY_ID_LEN;
+        prop_assert_eq!(bounded_delivery_id(&id) == id, short_enough);
+        let _ = DeliveryKey::of_id(provider, "", &id);
     }
 }

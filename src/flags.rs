@@ -1,10 +1,11 @@
-//! The command line: `driftless controller | crd | version`.
+//! The command line of the binary: `driftless controller | crd | version | completion`, and
+//! the client commands of [`driftless::cli`].
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use driftless::{
-    source::{Limits, TreeLimits},
+    source::{CacheLimits, Limits, TreeLimits},
     telemetry::LogFormat,
 };
 
@@ -24,6 +25,13 @@ pub enum Command {
     Crd,
     /// Print the version of this build.
     Version,
+    /// Print a shell completion script: `driftless completion bash > /etc/bash_completion.d/driftless`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(driftless::cli::ClientCommand),
 }
 
 #[derive(Args, Debug)]
@@ -105,12 +113,19 @@ pub struct LeaderElectionArgs {
     )]
     pub leader_election_lease: String,
 
-    /// How long leadership lasts without renewal; a dead leader is replaced after this.
+    /// How long a standby waits, after it last saw the Lease renewed, before it takes over; a
+    /// dead leader is replaced after this.
     #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 
-    /// How often the leader renews (and candidates retry).
-    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_PERIOD", default_value = "5s", value_parser = parse_duration)]
+    /// How long the leader tries to renew before it stops leading (and cancels its in-flight
+    /// reconciles); shorter than the lease duration. Default: two thirds of the lease duration
+    /// (10s of 15s).
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_DEADLINE", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Option<Duration>,
+
+    /// How often the leader renews (and candidates retry); shorter than the renew deadline.
+    #[arg(long, env = "DRIFTLESS_LEADER_ELECTION_RENEW_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub leader_election_renew_period: Duration,
 }
 
@@ -133,6 +148,22 @@ pub struct WebhookArgs {
     /// Largest webhook request body in bytes; larger deliveries get 413.
     #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_BODY_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_LIMIT)]
     pub webhook_max_body_bytes: usize,
+
+    /// Most request-body bytes all webhook receivers together hold at once (a body of unknown
+    /// length counts as --webhook-max-body-bytes); requests beyond it get 503 without being
+    /// read.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_BODY_BUDGET_BYTES", default_value_t = driftless::webhook::DEFAULT_BODY_BUDGET, value_parser = parse_positive)]
+    pub webhook_body_budget_bytes: usize,
+
+    /// Most verified webhook deliveries whose reconcile requests are still being written at
+    /// once; more get 503 and trigger nothing (the Git host retries).
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_MAX_IN_FLIGHT_DELIVERIES", default_value_t = driftless::webhook::DEFAULT_MAX_IN_FLIGHT_DELIVERIES, value_parser = parse_positive)]
+    pub webhook_max_in_flight_deliveries: usize,
+
+    /// How often the webhook secrets directory and TLS files are re-read, so that rotated
+    /// files are used without a restart.
+    #[arg(long, env = "DRIFTLESS_WEBHOOK_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_reload_interval: Duration,
 
     /// Webhook requests per second each receiver accepts (each shared provider and each
     /// per-object hook has its own budget); more get 429. 0 disables the limit.
@@ -212,6 +243,15 @@ pub struct SourceArgs {
     /// Most manifest files in one revision's path.
     #[arg(long, env = "DRIFTLESS_MAX_MANIFEST_FILES", default_value_t = Limits::default().tree.max_files)]
     pub max_manifest_files: usize,
+
+    /// Git cache entries no GitRepository used for this long are deleted (0s: never).
+    #[arg(long, env = "DRIFTLESS_GIT_CACHE_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub git_cache_max_age: Duration,
+
+    /// While the git cache holds more bytes than this, its least recently used entries are
+    /// deleted (0: no bound). Keep it below the size of the cache's volume.
+    #[arg(long, env = "DRIFTLESS_GIT_CACHE_MAX_BYTES", default_value_t = Limits::default().cache.max_bytes)]
+    pub git_cache_max_bytes: u64,
 }
 
 impl SourceArgs {
@@ -223,7 +263,19 @@ impl SourceArgs {
                 max_total_bytes: self.max_manifest_total_bytes,
                 max_files: self.max_manifest_files,
             },
+            cache: CacheLimits {
+                max_age: self.git_cache_max_age,
+                max_bytes: self.git_cache_max_bytes,
+            },
         }
+    }
+}
+
+/// A count or size that must be at least 1.
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if value >= 1 => Ok(value),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
     }
 }
 

@@ -1,0 +1,51 @@
+use std::process::ExitCode;
+
+use crate::{manifests::ManifestErrors, source::tree::TreeError};
+
+/// Why a client command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("reading kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("no cluster configuration found (set --kubeconfig, KUBECONFIG or ~/.kube/config): {0}")]
+    NoConfig(#[from] kube::config::InferConfigError),
+    #[error("connecting to the cluster: {0}")]
+    Client(#[source] kube::Error),
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("GitRepository {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("timed out after {0:?} waiting for the reconcile")]
+    TimedOut(std::time::Duration),
+    #[error("{path}: not a git repository: {reason}")]
+    NotARepository { path: String, reason: String },
+    #[error("revision {revision:?}: {reason}")]
+    Revision { revision: String, reason: String },
+    #[error("{spec_file}: {reason}")]
+    SpecFile { spec_file: String, reason: String },
+    #[error("{0}")]
+    Tree(#[from] TreeError),
+    #[error("{0}")]
+    Manifests(#[from] ManifestErrors),
+    #[error("writing the output: {0}")]
+    Output(String),
+}
+
+impl CliError {
+    pub(super) fn api(what: impl Into<String>) -> impl FnOnce(kube::Error) -> CliError {
+        let what = what.into();
+        move |source| CliError::Api { what, source }
+    }
+
+    /// kubectl's convention: 1 for "the answer is no", 2 for "could not answer".
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Tree(_) | CliError::Manifests(_) => ExitCode::from(1),
+            _ => ExitCode::from(2),
+        }
+    }
+}
