@@ -718,8 +718,8 @@ async fn record_waiting(
     Ok(())
 }
 
-/// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that
-/// ServiceAccount for every call so a tenant can change only what its account may.
+/// The controller's applier, or one that impersonates the ServiceAccount to act as (see
+/// [`service_account_of`]) for every call, so a tenant can change only what its account may.
 pub(super) fn applier_for(
     repository: &GitRepository,
     namespace: &str,
@@ -773,6 +773,9 @@ async fn read_credentials(
     // Read as the tenant: otherwise a tenant could name a Secret its ServiceAccount may not
     // read and have the controller send its credentials to a server the tenant controls.
     let client = client_for(repository, namespace, context, Reason::SecretNotFound)?;
+    let account = service_account_of(repository, &context.settings)
+        .ok()
+        .flatten();
     let secrets: Api<Secret> = Api::namespaced(client, namespace);
     let missing = |why: String| {
         Failure::new(
@@ -784,17 +787,13 @@ async fn read_credentials(
     let secret = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(
-            |error| match (&error, &repository.spec.service_account_name) {
-                (kube::Error::Api(status), Some(account)) if status.is_forbidden() => {
-                    missing(format!(
-                        "forbidden: ServiceAccount {account} may not read it ({})",
-                        status.message
-                    ))
-                }
-                _ => missing(error.to_string()),
-            },
-        )?
+        .map_err(|error| match (&error, &account) {
+            (kube::Error::Api(status), Some(account)) if status.is_forbidden() => missing(format!(
+                "forbidden: ServiceAccount {account} may not read it ({})",
+                status.message
+            )),
+            _ => missing(error.to_string()),
+        })?
         .ok_or_else(|| missing("not found".into()))?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
