@@ -73,6 +73,17 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_DEFAULT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub default_interval: Duration,
 
+    /// ServiceAccount, in each GitRepository's own namespace, that applies GitRepositories
+    /// without `spec.serviceAccountName` (as Flux's --default-service-account).
+    #[arg(long, env = "DRIFTLESS_DEFAULT_SERVICE_ACCOUNT")]
+    pub default_service_account: Option<String>,
+
+    /// Never apply with the controller's own identity: a GitRepository without
+    /// `spec.serviceAccountName` is applied as --default-service-account, or, without one,
+    /// refused (Stalled). The chart sets it in `rbac.mode=restricted`.
+    #[arg(long, env = "DRIFTLESS_REQUIRE_SERVICE_ACCOUNT")]
+    pub require_service_account: bool,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

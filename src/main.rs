@@ -90,6 +90,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,
         source_limits: args.source.limits(),
+        default_service_account: args.default_service_account.clone(),
+        require_service_account: args.require_service_account,
     };
     tracing::info!(
         version = driftless::VERSION,

@@ -380,6 +380,32 @@ fn restricted_mode_impersonates_and_never_binds_cluster_admin() {
     let binding = find(&objects, "ClusterRoleBinding", "rel-driftless-impersonate");
     assert_eq!(binding["subjects"][0]["name"], "rel-driftless");
     assert_eq!(binding["subjects"][0]["namespace"], "driftless-system");
+    let restricted = args(&objects);
+    assert!(
+        restricted.iter().any(|a| a == "--require-service-account"),
+        "restricted mode never applies with the controller's identity: {restricted:?}"
+    );
+    assert!(
+        !restricted
+            .iter()
+            .any(|a| a.starts_with("--default-service-account"))
+    );
+    let cluster_admin = args(&render(&[]));
+    assert!(
+        !cluster_admin
+            .iter()
+            .any(|a| a == "--require-service-account")
+    );
+    let with_default = args(&render(&[
+        "rbac.mode=restricted",
+        "controller.defaultServiceAccount=deployer",
+    ]));
+    assert!(
+        with_default
+            .iter()
+            .any(|a| a == "--default-service-account=deployer"),
+        "{with_default:?}"
+    );
 }
 
 #[test]
@@ -915,6 +941,7 @@ fn controller_as_service_account(
     token: &str,
     watched: &str,
     work: &Path,
+    extra_args: &[String],
 ) -> ChildProcess {
     let mut kubeconfig: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(kubeconfig_path()).expect("read the admin kubeconfig"),
@@ -947,6 +974,7 @@ fn controller_as_service_account(
             .arg("--disable-webhook")
             .arg("--git-cache-dir")
             .arg(work.join("cache"))
+            .args(extra_args)
             .env("KUBECONFIG", &path)
             .stdout(std::fs::File::create(work.join("controller.log")).unwrap())
             .stderr(std::process::Stdio::inherit())
@@ -1044,8 +1072,13 @@ async fn the_controller_with_the_charts_rights_reconciles_in_both_rbac_modes() {
         );
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let work = tempfile::tempdir().unwrap();
-        let _controller =
-            controller_as_service_account(&namespace.name, &token, &tenant.name, work.path());
+        let _controller = controller_as_service_account(
+            &namespace.name,
+            &token,
+            &tenant.name,
+            work.path(),
+            &tenancy_args(mode),
+        );
 
         let account = (mode == "restricted").then_some("deployer");
         let repositories = tenant.api::<driftless::api::GitRepository>();
@@ -1122,6 +1155,134 @@ async fn the_controller_with_the_charts_rights_reconciles_in_both_rbac_modes() {
         }
         drop(release);
     }
+}
+
+/// The flags the chart renders for `rbac.mode` that decide whose identity applies.
+fn tenancy_args(rbac_mode: &str) -> Vec<String> {
+    args(&render(&[&format!("rbac.mode={rbac_mode}")]))
+        .into_iter()
+        .filter(|a| a.contains("-service-account"))
+        .collect()
+}
+
+fn git_repository_manifest(namespace: &str, name: &str) -> String {
+    format!(
+        "apiVersion: driftless.dev/v1alpha1\nkind: GitRepository\nmetadata:\n  name: {name}\n  \
+         namespace: {namespace}\nspec:\n  url: https://example.invalid/takeover.git\n  \
+         serviceAccountName: default\n"
+    )
+}
+
+#[tokio::test]
+async fn restricted_mode_never_applies_a_repository_without_a_service_account() {
+    use support::git::{GitRepos, HttpGitServer, HttpOptions};
+
+    let (namespace, release, _controller_client) = install("restricted").await;
+    let token = service_account_token(&namespace.name, &format!("{}-driftless", release.name));
+    let tenant = TestNamespace::create("chart-tenant-a").await;
+    let victim = TestNamespace::create("chart-tenant-b").await;
+    let repos = GitRepos::new();
+    // A GitRepository and a ConfigMap for the other tenant's namespace; and a GitRepository
+    // alone, which the controller's own rights (create on GitRepositories everywhere) would
+    // let through.
+    let mixed = repos.create("mixed");
+    mixed.commit(
+        "take over the other namespace",
+        &[
+            (
+                "deploy/repository.yaml",
+                &git_repository_manifest(&victim.name, "hijack"),
+            ),
+            (
+                "deploy/cm.yaml",
+                &config_map_manifest(&victim.name, "intruder"),
+            ),
+        ],
+    );
+    let lone = repos.create("lone");
+    lone.commit(
+        "a GitRepository for the other namespace",
+        &[(
+            "deploy/repository.yaml",
+            &git_repository_manifest(&victim.name, "hijack-alone"),
+        )],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let work = tempfile::tempdir().unwrap();
+    let tenancy = tenancy_args("restricted");
+    assert_eq!(tenancy, ["--require-service-account"]);
+    let _controller =
+        controller_as_service_account(&namespace.name, &token, &tenant.name, work.path(), &tenancy);
+    let repositories = tenant.api::<driftless::api::GitRepository>();
+    for (name, repo) in [("mixed", &mixed), ("lone", &lone)] {
+        repositories
+            .create(
+                &PostParams::default(),
+                &git_repository(name, &server.url_for(repo), None),
+            )
+            .await
+            .unwrap();
+    }
+
+    for name in ["mixed", "lone"] {
+        let (message, revision) = wait_ready(&tenant, name, "False", work.path()).await;
+        eprintln!("restricted mode, {name} without a ServiceAccount: {message}");
+        assert!(
+            message.contains("spec.serviceAccountName is not set"),
+            "{name}: {message}"
+        );
+        assert_eq!(revision, None, "{name}: nothing was applied");
+        let object = repositories.get(name).await.unwrap();
+        let stalled = object
+            .status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap_or_else(|| panic!("{name} is Stalled"));
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "ServiceAccountRequired")
+        );
+    }
+    let planted = victim
+        .api::<driftless::api::GitRepository>()
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        planted.items.is_empty(),
+        "nothing may appear in the other tenant's namespace: {:?}",
+        planted
+            .items
+            .iter()
+            .map(|r| r.name_any())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        victim
+            .api::<ConfigMap>()
+            .get_opt("intruder")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for name in ["mixed", "lone"] {
+        let _ = repositories.delete(name, &DeleteParams::default()).await;
+    }
+    for _ in 0..150 {
+        if repositories
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(release);
 }
 
 #[test]
@@ -1209,6 +1370,10 @@ fn every_flag_the_chart_renders_is_one_the_binary_accepts() {
             "webhook.tls.secretName=hooks-tls",
             "webhook.tls.clientCA.configMapName=git-hosts-ca",
             "webhook.secret.existingSecret=hooks",
+        ],
+        vec![
+            "rbac.mode=restricted",
+            "controller.defaultServiceAccount=deployer",
         ],
         vec![
             "webhook.secret.existingSecret=hooks",

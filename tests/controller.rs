@@ -30,9 +30,17 @@ impl Drop for RunningController {
 }
 
 fn start_controller(namespace: &TestNamespace) -> RunningController {
+    start_controller_with(namespace, |_| {})
+}
+
+fn start_controller_with(
+    namespace: &TestNamespace,
+    adjust: impl FnOnce(&mut driftless::controller::Settings),
+) -> RunningController {
     let cache = tempfile::tempdir().unwrap();
-    let settings =
+    let mut settings =
         support::controller::settings_for(&namespace.name, cache.path(), Duration::from_secs(2));
+    adjust(&mut settings);
     let task = tokio::spawn(async move {
         let config = support::cluster::admin_config().await;
         driftless::controller::run(config, settings, Default::default())
@@ -783,6 +791,416 @@ async fn multi_kind_revision_converges_and_prune_never_deletes_the_own_namespace
     assert!(
         gone.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()),
         "the other namespace is pruned"
+    );
+}
+
+/// Polls GitRepository `name` until `check` accepts it, or fails with its last status.
+async fn wait_for_named(
+    namespace: &TestNamespace,
+    name: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&GitRepository) -> bool,
+) -> GitRepository {
+    let api = namespace.api::<GitRepository>();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let repository = api.get(name).await.unwrap();
+        if check(&repository) {
+            return repository;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; status of {name}: {:#?}",
+                repository.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn stalled(repository: &GitRepository) -> Option<(String, String, String)> {
+    condition(repository, "Stalled").filter(|(status, _, _)| status == "True")
+}
+
+#[tokio::test]
+async fn without_a_service_account_the_default_one_applies_or_the_object_is_refused() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-default-sa").await;
+    namespace
+        .grant_service_account("tenant", &["configmaps"], &["*"])
+        .await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+
+    // Restricted, with a default: the object is applied as the namespace's `tenant`, which may
+    // not create the Deployment, so nothing is written.
+    let controller = start_controller_with(&namespace, |settings| {
+        settings.require_service_account = true;
+        settings.default_service_account = Some("tenant".into());
+    });
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    let denied = wait_for(&namespace, "the tenant's denial", |r| {
+        ready(r).is_some_and(|(status, _, _)| status == "False")
+    })
+    .await;
+    let (_, _, message) = ready(&denied).unwrap();
+    assert!(
+        message.contains(&format!("system:serviceaccount:{}:tenant", namespace.name))
+            && message.contains("forbidden"),
+        "{message}"
+    );
+    assert_eq!(greeting(&namespace).await, None);
+    drop(controller);
+
+    // Restricted without a default: refused before anything is fetched or applied.
+    let _controller = start_controller_with(&namespace, |settings| {
+        settings.require_service_account = true;
+    });
+    let annotate = json!({ "metadata": { "annotations": {
+        "driftless.dev/reconcile-requested-at": "no-default" } } });
+    namespace
+        .api::<GitRepository>()
+        .patch(
+            "app",
+            &Default::default(),
+            &kube::api::Patch::Merge(&annotate),
+        )
+        .await
+        .unwrap();
+    let refused = wait_for(&namespace, "the refusal", |r| {
+        stalled(r).is_some_and(|(_, reason, _)| reason == "ServiceAccountRequired")
+    })
+    .await;
+    let (status, reason, message) = ready(&refused).unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ServiceAccountRequired")
+    );
+    assert!(message.contains("spec.serviceAccountName"), "{message}");
+    assert_eq!(greeting(&namespace).await, None);
+}
+
+/// Commits on `main` the `files` plus symlinks `(path, target)`, all under `deploy/`.
+fn commit_with_links(repo: &TestRepo, files: &[(&str, &str)], links: &[(&str, &str)]) -> String {
+    let bare = git2::Repository::open_bare(repo.path()).unwrap();
+    let mut deploy = bare.treebuilder(None).unwrap();
+    for (name, contents) in files {
+        let blob = bare.blob(contents.as_bytes()).unwrap();
+        deploy.insert(name, blob, 0o100644).unwrap();
+    }
+    for (name, target) in links {
+        let blob = bare.blob(target.as_bytes()).unwrap();
+        deploy.insert(name, blob, 0o120000).unwrap();
+    }
+    let deploy = deploy.write().unwrap();
+    let mut root = bare.treebuilder(None).unwrap();
+    root.insert("deploy", deploy, 0o040000).unwrap();
+    let tree = bare.find_tree(root.write().unwrap()).unwrap();
+    let parent = bare
+        .find_commit(git2::Oid::from_str(&repo.rev_parse("refs/heads/main")).unwrap())
+        .unwrap();
+    let who = git2::Signature::now("test", "test@example.com").unwrap();
+    bare.commit(
+        Some("refs/heads/main"),
+        &who,
+        &who,
+        "links",
+        &tree,
+        &[&parent],
+    )
+    .unwrap()
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_symlinked_manifest_fails_the_revision_and_prunes_nothing_unless_ignored() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-symlink").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let (main, linked) = (configmap("main", ""), configmap("linked", ""));
+    let first = repo.commit(
+        "two objects",
+        &[
+            ("deploy/main.yaml", main.as_str()),
+            ("deploy/linked.yaml", linked.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    wait_for(&namespace, "the first revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&first))
+    })
+    .await;
+
+    // linked.yaml becomes a symlink (to a file outside deploy/): never followed, and not
+    // read as "gone" either.
+    let readme = "not a manifest";
+    let linking = commit_with_links(
+        &repo,
+        &[("main.yaml", main.as_str()), ("README", readme)],
+        &[
+            ("linked.yaml", "../shared/linked.yaml"),
+            ("README.md", "README"),
+        ],
+    );
+    let failed = wait_for(&namespace, "the symlink to fail the revision", |r| {
+        failed_at(r, &linking)
+    })
+    .await;
+    let (_, reason, message) = ready(&failed).unwrap();
+    assert_eq!(reason, "ManifestInvalid", "{message}");
+    assert!(message.contains("deploy/linked.yaml"), "{message}");
+    assert!(
+        !message.contains("README.md"),
+        "a symlink that cannot be a manifest is no reason to fail: {message}"
+    );
+    assert!(applied(&failed).unwrap().ends_with(&first));
+    assert!(
+        configmap_exists(&namespace, "linked").await,
+        "nothing is pruned for a skipped path"
+    );
+    assert_eq!(
+        failed.status.unwrap().inventory.len(),
+        2,
+        "the inventory keeps the object"
+    );
+
+    // Ignored explicitly, the path is no longer a reason to fail; its object is pruned.
+    let ignore = json!({ "spec": { "ignore": ["deploy/linked.yaml"] } });
+    namespace
+        .api::<GitRepository>()
+        .patch(
+            "app",
+            &Default::default(),
+            &kube::api::Patch::Merge(&ignore),
+        )
+        .await
+        .unwrap();
+    wait_for(&namespace, "the ignored symlink", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&linking))
+    })
+    .await;
+    wait_until_gone(&namespace, "linked").await;
+}
+
+#[tokio::test]
+async fn an_unrelated_repository_becomes_ready_while_others_wait_for_health() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-health-pool").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let waiting = 8;
+    let mut files: Vec<(String, String)> = (0..waiting)
+        .map(|n| {
+            (
+                format!("waiter-{n}/stuck.yaml"),
+                UNSCHEDULABLE.replace("stuck", &format!("stuck-{n}")),
+            )
+        })
+        .collect();
+    files.push(("ready/config.yaml".into(), configmap("unrelated", "")));
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), contents.as_str()))
+        .collect();
+    repo.commit("eight stuck Deployments and a ConfigMap", &borrowed);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    // More waiters than workers (the harness runs 4).
+    let _controller = start_controller(&namespace);
+    let url = server.url_for(&repo);
+    for n in 0..waiting {
+        namespace
+            .create_git_repository(
+                &format!("waiter-{n}"),
+                json!({ "url": url, "path": format!("waiter-{n}"), "interval": "1h",
+                        "wait": true, "timeout": "10m" }),
+            )
+            .await;
+    }
+    for n in 0..waiting {
+        wait_for_named(
+            &namespace,
+            &format!("waiter-{n}"),
+            "the waiter to wait for health",
+            Duration::from_secs(60),
+            |r| condition(r, "Reconciling").is_some_and(|(status, _, _)| status == "True"),
+        )
+        .await;
+    }
+    namespace
+        .create_git_repository(
+            "unrelated",
+            json!({ "url": url, "path": "ready", "interval": "1h" }),
+        )
+        .await;
+    let unrelated = wait_for_named(
+        &namespace,
+        "unrelated",
+        "the unrelated GitRepository to become Ready while eight wait",
+        Duration::from_secs(30),
+        |r| ready(r).is_some_and(|(status, _, _)| status == "True"),
+    )
+    .await;
+    assert!(applied(&unrelated).is_some());
+    let still = namespace
+        .api::<GitRepository>()
+        .get("waiter-0")
+        .await
+        .unwrap();
+    let (status, _, message) = condition(&still, "Reconciling").unwrap();
+    assert_eq!(status, "True", "the waiters still wait: {message}");
+    assert!(
+        message.contains("waiting") && message.contains("stuck-0"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_suspended_repository_keeps_what_it_applied() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-suspend-delete").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let main = configmap("main", "");
+    repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
+    wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
+
+    let api = namespace.api::<GitRepository>();
+    let suspend = json!({ "spec": { "suspend": true } });
+    api.patch(
+        "app",
+        &Default::default(),
+        &kube::api::Patch::Merge(&suspend),
+    )
+    .await
+    .unwrap();
+    wait_for(&namespace, "Suspended", |r| {
+        ready(r).is_some_and(|(_, reason, _)| reason == "Suspended")
+    })
+    .await;
+    api.delete("app", &Default::default()).await.unwrap();
+    wait_until_deleted(&api, "app").await;
+    assert!(
+        configmap_exists(&namespace, "main").await,
+        "a suspended GitRepository's objects stay when it is deleted"
+    );
+}
+
+async fn wait_until_deleted(api: &kube::Api<GitRepository>, name: &str) {
+    for _ in 0..240 {
+        if api.get_opt(name).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let left = api.get_opt(name).await.unwrap();
+    panic!("GitRepository {name} is stuck: {left:#?}");
+}
+
+#[tokio::test]
+async fn a_finalizer_whose_service_account_lost_its_rights_is_released_with_a_warning() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-finalizer-release").await;
+    namespace
+        .grant_service_account("tenant", &["configmaps"], &["*"])
+        .await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let main = configmap("main", "");
+    repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository_with(
+        &namespace,
+        &server.url_for(&repo),
+        json!({ "serviceAccountName": "tenant" }),
+    )
+    .await;
+    wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
+
+    // The tenant loses its rights; pruning on deletion can never succeed.
+    namespace
+        .api::<RoleBinding>()
+        .delete("tenant", &Default::default())
+        .await
+        .unwrap();
+    let api = namespace.api::<GitRepository>();
+    api.delete("app", &Default::default()).await.unwrap();
+    wait_until_deleted(&api, "app").await;
+    assert!(
+        configmap_exists(&namespace, "main").await,
+        "what could not be pruned is left in place"
+    );
+    let events = namespace
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let abandoned = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("CleanupAbandoned"))
+        .unwrap_or_else(|| panic!("a CleanupAbandoned event: {:#?}", events.items));
+    assert_eq!(abandoned.type_.as_deref(), Some("Warning"));
+    let note = abandoned.note.clone().unwrap_or_default();
+    assert!(note.contains("forbidden"), "{note}");
+}
+
+#[tokio::test]
+async fn status_writes_clear_an_emptied_inventory_and_a_removed_webhook_path() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-status-clear").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let main = configmap("main", "");
+    repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    namespace
+        .create_secret("hook", &[("token", b"a-webhook-token".as_slice())])
+        .await;
+    let _controller = start_controller(&namespace);
+    create_repository_with(
+        &namespace,
+        &server.url_for(&repo),
+        json!({ "pruneEmpty": true, "webhook": { "secretRef": { "name": "hook" } } }),
+    )
+    .await;
+    let first = wait_for(&namespace, "the first revision with a webhook path", |r| {
+        applied(r).is_some() && r.status.as_ref().is_some_and(|s| s.webhook_path.is_some())
+    })
+    .await;
+    assert_eq!(first.status.unwrap().inventory.len(), 1);
+
+    let empty = repo.commit("everything removed", &[("deploy/README.md", "empty")]);
+    let remove_webhook = json!({ "spec": { "webhook": null } });
+    namespace
+        .api::<GitRepository>()
+        .patch(
+            "app",
+            &Default::default(),
+            &kube::api::Patch::Merge(&remove_webhook),
+        )
+        .await
+        .unwrap();
+    let emptied = wait_for(&namespace, "the empty revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&empty))
+    })
+    .await;
+    wait_until_gone(&namespace, "main").await;
+    let status = emptied.status.unwrap();
+    assert!(status.inventory.is_empty(), "{:?}", status.inventory);
+    assert_eq!(
+        status.webhook_path, None,
+        "the removed webhook's path is gone"
     );
 }
 

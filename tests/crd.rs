@@ -39,6 +39,7 @@ async fn create(namespace: &TestNamespace, spec: serde_json::Value) -> Result<()
 
 #[tokio::test]
 async fn apiserver_accepts_valid_specs_and_rejects_nonsense() {
+    let _bounds = DURATION_BOUNDS.lock().await;
     support::cluster::install_crds().await;
     let namespace = TestNamespace::create("crd-admission").await;
 
@@ -102,5 +103,202 @@ async fn kubectl_explain_shows_the_field_descriptions() {
             text.contains(expected),
             "kubectl explain lacks {expected:?}:\n{text}"
         );
+    }
+}
+
+/// Held by the tests that change the installed CRD's duration bounds or depend on them.
+static DURATION_BOUNDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test]
+async fn durations_beyond_their_bounds_are_rejected_at_admission() {
+    let _bounds = DURATION_BOUNDS.lock().await;
+    support::cluster::install_crds().await;
+    let namespace = TestNamespace::create("crd-durations").await;
+    let url = "https://example.com/org/repo.git";
+    for valid in [
+        json!({ "url": url, "interval": "720h", "retryInterval": "719h60m", "timeout": "1h" }),
+        json!({ "url": url, "interval": "1.5h", "timeout": "59m59.5s" }),
+    ] {
+        create(&namespace, valid.clone())
+            .await
+            .unwrap_or_else(|error| panic!("{valid} should be accepted: {error}"));
+    }
+    for (field, value) in [
+        // Parsed with floating point, this panicked the controller (and passed the pattern).
+        ("interval", "99999999999999999999h"),
+        ("interval", "720h1ms"),
+        ("retryInterval", "721h"),
+        ("retryInterval", "99999999999999999999h"),
+        ("timeout", "1h0.001s"),
+        ("timeout", "99999999999999999999h"),
+    ] {
+        let spec = json!({ "url": url, field: value });
+        let error = create(&namespace, spec.clone())
+            .await
+            .expect_err(&format!("{spec} should be rejected"));
+        eprintln!("{field}: {value}: {error}");
+        assert!(error.to_string().contains(field), "{spec}: {error}");
+    }
+}
+
+/// Kills the controller process when the test ends, also on panic.
+struct ChildProcess(std::process::Child);
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The CRD as an older release shipped it: the duration pattern without the upper bounds.
+fn crd_without_duration_bounds() -> serde_json::Value {
+    use kube::CustomResourceExt;
+    let mut crd = serde_json::to_value(GitRepository::crd()).unwrap();
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    for field in ["interval", "retryInterval", "timeout"] {
+        for rule in spec[field]["x-kubernetes-validations"]
+            .as_array_mut()
+            .unwrap()
+        {
+            let text = rule["rule"].as_str().unwrap();
+            let (start, end) = (
+                text.find("self.matches('^").expect("the duration pattern"),
+                text.find(" && duration(")
+                    .expect("a duration bound to remove"),
+            );
+            rule["rule"] = json!(text[start..end]);
+        }
+    }
+    crd
+}
+
+#[tokio::test]
+async fn out_of_range_durations_stored_before_the_bound_stall_and_the_controller_stays_up() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::{
+        Api, CustomResourceExt,
+        api::{Patch, PatchParams},
+    };
+    let _bounds = DURATION_BOUNDS.lock().await;
+    support::cluster::install_crds().await;
+    let namespace = TestNamespace::create("crd-stored-durations").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    crds.patch(
+        GitRepository::crd_name(),
+        &PatchParams::apply("driftless-test").force(),
+        &Patch::Apply(crd_without_duration_bounds()),
+    )
+    .await
+    .unwrap();
+    let absurd = [
+        (
+            "absurd-interval",
+            json!({ "interval": "99999999999999999999h" }),
+        ),
+        (
+            "absurd-retry",
+            json!({ "retryInterval": "99999999999999999999h" }),
+        ),
+        ("long-timeout", json!({ "timeout": "2h" })),
+    ];
+    let api = namespace.api::<GitRepository>();
+    for (name, extra) in &absurd {
+        let mut spec = json!({ "url": "https://example.invalid/repo.git" });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let object: GitRepository = serde_json::from_value(json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": name }, "spec": spec,
+        }))
+        .unwrap();
+        // The schema change takes a moment to reach the apiserver's validators.
+        let mut created = Err(None);
+        for _ in 0..50 {
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {
+                    created = Ok(());
+                    break;
+                }
+                Err(error) => {
+                    created = Err(Some(error));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+        created.unwrap_or_else(|error| panic!("store {name} under the old schema: {error:?}"));
+    }
+    support::cluster::install_crds().await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut controller = ChildProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args([
+                "controller",
+                "--namespace",
+                &namespace.name,
+                "--disable-webhook",
+            ])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
+            .arg("--git-cache-dir")
+            .arg(cache.path())
+            .env("KUBECONFIG", support::cluster::kubeconfig_path())
+            .spawn()
+            .expect("the driftless binary starts"),
+    );
+    for (name, _) in &absurd {
+        let mut last = None;
+        let mut stalled = None;
+        for _ in 0..240 {
+            let object = api.get(name).await.unwrap();
+            let conditions = object.status.clone().unwrap_or_default().conditions;
+            stalled = conditions
+                .iter()
+                .find(|c| c.type_ == "Stalled" && c.status == "True")
+                .cloned();
+            if stalled.is_some() {
+                break;
+            }
+            last = Some(conditions);
+            assert!(
+                controller.0.try_wait().unwrap().is_none(),
+                "the controller exited on {name}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        let stalled = stalled.unwrap_or_else(|| panic!("{name} never Stalled: {last:#?}"));
+        eprintln!("{name}: {}", stalled.message);
+        assert_eq!(stalled.reason, "InvalidSpec", "{}", stalled.message);
+        assert!(stalled.message.contains("spec."), "{}", stalled.message);
+    }
+    assert!(
+        controller.0.try_wait().unwrap().is_none(),
+        "the controller process stays up"
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut health = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut health).unwrap();
+    assert!(health.contains(" 200 "), "{health}");
+    for (name, _) in &absurd {
+        let _ = api.delete(name, &Default::default()).await;
+    }
+    for _ in 0..120 {
+        if api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }

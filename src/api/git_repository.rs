@@ -43,20 +43,26 @@ pub struct GitRepositorySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore: Vec<String>,
 
+    // The duration rules: the size and digit limits come first so that CEL's duration() never
+    // overflows. An evaluation error, unlike a false rule, is not ratcheted for an unchanged
+    // field, so an object stored with such a value could never be updated again (not even to
+    // add or remove the finalizer).
     /// How often to check the repository and correct drift when no webhook arrives (e.g. `5m`).
-    /// Jittered. Default `5m`.
+    /// Jittered. Default `5m`; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h, at most 720h (16 characters, 6 digits per number)"))]
     pub interval: Option<String>,
 
-    /// How long to wait before retrying after a failure. Default: the interval.
+    /// How long to wait before retrying after a failure. Default: exponential backoff up to the
+    /// interval; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("retryInterval must be a positive Go-style duration such as 30s or 1m"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("retryInterval must be a positive Go-style duration such as 30s or 1m, at most 720h (16 characters, 6 digits per number)"))]
     pub retry_interval: Option<String>,
 
-    /// Time limit for git operations and for applying. Default `60s`.
+    /// Time limit for git operations, for applying, and for waiting for health. Default `60s`;
+    /// at most `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$')").message("timeout must be a positive Go-style duration such as 60s"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('1h')").message("timeout must be a positive Go-style duration such as 60s, at most 1h (16 characters, 6 digits per number)"))]
     pub timeout: Option<String>,
 
     /// Secret in the same namespace with credentials: `username` + `password` (HTTPS basic or

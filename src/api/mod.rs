@@ -3,7 +3,10 @@
 mod duration;
 mod git_repository;
 
-pub use duration::{DurationError, parse_duration};
+pub use duration::{
+    DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
+    parse_duration,
+};
 pub use git_repository::*;
 
 use kube::CustomResourceExt;

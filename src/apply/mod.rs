@@ -51,6 +51,7 @@ pub use object::{
 pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport};
+pub use wait::HealthCheck;
 
 use kinds::{DefinedKinds, KindCache, ResolvedKind, discovered, is_crd, is_namespace};
 use object::{PreparedObject, declared_gvk, prepare};

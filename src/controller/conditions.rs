@@ -20,6 +20,10 @@ pub enum Reason {
     PruneFailed,
     HealthCheckFailed,
     SecretNotFound,
+    /// A spec value the controller will not act on, e.g. a duration out of range.
+    InvalidSpec,
+    /// No ServiceAccount to apply as, and the controller may not use its own identity.
+    ServiceAccountRequired,
 }
 
 impl Reason {
@@ -35,6 +39,8 @@ impl Reason {
             Reason::PruneFailed => "PruneFailed",
             Reason::HealthCheckFailed => "HealthCheckFailed",
             Reason::SecretNotFound => "SecretNotFound",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::ServiceAccountRequired => "ServiceAccountRequired",
         }
     }
 }

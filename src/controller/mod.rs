@@ -66,6 +66,13 @@ pub struct Settings {
     pub leader_election: Option<LeaderElectionSettings>,
     /// The push webhook receiver; `None` disables it.
     pub webhook: Option<WebhookSettings>,
+    /// ServiceAccount (in each GitRepository's own namespace) that applies a GitRepository
+    /// without `spec.serviceAccountName`; `None` applies those with the controller's identity,
+    /// unless `require_service_account` refuses them.
+    pub default_service_account: Option<String>,
+    /// Never apply with the controller's own identity (the chart's restricted RBAC mode): a
+    /// GitRepository without `spec.serviceAccountName`, when no default is set, is Stalled.
+    pub require_service_account: bool,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -96,6 +103,10 @@ pub struct Context {
     metrics: Metrics,
     recorder: Recorder,
     failures: FailureCounts,
+    /// Consecutive failed clean-ups on deletion, which bound how long a finalizer is kept.
+    cleanup_failures: FailureCounts,
+    /// Revisions applied and waiting to become healthy, checked again at each requeue.
+    health_waits: reconcile::HealthWaits,
 }
 
 /// Consecutive failed reconciles per GitRepository, which set the retry backoff.
@@ -161,6 +172,8 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         applier: Applier::new(client.clone()),
         recorder: Recorder::new(client.clone(), "driftless".into()),
         failures: FailureCounts::default(),
+        cleanup_failures: FailureCounts::default(),
+        health_waits: reconcile::HealthWaits::default(),
         client,
         settings: settings.clone(),
         metrics,

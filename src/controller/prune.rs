@@ -1,12 +1,16 @@
 //! Pruning after a successful apply, and on deletion of the GitRepository (the finalizer).
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, ResourceExt, runtime::controller::Action};
-use tracing::info;
+use kube::{
+    Api, ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
+use tracing::{info, warn};
 
 use super::{
     Context, Error,
     conditions::Reason,
+    events,
     reconcile::{Failure, applier_for},
 };
 use crate::{
@@ -75,8 +79,14 @@ fn protected_namespaces(namespace: &str, context: &Context) -> Vec<String> {
     protected
 }
 
-/// On deletion: with `prune` (the default) delete everything in the inventory; otherwise
-/// leave it all in place. The finalizer stays until that has succeeded.
+/// How many failed clean-ups on deletion keep the finalizer; after that the GitRepository is
+/// released and what it applied stays, so that a ServiceAccount that lost its rights cannot
+/// leave it Terminating forever.
+pub(super) const CLEANUP_ATTEMPTS: u32 = 5;
+
+/// On deletion: with `prune` (the default) delete everything in the inventory; otherwise, or
+/// while suspended, leave it all in place. The finalizer stays until that has succeeded, or
+/// until [`CLEANUP_ATTEMPTS`] attempts have failed.
 pub(super) async fn cleanup(
     repository: &GitRepository,
     context: &Context,
@@ -84,8 +94,10 @@ pub(super) async fn cleanup(
     let namespace = repository.namespace().unwrap_or_default();
     let name = repository.name_any();
     context.metrics.forget(&namespace, &name);
+    context.health_waits.forget(&namespace, &name);
     let inventory = previous_inventory(repository);
     if repository.spec.prune == Some(false)
+        || repository.spec.suspend == Some(true)
         || inventory.is_empty()
         || namespace_is_terminating(context, &namespace).await
     {
@@ -102,18 +114,57 @@ pub(super) async fn cleanup(
         protected_namespaces: protected_namespaces(&namespace, context),
     };
     let plan = plan_prune(inventory, &[], &guards);
-    let applier =
-        applier_for(repository, &namespace, context).map_err(|f| Error::Cleanup(f.message))?;
-    let pruned = applier
-        .prune(&plan.delete, &name, &namespace)
-        .await
-        .map_err(|error| Error::Cleanup(error.to_string()))?;
-    info!(
-        namespace,
-        name,
-        deleted = pruned.deleted.len(),
-        "deleted with its objects"
+    let pruned = match applier_for(repository, &namespace, context) {
+        Ok(applier) => applier
+            .prune(&plan.delete, &name, &namespace)
+            .await
+            .map_err(|error| error.to_string()),
+        Err(failure) => Err(failure.message),
+    };
+    match pruned {
+        Ok(pruned) => {
+            context.cleanup_failures.clear(&namespace, &name);
+            info!(
+                namespace,
+                name,
+                deleted = pruned.deleted.len(),
+                "deleted with its objects"
+            );
+            Ok(Action::await_change())
+        }
+        Err(reason) => give_up_after_attempts(repository, context, reason).await,
+    }
+}
+
+/// A failed clean-up is retried (the error requeues it) until [`CLEANUP_ATTEMPTS`] have
+/// failed; then the finalizer is released, objects left in place, and a Warning says so.
+async fn give_up_after_attempts(
+    repository: &GitRepository,
+    context: &Context,
+    reason: String,
+) -> Result<Action, Error> {
+    let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
+    let attempts = context.cleanup_failures.record(&namespace, &name);
+    if attempts < CLEANUP_ATTEMPTS {
+        return Err(Error::Cleanup(format!(
+            "attempt {attempts} of {CLEANUP_ATTEMPTS}: {reason}"
+        )));
+    }
+    context.cleanup_failures.clear(&namespace, &name);
+    let note = format!(
+        "Pruning on deletion failed {attempts} times; releasing the finalizer and leaving the \
+         remaining objects in place: {reason}"
     );
+    warn!(namespace, name, reason, "clean-up abandoned");
+    events::publish(
+        &context.recorder,
+        repository,
+        EventType::Warning,
+        "CleanupAbandoned",
+        note,
+    )
+    .await;
     Ok(Action::await_change())
 }
 

@@ -1,7 +1,11 @@
 //! One reconcile of one GitRepository: credentials, fetch, read, apply, status. Each step's
 //! failure becomes a condition with a reason and a message the user can act on.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{Api, ResourceExt, runtime::controller::Action};
@@ -11,15 +15,18 @@ use tracing::{info, warn};
 use kube::runtime::events::EventType;
 
 use super::{
-    Context, Error,
+    Context, Error, Settings,
     conditions::{Outcome, Reason, conditions_for},
     events, prune,
 };
 use crate::{
-    api::{ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, parse_duration},
+    api::{
+        ApplyCounts, GitRepository, GitRepositoryStatus, InventoryEntry, MAX_INTERVAL, MAX_TIMEOUT,
+        parse_bounded_duration,
+    },
     apply::{
-        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, PruneReport,
-        inventory::owner_labels,
+        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, HealthCheck,
+        ObjectRef, PruneReport, inventory::owner_labels,
     },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
@@ -29,38 +36,50 @@ pub use crate::api::RECONCILE_REQUESTED_AT;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a revision waiting for health is looked at again.
+const HEALTH_RECHECK_EVERY: Duration = Duration::from_secs(2);
+
 /// Makes the cluster match the GitRepository's revision and reports how that went.
 pub async fn reconcile_repository(
     repository: Arc<GitRepository>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
     let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
-    let interval = interval_of(&repository, &context);
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     if repository.spec.suspend == Some(true) {
+        context.health_waits.forget(&namespace, &name);
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    let fetched = fetch(&repository, &context, &namespace).await;
-    let repository = match &fetched {
-        Ok(artifact) if is_new_work(&repository, artifact) => {
-            mark_reconciling(&api, repository, artifact).await?
-        }
-        _ => repository,
-    };
-    let result = match fetched {
-        Ok(artifact) => converge(&repository, &context, &namespace, artifact).await,
-        Err(failure) => Err(failure),
+    let checked = check_spec(&repository, &context.settings);
+    let interval = checked
+        .as_ref()
+        .map(|durations| durations.interval)
+        .unwrap_or(context.settings.default_interval);
+    let retry_interval = checked.as_ref().ok().and_then(|d| d.retry_interval);
+    let (repository, result) = match checked {
+        Ok(durations) => work(&api, repository, &context, &namespace, &durations).await?,
+        Err(failure) => (repository, Err(failure)),
     };
     let webhook_path = webhook_path_of(&repository, &context, &namespace).await;
-    record_metrics(&context, &repository, &result, started.elapsed());
     match result {
-        Ok(converged) => {
+        Ok(Step::Waiting(wait)) => {
+            record_waiting(&api, &repository, &wait, &webhook_path).await?;
+            let again = wait
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(100), HEALTH_RECHECK_EVERY);
+            context.health_waits.insert(&namespace, &name, wait);
+            Ok(Action::requeue(again))
+        }
+        Ok(Step::Converged { converged, started }) => {
+            record_metrics(&context, &repository, Ok(&converged), started.elapsed());
             let summary = converged.summary();
             info!(
                 namespace,
-                name = repository.name_any(),
+                name,
                 revision = converged.artifact.revision,
                 summary,
                 "applied"
@@ -92,13 +111,14 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
-            context.failures.clear(&namespace, &repository.name_any());
+            context.failures.clear(&namespace, &name);
             Ok(Action::requeue(jittered(interval)))
         }
         Err(failure) => {
+            record_metrics(&context, &repository, Err(&failure), started.elapsed());
             warn!(
                 namespace,
-                name = repository.name_any(),
+                name,
                 reason = failure.reason.as_str(),
                 detail = failure.message,
                 "reconcile failed"
@@ -133,12 +153,111 @@ pub async fn reconcile_repository(
                 }
             })
             .await?;
-            let failures = context.failures.record(&namespace, &repository.name_any());
+            let failures = context.failures.record(&namespace, &name);
             Ok(Action::requeue(
-                retry_interval_of(&repository).unwrap_or_else(|| backoff(failures, interval)),
+                retry_interval.unwrap_or_else(|| backoff(failures, interval)),
             ))
         }
     }
+}
+
+/// Where one reconcile got to.
+enum Step {
+    /// The revision is applied (and healthy when asked to wait); `started` is when its
+    /// reconcile began, before any health wait.
+    Converged {
+        converged: Converged,
+        started: Instant,
+    },
+    /// The revision is applied and its objects are not healthy yet.
+    Waiting(HealthWait),
+}
+
+/// Fetches and applies; or, while the applied revision waits for health, only looks at its
+/// health again, so a waiting object holds no worker between looks.
+async fn work(
+    api: &Api<GitRepository>,
+    repository: Arc<GitRepository>,
+    context: &Context,
+    namespace: &str,
+    durations: &SpecDurations,
+) -> Result<(Arc<GitRepository>, Result<Step, Failure>), Error> {
+    if let Some(wait) = context.health_waits.take(&repository) {
+        let step = recheck_health(&repository, context, namespace, wait).await;
+        return Ok((repository, step));
+    }
+    let fetched = fetch(&repository, context, namespace, durations.timeout).await;
+    let repository = match &fetched {
+        Ok(artifact) if is_new_work(&repository, artifact) => {
+            mark_reconciling(api, repository, artifact).await?
+        }
+        _ => repository,
+    };
+    let step = match fetched {
+        Ok(artifact) => converge(&repository, context, namespace, artifact, durations).await,
+        Err(failure) => Err(failure),
+    };
+    Ok((repository, step))
+}
+
+/// The durations of the spec, each within its bound.
+pub(super) struct SpecDurations {
+    interval: Duration,
+    retry_interval: Option<Duration>,
+    timeout: Duration,
+}
+
+/// Refuses, as Stalled, a spec the controller will not act on: a duration out of range (the
+/// CRD bounds them, but an object stored before that bound keeps its value), or no identity
+/// to apply with.
+fn check_spec(repository: &GitRepository, settings: &Settings) -> Result<SpecDurations, Failure> {
+    let spec = &repository.spec;
+    let read = |field: &str, text: Option<&str>, maximum: Duration| {
+        text.map(|text| parse_bounded_duration(text, maximum))
+            .transpose()
+            .map_err(|error| {
+                Failure::new(Reason::InvalidSpec, format!("spec.{field}: {error}")).stalled()
+            })
+    };
+    let durations = SpecDurations {
+        interval: read("interval", spec.interval.as_deref(), MAX_INTERVAL)?
+            .unwrap_or(settings.default_interval),
+        retry_interval: read(
+            "retryInterval",
+            spec.retry_interval.as_deref(),
+            MAX_INTERVAL,
+        )?,
+        timeout: read("timeout", spec.timeout.as_deref(), MAX_TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    service_account_of(repository, settings)?;
+    Ok(durations)
+}
+
+/// The ServiceAccount to apply as: the spec's, else the controller's default; `None` means the
+/// controller's own identity, which `--require-service-account` forbids.
+pub(super) fn service_account_of(
+    repository: &GitRepository,
+    settings: &Settings,
+) -> Result<Option<String>, Failure> {
+    let account = repository
+        .spec
+        .service_account_name
+        .clone()
+        .or_else(|| settings.default_service_account.clone());
+    if account.is_none() && settings.require_service_account {
+        let namespace = repository.namespace().unwrap_or_default();
+        return Err(Failure::new(
+            Reason::ServiceAccountRequired,
+            format!(
+                "spec.serviceAccountName is not set, and this controller applies nothing with \
+                 its own identity (--require-service-account, the chart's restricted RBAC \
+                 mode) and has no --default-service-account: set spec.serviceAccountName to a \
+                 ServiceAccount of namespace {namespace} allowed to apply this repository"
+            ),
+        )
+        .stalled());
+    }
+    Ok(account)
 }
 
 /// The message of the `Ready=True` condition already recorded, if any.
@@ -209,7 +328,7 @@ async fn announce_success(context: &Context, repository: &GitRepository, converg
 fn record_metrics(
     context: &Context,
     repository: &GitRepository,
-    result: &Result<Converged, Failure>,
+    result: Result<&Converged, &Failure>,
     took: Duration,
 ) {
     let metrics = &context.metrics;
@@ -335,10 +454,11 @@ async fn fetch(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
+    timeout: Duration,
 ) -> Result<Artifact, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
-    let request = fetch_request(repository, namespace, credentials);
-    let fetch_started = std::time::Instant::now();
+    let request = fetch_request(repository, namespace, credentials, timeout);
+    let fetch_started = Instant::now();
     let fetched = context.source.fetch(&request).await;
     context
         .metrics
@@ -385,7 +505,10 @@ async fn converge(
     context: &Context,
     namespace: &str,
     artifact: Artifact,
-) -> Result<Converged, Failure> {
+    durations: &SpecDurations,
+) -> Result<Step, Failure> {
+    let started = Instant::now();
+    refuse_skipped_paths(&artifact)?;
     let files = artifact
         .files
         .iter()
@@ -414,36 +537,189 @@ async fn converge(
     let (inventory, pruned) = prune::prune_stale(repository, namespace, context, &applier, &report)
         .await
         .map_err(|failure| failure.at(&artifact.revision))?;
-    if repository.spec.wait == Some(true) {
-        let applied = [
-            &report.created,
-            &report.configured,
-            &report.drift_corrected,
-            &report.unchanged,
-        ];
-        let objects: Vec<_> = applied.into_iter().flatten().cloned().collect();
-        applier
-            .wait_healthy(&objects, request_timeout(repository))
-            .await
-            .map_err(|error| {
-                Failure::new(
-                    Reason::HealthCheckFailed,
-                    format!("revision {}: {error}", artifact.revision),
-                )
-                .at(&artifact.revision)
-                .keeping(inventory.clone())
-            })?;
-    }
-    Ok(Converged {
-        artifact,
+    let objects: Vec<ObjectRef> = [
+        &report.created,
+        &report.configured,
+        &report.drift_corrected,
+        &report.unchanged,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    let converged = Converged {
+        artifact: Artifact {
+            // The files are parsed and applied; a health wait need not keep them in memory.
+            files: Vec::new(),
+            ..artifact
+        },
         report,
         pruned,
         inventory,
-    })
+    };
+    if repository.spec.wait != Some(true) {
+        return Ok(Step::Converged { converged, started });
+    }
+    let wait = HealthWait {
+        deadline: started.checked_add(durations.timeout).unwrap_or(started),
+        timeout: durations.timeout,
+        objects,
+        started,
+        generation: repository.metadata.generation,
+        requested_at: requested_at(repository),
+        progress: String::new(),
+        converged,
+    };
+    look_at_health(&applier, wait).await
 }
 
-/// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that
-/// ServiceAccount for every call so a tenant can change only what its account may.
+/// A symlink or submodule is not followed; reading on without it would prune what it held
+/// while reporting success, so the revision fails unless the path is ignored explicitly.
+fn refuse_skipped_paths(artifact: &Artifact) -> Result<(), Failure> {
+    if artifact.skipped.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Reason::ManifestInvalid,
+        format!(
+            "revision {}: {} not followed (symlinks and submodules are never read): {}; \
+             nothing was applied or pruned. Remove them, or list them in spec.ignore or \
+             .driftlessignore",
+            artifact.revision,
+            if artifact.skipped.len() == 1 {
+                "path"
+            } else {
+                "paths"
+            },
+            artifact.skipped.join(", ")
+        ),
+    )
+    .at(&artifact.revision))
+}
+
+/// A revision applied and waiting for its objects to become healthy.
+pub(super) struct HealthWait {
+    converged: Converged,
+    objects: Vec<ObjectRef>,
+    deadline: Instant,
+    timeout: Duration,
+    /// When the reconcile that applied the revision began.
+    started: Instant,
+    /// The spec and reconcile request the wait belongs to; a change of either starts over.
+    generation: Option<i64>,
+    requested_at: Option<String>,
+    /// What is still progressing, from the last look.
+    progress: String,
+}
+
+/// Health waits by `namespace/name`.
+#[derive(Default)]
+pub(super) struct HealthWaits(std::sync::Mutex<HashMap<String, HealthWait>>);
+
+impl HealthWaits {
+    fn insert(&self, namespace: &str, name: &str, wait: HealthWait) {
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        waits.insert(format!("{namespace}/{name}"), wait);
+    }
+
+    pub(super) fn forget(&self, namespace: &str, name: &str) {
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        waits.remove(&format!("{namespace}/{name}"));
+    }
+
+    /// The wait of `repository`, unless its spec changed or a reconcile was requested since.
+    fn take(&self, repository: &GitRepository) -> Option<HealthWait> {
+        let key = format!(
+            "{}/{}",
+            repository.namespace().unwrap_or_default(),
+            repository.name_any()
+        );
+        let mut waits = self.0.lock().expect("health waits are never poisoned");
+        let wait = waits.remove(&key)?;
+        let current = wait.generation == repository.metadata.generation
+            && wait.requested_at == requested_at(repository);
+        current.then_some(wait)
+    }
+}
+
+fn requested_at(repository: &GitRepository) -> Option<String> {
+    repository
+        .annotations()
+        .get(RECONCILE_REQUESTED_AT)
+        .cloned()
+}
+
+async fn recheck_health(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    wait: HealthWait,
+) -> Result<Step, Failure> {
+    let applier = applier_for(repository, namespace, context)?;
+    look_at_health(&applier, wait).await
+}
+
+/// One look at the waiting objects: converged, still waiting, or failed (a rule says so, or
+/// the timeout has passed).
+async fn look_at_health(applier: &Applier, mut wait: HealthWait) -> Result<Step, Failure> {
+    let out_of_time = Instant::now() >= wait.deadline;
+    match applier
+        .check_health(&wait.objects, wait.timeout, out_of_time)
+        .await
+    {
+        HealthCheck::Healthy => Ok(Step::Converged {
+            converged: wait.converged,
+            started: wait.started,
+        }),
+        HealthCheck::Progressing(progress) => {
+            wait.progress = progress;
+            Ok(Step::Waiting(wait))
+        }
+        HealthCheck::Failed(error) => {
+            let revision = &wait.converged.artifact.revision;
+            Err(Failure::new(
+                Reason::HealthCheckFailed,
+                format!("revision {revision}: {error}"),
+            )
+            .at(revision)
+            .keeping(wait.converged.inventory))
+        }
+    }
+}
+
+/// While a new revision waits for health, the status says so and records what was applied;
+/// a resync of the applied revision that waits writes nothing.
+async fn record_waiting(
+    api: &Api<GitRepository>,
+    repository: &GitRepository,
+    wait: &HealthWait,
+    webhook_path: &Option<String>,
+) -> Result<(), Error> {
+    let artifact = &wait.converged.artifact;
+    if !is_new_work(repository, artifact) {
+        return Ok(());
+    }
+    let message = format!(
+        "Applied revision {}; waiting up to {:?} for health: {}",
+        artifact.revision, wait.timeout, wait.progress
+    );
+    write_status(
+        api,
+        repository,
+        &Outcome::Reconciling { message },
+        |status| {
+            status.last_fetched_revision = Some(artifact.revision.clone());
+            status.last_attempted_revision = Some(artifact.revision.clone());
+            status.inventory = wait.converged.inventory.clone();
+            status.webhook_path = webhook_path.clone();
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The controller's applier, or one that impersonates the ServiceAccount to act as (see
+/// [`service_account_of`]) for every call, so a tenant can change only what its account may.
 pub(super) fn applier_for(
     repository: &GitRepository,
     namespace: &str,
@@ -453,15 +729,15 @@ pub(super) fn applier_for(
     Ok(context.applier.with_client(client))
 }
 
-/// The controller's client, or, with `spec.serviceAccountName`, one impersonating that
-/// ServiceAccount; `reason` names the step that needed it, should building it fail.
+/// The controller's client, or one impersonating the ServiceAccount to act as (see
+/// [`service_account_of`]); `reason` names the step that needed it, should building it fail.
 fn client_for(
     repository: &GitRepository,
     namespace: &str,
     context: &Context,
     reason: Reason,
 ) -> Result<kube::Client, Failure> {
-    let Some(account) = &repository.spec.service_account_name else {
+    let Some(account) = service_account_of(repository, &context.settings)? else {
         return Ok(context.client.clone());
     };
     let mut config = context.config.clone();
@@ -497,6 +773,9 @@ async fn read_credentials(
     // Read as the tenant: otherwise a tenant could name a Secret its ServiceAccount may not
     // read and have the controller send its credentials to a server the tenant controls.
     let client = client_for(repository, namespace, context, Reason::SecretNotFound)?;
+    let account = service_account_of(repository, &context.settings)
+        .ok()
+        .flatten();
     let secrets: Api<Secret> = Api::namespaced(client, namespace);
     let missing = |why: String| {
         Failure::new(
@@ -508,17 +787,13 @@ async fn read_credentials(
     let secret = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(
-            |error| match (&error, &repository.spec.service_account_name) {
-                (kube::Error::Api(status), Some(account)) if status.is_forbidden() => {
-                    missing(format!(
-                        "forbidden: ServiceAccount {account} may not read it ({})",
-                        status.message
-                    ))
-                }
-                _ => missing(error.to_string()),
-            },
-        )?
+        .map_err(|error| match (&error, &account) {
+            (kube::Error::Api(status), Some(account)) if status.is_forbidden() => missing(format!(
+                "forbidden: ServiceAccount {account} may not read it ({})",
+                status.message
+            )),
+            _ => missing(error.to_string()),
+        })?
         .ok_or_else(|| missing("not found".into()))?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
@@ -535,6 +810,7 @@ fn fetch_request(
     repository: &GitRepository,
     namespace: &str,
     credentials: Option<Credentials>,
+    timeout: Duration,
 ) -> FetchRequest {
     let spec = &repository.spec;
     FetchRequest {
@@ -544,7 +820,7 @@ fn fetch_request(
         path: spec.path.clone().unwrap_or_default(),
         ignore: spec.ignore.clone(),
         credentials,
-        timeout: request_timeout(repository),
+        timeout,
     }
 }
 
@@ -572,16 +848,6 @@ fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
         .collect()
 }
 
-/// `spec.timeout`: bounds git work, and waiting for health.
-fn request_timeout(repository: &GitRepository) -> Duration {
-    repository
-        .spec
-        .timeout
-        .as_deref()
-        .and_then(|t| parse_duration(t).ok())
-        .unwrap_or(DEFAULT_TIMEOUT)
-}
-
 /// Retries after consecutive failures: 5 s, 10 s, 20 s ... up to the interval, so a transient
 /// failure heals fast and a persistent one does not hammer the git server or the apiserver.
 pub fn backoff(consecutive_failures: u32, interval: Duration) -> Duration {
@@ -589,23 +855,6 @@ pub fn backoff(consecutive_failures: u32, interval: Duration) -> Duration {
     Duration::from_secs(5)
         .saturating_mul(1 << exponent)
         .min(interval)
-}
-
-fn interval_of(repository: &GitRepository, context: &Context) -> Duration {
-    repository
-        .spec
-        .interval
-        .as_deref()
-        .and_then(|text| parse_duration(text).ok())
-        .unwrap_or(context.settings.default_interval)
-}
-
-fn retry_interval_of(repository: &GitRepository) -> Option<Duration> {
-    repository
-        .spec
-        .retry_interval
-        .as_deref()
-        .and_then(|text| parse_duration(text).ok())
 }
 
 /// Spreads polls of many GitRepositories over time instead of letting them all fire at once:
@@ -616,7 +865,8 @@ pub fn jittered(interval: Duration) -> Duration {
         .unwrap_or_default()
         .subsec_nanos();
     let factor = 0.9 + f64::from(nanos % 1000) / 1000.0 * 0.2;
-    interval.mul_f64(factor)
+    // `mul_f64` panics when the product does not fit; an interval that long needs no jitter.
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(interval)
 }
 
 /// Writes the status only when it changed, so a steady state costs no writes; returns the
@@ -654,11 +904,34 @@ async fn write_status(
     Ok(Some(written))
 }
 
+/// The status fields the reconciler owns. A merge patch leaves out what serialization skips
+/// (an emptied inventory, a removed webhook path), and leaving a key out keeps the old value:
+/// each of these that is absent is sent as `null`, which deletes it.
+const RECONCILER_STATUS_FIELDS: [&str; 10] = [
+    "observedGeneration",
+    "conditions",
+    "lastFetchedRevision",
+    "lastAttemptedRevision",
+    "lastAppliedRevision",
+    "lastAppliedCommitTime",
+    "lastHandledReconcileAt",
+    "inventory",
+    "lastApply",
+    "webhookPath",
+];
+
 /// The merge patch of a status write. `lastWebhook` belongs to the webhook receiver, which may
 /// have recorded a newer delivery than the copy read here: left out, a merge patch keeps it.
 fn status_patch(mut status: GitRepositoryStatus) -> serde_json::Value {
     status.last_webhook = None;
-    json!({ "status": status })
+    let mut fields = match serde_json::to_value(status) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    for field in RECONCILER_STATUS_FIELDS {
+        fields.entry(field).or_insert(serde_json::Value::Null);
+    }
+    json!({ "status": fields })
 }
 
 #[cfg(test)]
@@ -685,10 +958,165 @@ mod tests {
             ..GitRepositoryStatus::default()
         };
         let patch = status_patch(status);
+        assert!(patch["status"].get("lastWebhook").is_none(), "{patch}");
+        assert_eq!(patch["status"]["lastAppliedRevision"], "main@sha1:0123");
+    }
+
+    #[test]
+    fn status_writes_clear_what_the_reconciler_emptied() {
+        let patch = status_patch(GitRepositoryStatus::default());
+        assert_eq!(patch["status"]["inventory"], serde_json::Value::Null);
+        assert_eq!(patch["status"]["webhookPath"], serde_json::Value::Null);
+        assert!(patch["status"].get("lastWebhook").is_none());
+    }
+
+    #[test]
+    fn every_status_field_but_the_last_webhook_is_owned_by_the_reconciler() {
+        let entry = InventoryEntry {
+            id: "a".into(),
+            version: "v1".into(),
+        };
+        let full = GitRepositoryStatus {
+            observed_generation: Some(1),
+            conditions: conditions_for(&Outcome::Suspended, &[], 1, Time(jiff::Timestamp::now())),
+            last_fetched_revision: Some("r".into()),
+            last_attempted_revision: Some("r".into()),
+            last_applied_revision: Some("r".into()),
+            last_applied_commit_time: Some("t".into()),
+            last_handled_reconcile_at: Some("n".into()),
+            inventory: vec![entry],
+            last_apply: Some(ApplyCounts::default()),
+            webhook_path: Some("/hooks/x".into()),
+            last_webhook: None,
+        };
+        let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else {
+            panic!("a status serializes to an object");
+        };
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut owned = RECONCILER_STATUS_FIELDS.to_vec();
+        keys.sort_unstable();
+        owned.sort_unstable();
         assert_eq!(
-            patch,
-            json!({ "status": { "lastAppliedRevision": "main@sha1:0123" } })
+            keys, owned,
+            "a new status field needs a place in RECONCILER_STATUS_FIELDS"
         );
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            concurrency: 1,
+            apply_concurrency: 1,
+            default_interval: Duration::from_secs(300),
+            git_cache_dir: "/nonexistent".into(),
+            git_stall_timeout: Duration::from_secs(30),
+            source_limits: crate::source::Limits::default(),
+            namespace: None,
+            controller_namespace: None,
+            leader_election: None,
+            webhook: None,
+            default_service_account: None,
+            require_service_account: false,
+        }
+    }
+
+    fn repository(spec: serde_json::Value) -> GitRepository {
+        let mut full = json!({ "url": "https://example.com/r.git" });
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": "app", "namespace": "team-a" }, "spec": full,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn durations_out_of_range_stall_with_the_field_named() {
+        for (spec, field) in [
+            (
+                json!({ "interval": "99999999999999999999h" }),
+                "spec.interval",
+            ),
+            (json!({ "retryInterval": "721h" }), "spec.retryInterval"),
+            (json!({ "timeout": "2h" }), "spec.timeout"),
+            (json!({ "timeout": "5d" }), "spec.timeout"),
+        ] {
+            let failure = check_spec(&repository(spec.clone()), &settings())
+                .err()
+                .unwrap_or_else(|| panic!("{spec} is refused"));
+            assert_eq!(failure.reason, Reason::InvalidSpec);
+            assert!(failure.stalled, "{spec}");
+            assert!(failure.message.starts_with(field), "{}", failure.message);
+        }
+        let read = check_spec(
+            &repository(json!({ "interval": "720h", "timeout": "1h" })),
+            &settings(),
+        )
+        .unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!((read.interval, read.timeout), (MAX_INTERVAL, MAX_TIMEOUT));
+        assert_eq!(read.retry_interval, None);
+    }
+
+    #[test]
+    fn restricted_mode_applies_as_a_service_account_or_not_at_all() {
+        let restricted = Settings {
+            require_service_account: true,
+            ..settings()
+        };
+        let without = repository(json!({}));
+        let refused = service_account_of(&without, &restricted).unwrap_err();
+        assert_eq!(refused.reason, Reason::ServiceAccountRequired);
+        assert!(refused.stalled);
+        assert!(refused.message.contains("team-a"), "{}", refused.message);
+        assert_eq!(service_account_of(&without, &settings()).ok(), Some(None));
+        let with_default = Settings {
+            default_service_account: Some("deployer".into()),
+            ..restricted
+        };
+        assert_eq!(
+            service_account_of(&without, &with_default).ok(),
+            Some(Some("deployer".into()))
+        );
+        let named = repository(json!({ "serviceAccountName": "own" }));
+        assert_eq!(
+            service_account_of(&named, &with_default).ok(),
+            Some(Some("own".into()))
+        );
+    }
+
+    #[test]
+    fn a_skipped_path_fails_the_revision_naming_it() {
+        let artifact = Artifact {
+            revision: "main@sha1:0123".into(),
+            commit: "0123".into(),
+            commit_time: String::new(),
+            files: Vec::new(),
+            skipped: vec!["deploy/link.yaml".into()],
+            fetched: false,
+        };
+        let failure = refuse_skipped_paths(&artifact).unwrap_err();
+        assert_eq!(failure.reason, Reason::ManifestInvalid);
+        assert!(
+            failure.message.contains("deploy/link.yaml"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains("spec.ignore"),
+            "{}",
+            failure.message
+        );
+        let clean = Artifact {
+            skipped: Vec::new(),
+            ..artifact
+        };
+        assert!(refuse_skipped_paths(&clean).is_ok());
+    }
+
+    #[test]
+    fn jitter_of_an_enormous_interval_does_not_panic() {
+        assert!(jittered(Duration::MAX) >= Duration::from_secs(u64::MAX / 2));
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub struct Artifact {
     /// The commit's committer time, RFC 3339.
     pub commit_time: String,
     pub files: Vec<ManifestFile>,
-    /// Symlinks and submodules under the path, reported and not followed.
+    /// Symlinks and submodules under the path that may stand for manifests: not followed, and
+    /// the controller fails the revision over them.
     pub skipped: Vec<String>,
     /// Whether objects were fetched for this request (false when the cache had the commit).
     pub fetched: bool,
@@ -273,7 +274,10 @@ impl SourceEngine {
         cancelled: Arc<AtomicBool>,
     ) -> Result<Artifact, SourceErrorKind> {
         let asked_at = Instant::now();
-        let deadline = asked_at + request.timeout;
+        // An unbounded timeout must not overflow the clock: it simply never expires.
+        let deadline = asked_at
+            .checked_add(request.timeout)
+            .unwrap_or(asked_at + Duration::from_secs(86_400 * 365));
         let entry = self.entry_name(&url, request.credentials.as_ref());
         let in_use = InUse::take(&self.slots, &entry).await;
         let mut answered = in_use.listing().lock().await;

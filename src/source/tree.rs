@@ -35,7 +35,8 @@ pub struct ManifestFile {
 pub struct TreeFiles {
     /// In a stable order: sorted by path.
     pub files: Vec<ManifestFile>,
-    /// Symlinks and submodules under the path, which are not followed.
+    /// Submodules, and symlinks that may stand for manifests (a manifest file name, or no
+    /// extension: perhaps a directory), under the path and not ignored; they are not followed.
     pub skipped: Vec<String>,
 }
 
@@ -97,7 +98,9 @@ pub fn read_manifest_files(
                 return TreeWalkResult::Skip;
             }
             if matches!(entry.filemode(), FILE_MODE_LINK | FILE_MODE_SUBMODULE) {
-                found.skipped.push(relative);
+                if entry.filemode() == FILE_MODE_SUBMODULE || could_hold_manifests(&relative) {
+                    found.skipped.push(relative);
+                }
                 return TreeWalkResult::Ok;
             }
             if is_dir || !is_manifest(&relative) {
@@ -140,6 +143,12 @@ fn is_manifest(path: &str) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// A symlink named like a manifest, or without an extension (it may point to a directory), may
+/// stand for manifests; one named `README.md` cannot.
+fn could_hold_manifests(path: &str) -> bool {
+    is_manifest(path) || Path::new(path).extension().is_none()
 }
 
 fn read_blob(
@@ -233,5 +242,11 @@ mod tests {
     fn only_yaml_and_json_files_are_manifests() {
         assert!(is_manifest("a/b.yaml") && is_manifest("c.YML") && is_manifest("d.json"));
         assert!(!is_manifest("README.md") && !is_manifest("yaml") && !is_manifest("x.yaml.bak"));
+    }
+
+    #[test]
+    fn symlinks_that_may_stand_for_manifests_are_told_apart() {
+        assert!(could_hold_manifests("deploy/app.yaml") && could_hold_manifests("deploy/common"));
+        assert!(!could_hold_manifests("deploy/README.md") && !could_hold_manifests("x.txt"));
     }
 }

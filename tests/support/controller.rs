@@ -23,6 +23,8 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         controller_namespace: None,
         leader_election: None,
         webhook: None,
+        default_service_account: None,
+        require_service_account: false,
     }
 }
 
