@@ -132,6 +132,22 @@ fn build_prints_the_objects_of_a_commit_and_fails_on_a_broken_one() {
         stderr(&earlier)
     );
 
+    repo.commit_with_links(
+        &[("settings.yaml", CONFIGMAP)],
+        &[("linked.yaml", "../elsewhere.yaml")],
+    );
+    let linked = driftless(&["build", dir, "--path", "deploy"]);
+    assert_eq!(
+        linked.status.code(),
+        Some(1),
+        "a symlinked manifest fails the build as the controller fails the revision"
+    );
+    assert!(
+        stderr(&linked).contains("deploy/linked.yaml"),
+        "{}",
+        stderr(&linked)
+    );
+
     let missing = driftless(&["build", dir, "--path", "nowhere"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));

@@ -883,38 +883,6 @@ async fn without_a_service_account_the_default_one_applies_or_the_object_is_refu
     assert_eq!(greeting(&namespace).await, None);
 }
 
-/// Commits on `main` the `files` plus symlinks `(path, target)`, all under `deploy/`.
-fn commit_with_links(repo: &TestRepo, files: &[(&str, &str)], links: &[(&str, &str)]) -> String {
-    let bare = git2::Repository::open_bare(repo.path()).unwrap();
-    let mut deploy = bare.treebuilder(None).unwrap();
-    for (name, contents) in files {
-        let blob = bare.blob(contents.as_bytes()).unwrap();
-        deploy.insert(name, blob, 0o100644).unwrap();
-    }
-    for (name, target) in links {
-        let blob = bare.blob(target.as_bytes()).unwrap();
-        deploy.insert(name, blob, 0o120000).unwrap();
-    }
-    let deploy = deploy.write().unwrap();
-    let mut root = bare.treebuilder(None).unwrap();
-    root.insert("deploy", deploy, 0o040000).unwrap();
-    let tree = bare.find_tree(root.write().unwrap()).unwrap();
-    let parent = bare
-        .find_commit(git2::Oid::from_str(&repo.rev_parse("refs/heads/main")).unwrap())
-        .unwrap();
-    let who = git2::Signature::now("test", "test@example.com").unwrap();
-    bare.commit(
-        Some("refs/heads/main"),
-        &who,
-        &who,
-        "links",
-        &tree,
-        &[&parent],
-    )
-    .unwrap()
-    .to_string()
-}
-
 #[tokio::test]
 async fn a_symlinked_manifest_fails_the_revision_and_prunes_nothing_unless_ignored() {
     install_crds().await;
@@ -940,8 +908,7 @@ async fn a_symlinked_manifest_fails_the_revision_and_prunes_nothing_unless_ignor
     // linked.yaml becomes a symlink (to a file outside deploy/): never followed, and not
     // read as "gone" either.
     let readme = "not a manifest";
-    let linking = commit_with_links(
-        &repo,
+    let linking = repo.commit_with_links(
         &[("main.yaml", main.as_str()), ("README", readme)],
         &[
             ("linked.yaml", "../shared/linked.yaml"),

@@ -101,8 +101,10 @@ pub fn read_commit(
         ignore,
         Limits::default().tree,
     )?;
-    for skipped in &files.skipped {
-        eprintln!("warning: {skipped}: a symlink or submodule, not followed");
+    // As the controller: a link or submodule that may stand for manifests fails the revision
+    // rather than silently dropping (and then pruning) what it held.
+    if !files.skipped.is_empty() {
+        return Err(CliError::SkippedPaths(files.skipped.join(", ")));
     }
     Ok(files.files)
 }

@@ -29,6 +29,11 @@ pub enum CliError {
     SpecFile { spec_file: String, reason: String },
     #[error("{0}")]
     Tree(#[from] TreeError),
+    #[error(
+        "not followed (symlinks and submodules are never read): {0}; remove them, or list them \
+         in spec.ignore or .driftlessignore"
+    )]
+    SkippedPaths(String),
     #[error("{0}")]
     Manifests(#[from] ManifestErrors),
     #[error("writing the output: {0}")]
@@ -44,7 +49,9 @@ impl CliError {
     /// kubectl's convention: 1 for "the answer is no", 2 for "could not answer".
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Tree(_) | CliError::Manifests(_) => ExitCode::from(1),
+            CliError::Tree(_) | CliError::Manifests(_) | CliError::SkippedPaths(_) => {
+                ExitCode::from(1)
+            }
             _ => ExitCode::from(2),
         }
     }

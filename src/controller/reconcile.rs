@@ -26,7 +26,7 @@ use crate::{
     },
     apply::{
         Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, HealthCheck,
-        ObjectRef, PruneReport, inventory::owner_labels,
+        ObjectRef, PruneReport,
     },
     manifests::{self, Manifest},
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
@@ -825,17 +825,7 @@ fn fetch_request(
 }
 
 fn apply_options(repository: &GitRepository, namespace: &str, context: &Context) -> ApplyOptions {
-    let owner_labels = owner_labels(&repository.name_any(), namespace);
-    ApplyOptions {
-        default_namespace: repository
-            .spec
-            .target_namespace
-            .clone()
-            .unwrap_or_else(|| namespace.to_owned()),
-        owner_labels,
-        concurrency: context.settings.apply_concurrency,
-        ..ApplyOptions::default()
-    }
+    ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency)
 }
 
 fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {

@@ -99,6 +99,38 @@ impl TestRepo {
         self.commit_on("main", message, files)
     }
 
+    /// Commits on `main` the `files` plus symlinks `(path, target)`, all under `deploy/`.
+    pub fn commit_with_links(&self, files: &[(&str, &str)], links: &[(&str, &str)]) -> String {
+        let bare = git2::Repository::open_bare(self.path()).unwrap();
+        let mut deploy = bare.treebuilder(None).unwrap();
+        for (name, contents) in files {
+            let blob = bare.blob(contents.as_bytes()).unwrap();
+            deploy.insert(name, blob, 0o100644).unwrap();
+        }
+        for (name, target) in links {
+            let blob = bare.blob(target.as_bytes()).unwrap();
+            deploy.insert(name, blob, 0o120000).unwrap();
+        }
+        let deploy = deploy.write().unwrap();
+        let mut root = bare.treebuilder(None).unwrap();
+        root.insert("deploy", deploy, 0o040000).unwrap();
+        let tree = bare.find_tree(root.write().unwrap()).unwrap();
+        let parent = bare
+            .find_commit(git2::Oid::from_str(&self.rev_parse("refs/heads/main")).unwrap())
+            .unwrap();
+        let who = git2::Signature::now("test", "test@example.com").unwrap();
+        bare.commit(
+            Some("refs/heads/main"),
+            &who,
+            &who,
+            "links",
+            &tree,
+            &[&parent],
+        )
+        .unwrap()
+        .to_string()
+    }
+
     /// Adds a commit to `branch` whose tree is exactly `files` (`(path, contents)`, paths
     /// may contain `/`), and returns its 40-hex SHA. A missing branch starts with a root
     /// commit; to fork, call [`TestRepo::branch`] first.
