@@ -8,6 +8,7 @@ pub mod api;
 pub mod apply;
 pub mod controller;
 pub mod manifests;
+pub mod render;
 pub mod source;
 pub mod telemetry;
 pub mod webhook;

@@ -15,8 +15,17 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", driftless::api::crd_yaml());
             Ok(())
         }
-        Command::Version => {
+        Command::Version(args) => {
             println!("driftless {}", driftless::VERSION);
+            let binary = args.kustomize_binary.as_deref();
+            match driftless::render::Kustomize::locate(binary, None).await {
+                Ok(kustomize) => println!(
+                    "kustomize {} ({})",
+                    kustomize.version,
+                    kustomize.binary.display()
+                ),
+                Err(error) => println!("kustomize: {error}"),
+            }
             Ok(())
         }
     }
@@ -44,6 +53,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,
         source_limits: args.source.limits(),
+        render: args.render.settings(),
     };
     tracing::info!(
         version = driftless::VERSION,

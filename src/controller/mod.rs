@@ -7,6 +7,7 @@ mod events;
 mod leader;
 mod prune;
 mod reconcile;
+mod render;
 mod webhook_tls;
 mod webhooks;
 
@@ -46,6 +47,7 @@ use leader::Leadership;
 use crate::{
     api::GitRepository,
     apply::Applier,
+    render::{InputLimits, RenderSettings, Renderer},
     source::{Limits, SourceEngine},
     telemetry::metrics::Metrics,
 };
@@ -73,6 +75,8 @@ pub struct Settings {
     pub leader_election: Option<LeaderElectionSettings>,
     /// The push webhook receiver; `None` disables it.
     pub webhook: Option<WebhookSettings>,
+    /// Rendering kustomizations (the input limits come from `source_limits`).
+    pub render: RenderSettings,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -97,6 +101,7 @@ pub struct Context {
     client: Client,
     source: SourceEngine,
     applier: Applier,
+    renderer: Renderer,
     settings: Settings,
     metrics: Metrics,
     recorder: Recorder,
@@ -159,6 +164,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             settings.git_stall_timeout,
         ),
         applier: Applier::new(client.clone()),
+        renderer: Renderer::new(render_settings(&settings), metrics.clone()).await,
         recorder: Recorder::new(client.clone(), "driftless".into()),
         failures: FailureCounts::default(),
         client,
@@ -216,6 +222,19 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         return Err(Error::LostLeadership);
     }
     Ok(())
+}
+
+/// The render settings, bounded by the same tree limits as the manifest files.
+fn render_settings(settings: &Settings) -> RenderSettings {
+    let tree = settings.source_limits.tree;
+    RenderSettings {
+        input_limits: InputLimits {
+            max_file_bytes: tree.max_file_bytes,
+            max_total_bytes: tree.max_total_bytes,
+            max_files: tree.max_files,
+        },
+        ..settings.render.clone()
+    }
 }
 
 /// What, in a GitRepository's change, asks for a reconcile: the spec (generation), the

@@ -387,12 +387,12 @@ async fn converge(
     namespace: &str,
     artifact: Artifact,
 ) -> Result<Converged, Failure> {
-    let files = artifact
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.contents.as_slice()));
-    let manifests =
-        manifests::read_manifests(files, &manifests::Budget::default()).map_err(|errors| {
+    let path = repository.spec.path.clone().unwrap_or_default();
+    let inputs = super::render::manifest_inputs(&context.renderer, &artifact, &path)
+        .await
+        .map_err(|errors| render_failure(&artifact, &errors))?;
+    let manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
+        .map_err(|errors| {
             Failure::new(
                 Reason::ManifestInvalid,
                 format!("revision {}: {errors}", artifact.revision),
@@ -441,6 +441,20 @@ async fn converge(
         pruned,
         inventory,
     })
+}
+
+/// A unit that did not render: nothing of the revision is applied.
+fn render_failure(artifact: &Artifact, errors: &crate::render::RenderErrors) -> Failure {
+    let failure = Failure::new(
+        Reason::BuildFailed,
+        format!("revision {}: {errors}", artifact.revision),
+    )
+    .at(&artifact.revision);
+    if errors.need_new_commit() {
+        failure.stalled()
+    } else {
+        failure
+    }
 }
 
 /// The controller's applier, or, with `spec.serviceAccountName`, one that impersonates that

@@ -11,6 +11,7 @@ pub mod credentials;
 mod error;
 pub mod known_hosts;
 pub mod select;
+pub mod snapshot;
 mod tls;
 mod transport;
 pub mod tree;
@@ -31,6 +32,7 @@ use git2::{Oid, Repository};
 
 pub use credentials::Credentials;
 pub use error::{SourceError, SourceErrorKind};
+pub use snapshot::Snapshot;
 pub use tree::{ManifestFile, TreeLimits};
 
 use crate::api::GitReference;
@@ -88,6 +90,8 @@ pub struct Artifact {
     pub skipped: Vec<String>,
     /// Whether objects were fetched for this request (false when the cache had the commit).
     pub fetched: bool,
+    /// The commit's whole tree, for renderers.
+    pub snapshot: Snapshot,
 }
 
 /// Counters of network work, for tests, benchmarks and metrics.
@@ -377,6 +381,12 @@ fn read_artifact(
         .map(|t| t.to_string())
         .unwrap_or_default();
     let tree = tree::read_manifest_files(&repo, oid, path, ignore, limits)?;
+    let snapshot = Snapshot {
+        repo_dir: repo_dir.to_owned(),
+        commit: selection.oid.clone(),
+        tree: commit.tree_id().to_string(),
+        ignore: ignore.to_vec(),
+    };
     Ok(Artifact {
         revision: selection.revision.clone(),
         commit: selection.oid.clone(),
@@ -384,5 +394,6 @@ fn read_artifact(
         files: tree.files,
         skipped: tree.skipped,
         fetched: false,
+        snapshot,
     })
 }

@@ -23,6 +23,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         controller_namespace: None,
         leader_election: None,
         webhook: None,
+        render: driftless::render::RenderSettings::default(),
     }
 }
 

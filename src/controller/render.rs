@@ -1,0 +1,111 @@
+//! Between the source and the manifests: kustomize units under `spec.path` are rendered, plain
+//! manifest files pass through. The glue between [`crate::source`]'s commit snapshots and
+//! [`crate::render`]'s tree views lives here, so neither module knows the other.
+
+use std::sync::Arc;
+
+use crate::{
+    render::{
+        Entry, RenderError, RenderErrors, RenderOptions, Renderer, RepositoryTree, TreeSource,
+    },
+    source::{
+        Artifact, Snapshot,
+        snapshot::{OpenSnapshot, SnapshotEntry},
+    },
+};
+
+/// The manifest streams of a revision: plain files outside every unit, then one rendered
+/// stream per unit, named `<unit> (kustomize build)` in error messages.
+pub(super) struct ManifestInputs<'a> {
+    plain: Vec<(&'a str, &'a [u8])>,
+    rendered: Vec<(String, Arc<[u8]>)>,
+}
+
+impl ManifestInputs<'_> {
+    pub(super) fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.plain.iter().copied().chain(
+            self.rendered
+                .iter()
+                .map(|(name, output)| (name.as_str(), &output[..])),
+        )
+    }
+}
+
+/// Renders the units under the artifact's `path` and collects what the manifest reader reads.
+pub(super) async fn manifest_inputs<'a>(
+    renderer: &Renderer,
+    artifact: &'a Artifact,
+    path: &str,
+) -> Result<ManifestInputs<'a>, RenderErrors> {
+    let source = Arc::new(GitTree(artifact.snapshot.clone()));
+    let rendered = renderer
+        .render(source, path, &RenderOptions::default())
+        .await?;
+    let plain = artifact
+        .files
+        .iter()
+        .filter(|file| rendered.layout.unit_of(&file.path).is_none())
+        .map(|file| (file.path.as_str(), file.contents.as_slice()))
+        .collect();
+    let rendered = rendered
+        .units
+        .into_iter()
+        .map(|unit| {
+            let dir = if unit.dir.is_empty() { "." } else { &unit.dir };
+            (format!("{dir} (kustomize build)"), unit.output)
+        })
+        .collect();
+    Ok(ManifestInputs { plain, rendered })
+}
+
+struct GitTree(Snapshot);
+
+impl TreeSource for GitTree {
+    fn open(&self) -> Result<Box<dyn RepositoryTree + '_>, RenderError> {
+        let opened = self.0.open().map_err(tree_error)?;
+        Ok(Box::new(OpenGitTree {
+            opened,
+            root: self.0.tree.clone(),
+        }))
+    }
+}
+
+struct OpenGitTree {
+    opened: OpenSnapshot,
+    root: String,
+}
+
+impl RepositoryTree for OpenGitTree {
+    fn root_id(&self) -> String {
+        self.root.clone()
+    }
+
+    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {
+        Ok(self.opened.entry(path).map_err(tree_error)?.map(entry))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError> {
+        let entries = self.opened.list(path).map_err(tree_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|(name, kind)| (name, entry(kind)))
+            .collect())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError> {
+        self.opened.read(path).map_err(tree_error)
+    }
+}
+
+fn entry(kind: SnapshotEntry) -> Entry {
+    match kind {
+        SnapshotEntry::Directory => Entry::Directory,
+        SnapshotEntry::File { id, size } => Entry::File { id, size },
+        SnapshotEntry::Symlink => Entry::Symlink,
+        SnapshotEntry::Submodule => Entry::Submodule,
+    }
+}
+
+fn tree_error(error: impl std::fmt::Display) -> RenderError {
+    RenderError::Tree(error.to_string())
+}

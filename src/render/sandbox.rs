@@ -1,0 +1,443 @@
+//! Running a renderer's binary on untrusted input: a private work directory holding only
+//! regular files, an empty environment with no usable network proxy, resource limits, a
+//! timeout that kills the whole process group, and bounded output. Shared by every renderer.
+
+use std::{
+    ffi::OsString,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// A closed port on loopback: Go's HTTP client fails fast through this proxy, so a renderer
+/// that tries the network (a remote base that slipped through) gets an error, not a download.
+const CLOSED_PROXY: &str = "http://127.0.0.1:9";
+
+/// Bounds on one renderer process.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessLimits {
+    pub timeout: Duration,
+    /// Bytes of writable memory (`RLIMIT_DATA`; Go also gets `GOMEMLIMIT` below it).
+    pub memory_bytes: u64,
+    pub max_stdout_bytes: usize,
+    pub max_stderr_bytes: usize,
+}
+
+/// A fresh, randomly named 0700 directory, removed on drop: `repo/` holds the materialized
+/// files, `home/` is the process's `HOME` and `TMPDIR`.
+pub struct WorkDir {
+    dir: tempfile::TempDir,
+    /// The canonical path of `dir`, as the process sees and prints it.
+    root: PathBuf,
+}
+
+impl WorkDir {
+    pub fn create(parent: Option<&Path>) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut builder = tempfile::Builder::new();
+        // tempfile's default is 0777 less the umask (usually 0755): readable by everyone.
+        builder
+            .prefix("driftless-render-")
+            .permissions(std::fs::Permissions::from_mode(0o700));
+        let dir = match parent {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
+        let root = dir.path().canonicalize()?;
+        for sub in ["repo", "home"] {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(root.join(sub))?;
+        }
+        Ok(Self { dir, root })
+    }
+
+    /// Where the repository's files go.
+    pub fn repo(&self) -> PathBuf {
+        self.root.join("repo")
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+
+    /// Writes `contents` at `path` (repository-relative, already checked to be local) as a new
+    /// regular file; existing entries are never followed or overwritten.
+    pub fn write_file(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
+        let target = self.repo().join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(parent)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target)?;
+        file.write_all(contents)
+    }
+
+    /// `text` with every mention of the work directory replaced: repository paths become
+    /// relative, anything else is called `<work dir>`. No temporary path reaches a status.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for root in [self.root.clone(), self.dir.path().to_owned()] {
+            let repo = root.join("repo");
+            let repo = repo.to_string_lossy();
+            text = text.replace(&format!("{repo}/"), "").replace(&*repo, ".");
+            text = text.replace(&*root.to_string_lossy(), "<work dir>");
+        }
+        text
+    }
+}
+
+/// How a finished process ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("starting {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("reading the output: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    TimedOut,
+    #[error("output too large")]
+    OutputTooLarge,
+}
+
+/// Runs `program args...` in `work` under `limits` and collects its output.
+pub async fn run(
+    program: &Path,
+    args: &[OsString],
+    work: &WorkDir,
+    limits: &ProcessLimits,
+) -> Result<Finished, RunError> {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(work.repo())
+        .env_clear()
+        .envs(environment(work, limits))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let rlimits = Rlimits::for_limits(limits);
+    // SAFETY: the closure runs between fork and exec; it only calls setrlimit and prctl, which
+    // are async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || rlimits.apply());
+    }
+    let mut child = command.spawn().map_err(|source| RunError::Spawn {
+        program: program.display().to_string(),
+        source,
+    })?;
+    let group = ProcessGroup::new(child.id());
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let finished = async {
+        let (stdout, stderr) = tokio::try_join!(
+            read_at_most(stdout, limits.max_stdout_bytes, true),
+            read_at_most(stderr, limits.max_stderr_bytes, false),
+        )?;
+        // Both pipes are closed: stop anything the process left behind while its group id is
+        // still reserved by the unreaped leader, then reap it.
+        group.kill();
+        let status = child.wait().await?;
+        Ok::<_, RunError>(Finished {
+            status,
+            stdout,
+            stderr,
+        })
+    };
+    match tokio::time::timeout(limits.timeout, finished).await {
+        Ok(result) => result,
+        Err(_) => Err(RunError::TimedOut),
+    }
+    // `group` is dropped here on every path: a timed-out or over-talkative process group is
+    // killed, not left running.
+}
+
+/// The only variables the process gets.
+fn environment(work: &WorkDir, limits: &ProcessLimits) -> Vec<(OsString, OsString)> {
+    let home = work.home().into_os_string();
+    let go_memory_limit = format!("{}MiB", limits.memory_bytes / 4 * 3 / (1024 * 1024));
+    let mut variables: Vec<(OsString, OsString)> = vec![
+        ("HOME".into(), home.clone()),
+        ("TMPDIR".into(), home.clone()),
+        ("XDG_CONFIG_HOME".into(), home.clone()),
+        ("XDG_CACHE_HOME".into(), home),
+        ("GOMAXPROCS".into(), "2".into()),
+        ("GOMEMLIMIT".into(), go_memory_limit.into()),
+        ("NO_PROXY".into(), "".into()),
+        ("no_proxy".into(), "".into()),
+    ];
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        variables.push((proxy.into(), CLOSED_PROXY.into()));
+    }
+    variables
+}
+
+/// Reads `pipe` to its end, keeping at most `limit` bytes. Past the limit, stdout is an error
+/// (a truncated manifest stream must never be applied); stderr is drained and cut.
+async fn read_at_most(
+    mut pipe: impl AsyncRead + Unpin,
+    limit: usize,
+    fail_when_over: bool,
+) -> Result<Vec<u8>, RunError> {
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let read = pipe.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(kept);
+        }
+        let room = limit.saturating_sub(kept.len());
+        if read > room && fail_when_over {
+            return Err(RunError::OutputTooLarge);
+        }
+        kept.extend_from_slice(&buffer[..read.min(room)]);
+    }
+}
+
+/// Kills the whole process group on drop, or once on request (after which the group id may be
+/// reused by the system and is forgotten).
+struct ProcessGroup(std::sync::atomic::AtomicU32);
+
+impl ProcessGroup {
+    fn new(leader: Option<u32>) -> Self {
+        Self(std::sync::atomic::AtomicU32::new(leader.unwrap_or(0)))
+    }
+
+    fn kill(&self) {
+        let id = self.0.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(id) = libc::pid_t::try_from(id).ok().filter(|id| *id > 0) {
+            // SAFETY: plain syscall; the group is the child's own (process_group(0)).
+            unsafe {
+                libc::kill(-id, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Resource limits set in the child before exec.
+#[derive(Clone, Copy)]
+struct Rlimits {
+    cpu_seconds: u64,
+    memory_bytes: u64,
+}
+
+impl Rlimits {
+    fn for_limits(limits: &ProcessLimits) -> Self {
+        Self {
+            cpu_seconds: limits.timeout.as_secs().max(1) * 2,
+            memory_bytes: limits.memory_bytes,
+        }
+    }
+
+    fn apply(self) -> std::io::Result<()> {
+        set_limit(libc::RLIMIT_CPU, self.cpu_seconds)?;
+        set_limit(libc::RLIMIT_DATA, self.memory_bytes)?;
+        // The renderer writes nothing but its pipes; any file write kills it.
+        set_limit(libc::RLIMIT_FSIZE, 0)?;
+        set_limit(libc::RLIMIT_CORE, 0)?;
+        set_limit(libc::RLIMIT_NOFILE, 256)?;
+        // SAFETY: plain syscall without pointers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Lowers a limit to `value` (never raises it: that would fail without privileges).
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` lives for both calls.
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let value = value.min(limit.rlim_max);
+    limit.rlim_cur = value;
+    limit.rlim_max = value;
+    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(timeout: Duration) -> ProcessLimits {
+        ProcessLimits {
+            timeout,
+            memory_bytes: 256 * 1024 * 1024,
+            max_stdout_bytes: 1024 * 1024,
+            max_stderr_bytes: 1024,
+        }
+    }
+
+    async fn shell(script: &str, limits: &ProcessLimits) -> (WorkDir, Result<Finished, RunError>) {
+        let work = WorkDir::create(None).unwrap();
+        let args = ["-c".into(), script.into()];
+        let result = run(Path::new("/bin/sh"), &args, &work, limits).await;
+        (work, result)
+    }
+
+    #[tokio::test]
+    async fn the_process_sees_only_its_own_environment() {
+        let (work, result) = shell("env", &limits(Duration::from_secs(10))).await;
+        let finished = result.unwrap();
+        let env = String::from_utf8(finished.stdout).unwrap();
+        let names: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(n, _)| n)
+            .collect();
+        let allowed = [
+            "HOME",
+            "TMPDIR",
+            "XDG_CONFIG_HOME",
+            "XDG_CACHE_HOME",
+            "GOMAXPROCS",
+            "GOMEMLIMIT",
+            "NO_PROXY",
+            "no_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "PWD",
+            "SHLVL",
+            "_",
+            "OLDPWD",
+        ];
+        for name in &names {
+            assert!(
+                allowed.contains(name),
+                "unexpected variable {name} in {env}"
+            );
+        }
+        assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:9"), "{env}");
+        assert!(
+            !env.contains("KUBECONFIG") && !env.contains("PATH=/"),
+            "{env}"
+        );
+        let home = work.home();
+        assert!(env.contains(&format!("HOME={}", home.display())), "{env}");
+    }
+
+    #[tokio::test]
+    async fn limits_are_set_before_the_program_runs() {
+        let (_work, result) = shell(
+            "cat /proc/self/limits; echo x > written",
+            &limits(Duration::from_secs(10)),
+        )
+        .await;
+        let finished = result.unwrap();
+        let text = String::from_utf8(finished.stdout).unwrap();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} missing in {text}"))
+                .split_whitespace()
+                .filter(|w| w.chars().all(|c| c.is_ascii_digit()) || *w == "unlimited")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(line("Max data size"), ["268435456", "268435456"]);
+        assert_eq!(line("Max file size"), ["0", "0"]);
+        assert_eq!(line("Max cpu time"), ["20", "20"]);
+        // Writing a file is refused: RLIMIT_FSIZE 0 kills the writer (SIGXFSZ) or fails it.
+        assert!(!finished.status.success(), "a file write succeeded");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        // A background grandchild that would outlive its parent: it must die too.
+        let marker = format!("{}.{}", 1000 + std::process::id() % 1000, 4321);
+        let script = format!("sleep {marker} & sleep {marker}");
+        let (_work, result) = shell(&script, &limits(Duration::from_millis(500))).await;
+        assert!(matches!(result, Err(RunError::TimedOut)), "{result:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let survivors: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&marker))
+            .collect();
+        assert!(survivors.is_empty(), "still running: {survivors:?}");
+    }
+
+    #[tokio::test]
+    async fn output_past_the_cap_stops_the_process() {
+        let (_work, result) = shell("yes driftless", &limits(Duration::from_secs(10))).await;
+        assert!(
+            matches!(result, Err(RunError::OutputTooLarge)),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn work_directories_are_private_and_scrubbed_from_messages() {
+        use std::os::unix::fs::PermissionsExt;
+        let work = WorkDir::create(None).unwrap();
+        let mode = std::fs::metadata(&work.root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        work.write_file("apps/base/a.yaml", b"x").unwrap();
+        assert!(
+            work.write_file("apps/base/a.yaml", b"y").is_err(),
+            "overwrote a file"
+        );
+        let message = format!(
+            "open {}/apps/x.yaml: no such file; root {}; home {}",
+            work.repo().display(),
+            work.repo().display(),
+            work.home().display()
+        );
+        assert_eq!(
+            work.scrub(&message),
+            "open apps/x.yaml: no such file; root .; home <work dir>/home"
+        );
+        let root = work.root.clone();
+        drop(work);
+        assert!(!root.exists(), "the work directory outlived its render");
+    }
+}
