@@ -973,3 +973,173 @@ spec:
         assert_eq!(rollout(&namespace).await, (names_after, referenced_after));
     }
 }
+
+const WEB: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.0
+      - name: cache
+        image: redis
+";
+
+fn edits() -> driftless::render::KustomizationEdits {
+    driftless::render::KustomizationEdits {
+        name_prefix: Some("new-".into()),
+        name_suffix: Some("-x".into()),
+        images: vec![
+            serde_json::json!({ "name": "nginx", "newTag": "2.0" }),
+            serde_json::json!({ "name": "redis", "newName": "valkey", "newTag": "8" }),
+        ],
+        patches: vec![serde_json::json!({
+            "patch": "- op: replace\n  path: /spec/replicas\n  value: 3\n",
+            "target": { "kind": "Deployment" },
+        })],
+        components: vec!["../components/team".into()],
+    }
+}
+
+async fn render_with(
+    harness: &Harness,
+    repository: &Path,
+    path: &str,
+    kustomization: driftless::render::KustomizationEdits,
+) -> Result<Vec<Value>, Vec<RenderError>> {
+    let source = Arc::new(DirTree {
+        root: repository.to_owned(),
+    });
+    let options = RenderOptions { kustomization };
+    let rendered = harness
+        .renderer
+        .render(source, path, &options)
+        .await
+        .map_err(|e| e.0)?;
+    Ok(rendered
+        .units
+        .iter()
+        .flat_map(|u| parse_stream(&u.output))
+        .collect())
+}
+
+const COMPONENT: &str = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nlabels:\n- pairs:\n    team: a\n";
+
+#[tokio::test]
+async fn spec_fields_edit_the_kustomization_as_flux_does() {
+    let harness = Harness::new().await;
+    let original = repository(&[
+        (
+            "app/kustomization.yaml",
+            "resources:\n- web.yaml\nnamePrefix: old-\nimages:\n- name: nginx\n  newTag: \"1.5\"\n",
+        ),
+        ("app/web.yaml", WEB),
+        ("components/team/kustomization.yaml", COMPONENT),
+    ]);
+    // The same kustomization with Flux's edits written in by hand: prefix and suffix replaced,
+    // images merged by name, the patch and the component appended.
+    let edited_by_hand = repository(&[
+        (
+            "app/kustomization.yaml",
+            "resources:\n- web.yaml\nnamePrefix: new-\nnameSuffix: -x\nimages:\n- name: nginx\n  newTag: \"2.0\"\n- name: redis\n  newName: valkey\n  newTag: \"8\"\npatches:\n- patch: |\n    - op: replace\n      path: /spec/replicas\n      value: 3\n  target:\n    kind: Deployment\ncomponents:\n- ../components/team\n",
+        ),
+        ("app/web.yaml", WEB),
+        ("components/team/kustomization.yaml", COMPONENT),
+    ]);
+    let ours = render_with(&harness, original.path(), "app", edits())
+        .await
+        .unwrap();
+    let expected = kustomize_build(&edited_by_hand.path().join("app")).unwrap();
+    assert_eq!(ours, expected);
+    assert_eq!(ours[0]["metadata"]["name"], "new-web-x");
+    assert_eq!(ours[0]["spec"]["replicas"], 3);
+    assert_eq!(ours[0]["metadata"]["labels"]["team"], "a");
+    let images: Vec<&Value> = ours[0]["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["image"])
+        .collect();
+    assert_eq!(images, ["nginx:2.0", "valkey:8"]);
+}
+
+#[tokio::test]
+async fn spec_fields_on_a_plain_path_generate_its_kustomization() {
+    let harness = Harness::new().await;
+    let repo = repository(&[
+        ("deploy/web.yaml", WEB),
+        ("deploy/config/cm.yaml", CONFIG_MAP),
+        ("deploy/config/values.yaml", "replicas: 3\nnot: an object\n"),
+        (
+            "deploy/sub/kustomization.yaml",
+            "resources:\n- cm.yaml\nnameSuffix: -sub\n",
+        ),
+        ("deploy/sub/cm.yaml", CONFIG_MAP),
+        (
+            "deploy/sub/extra.yaml",
+            CONFIG_MAP
+                .replace("name: app", "name: never-listed")
+                .as_str(),
+        ),
+        ("components/team/kustomization.yaml", COMPONENT),
+    ]);
+    let source = Arc::new(DirTree {
+        root: repo.path().to_owned(),
+    });
+    let options = RenderOptions {
+        kustomization: edits(),
+    };
+    let rendered = harness
+        .renderer
+        .render(source, "deploy", &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        rendered.layout.units,
+        ["deploy"],
+        "one generated unit covers the path"
+    );
+    let mut names: Vec<String> = rendered
+        .units
+        .iter()
+        .flat_map(|u| parse_stream(&u.output))
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new-app-sub-x", "new-app-x", "new-web-x"]);
+}
+
+#[tokio::test]
+async fn spec_components_follow_the_sandbox_rules() {
+    let harness = Harness::new().await;
+    let repo = repository(&[
+        ("app/kustomization.yaml", "resources:\n- web.yaml\n"),
+        ("app/web.yaml", WEB),
+    ]);
+    for (component, rule) in [
+        ("../../../outside", Refusal::LeavesRepository),
+        ("https://example.com/component", Refusal::Remote),
+        ("/etc", Refusal::Absolute),
+    ] {
+        let kustomization = driftless::render::KustomizationEdits {
+            components: vec![component.into()],
+            ..Default::default()
+        };
+        let errors = render_with(&harness, repo.path(), "app", kustomization)
+            .await
+            .expect_err(component);
+        assert!(
+            matches!(&errors[..], [RenderError::Refused { reason, field, .. }] if *reason == rule && field == "components"),
+            "{component}: {errors:?}"
+        );
+    }
+    assert_eq!(harness.renderer.renders_run(), 0);
+}

@@ -2,9 +2,11 @@
 
 mod duration;
 mod git_repository;
+mod kustomize;
 
 pub use duration::{DurationError, parse_duration};
 pub use git_repository::*;
+pub use kustomize::{CommonMetadata, ImageOverride, PatchSpec, PatchTarget};
 
 use kube::CustomResourceExt;
 

@@ -387,11 +387,10 @@ async fn converge(
     namespace: &str,
     artifact: Artifact,
 ) -> Result<Converged, Failure> {
-    let path = repository.spec.path.clone().unwrap_or_default();
-    let inputs = super::render::manifest_inputs(&context.renderer, &artifact, &path)
+    let inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
         .await
         .map_err(|errors| render_failure(&artifact, &errors))?;
-    let manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
+    let mut manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
         .map_err(|errors| {
             Failure::new(
                 Reason::ManifestInvalid,
@@ -399,6 +398,7 @@ async fn converge(
             )
             .at(&artifact.revision)
         })?;
+    super::render::apply_common_metadata(&mut manifests, &repository.spec);
     let options = apply_options(repository, namespace, context);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier

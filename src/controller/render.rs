@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use crate::{
+    api::GitRepositorySpec,
+    manifests::Manifest,
     render::{
-        Entry, RenderError, RenderErrors, RenderOptions, Renderer, RepositoryTree, TreeSource,
+        Entry, KustomizationEdits, RenderError, RenderErrors, RenderOptions, Renderer,
+        RepositoryTree, TreeSource,
     },
     source::{
         Artifact, Snapshot,
@@ -31,16 +34,15 @@ impl ManifestInputs<'_> {
     }
 }
 
-/// Renders the units under the artifact's `path` and collects what the manifest reader reads.
+/// Renders the units under the spec's `path` and collects what the manifest reader reads.
 pub(super) async fn manifest_inputs<'a>(
     renderer: &Renderer,
     artifact: &'a Artifact,
-    path: &str,
+    spec: &GitRepositorySpec,
 ) -> Result<ManifestInputs<'a>, RenderErrors> {
     let source = Arc::new(GitTree(artifact.snapshot.clone()));
-    let rendered = renderer
-        .render(source, path, &RenderOptions::default())
-        .await?;
+    let path = spec.path.as_deref().unwrap_or_default();
+    let rendered = renderer.render(source, path, &render_options(spec)).await?;
     let plain = artifact
         .files
         .iter()
@@ -56,6 +58,41 @@ pub(super) async fn manifest_inputs<'a>(
         })
         .collect();
     Ok(ManifestInputs { plain, rendered })
+}
+
+/// The spec's Kustomize fields as edits of the kustomization at its path.
+fn render_options(spec: &GitRepositorySpec) -> RenderOptions {
+    RenderOptions {
+        kustomization: KustomizationEdits {
+            name_prefix: spec.name_prefix.clone(),
+            name_suffix: spec.name_suffix.clone(),
+            images: spec.images.iter().map(json).collect(),
+            patches: spec.patches.iter().map(json).collect(),
+            components: spec.components.clone(),
+        },
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).expect("API types serialize to JSON")
+}
+
+/// `spec.commonMetadata`: labels and annotations on every object's own metadata.
+pub(super) fn apply_common_metadata(manifests: &mut [Manifest], spec: &GitRepositorySpec) {
+    let Some(common) = &spec.common_metadata else {
+        return;
+    };
+    for manifest in manifests {
+        let metadata = &mut manifest.object.metadata;
+        if !common.labels.is_empty() {
+            let labels = metadata.labels.get_or_insert_with(Default::default);
+            labels.extend(common.labels.clone());
+        }
+        if !common.annotations.is_empty() {
+            let annotations = metadata.annotations.get_or_insert_with(Default::default);
+            annotations.extend(common.annotations.clone());
+        }
+    }
 }
 
 struct GitTree(Snapshot);

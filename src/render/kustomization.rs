@@ -54,6 +54,67 @@ pub struct InputLimits {
 pub struct Inputs {
     pub files: BTreeMap<String, String>,
     pub total_bytes: u64,
+    /// The unit's kustomization file as edited (or generated), written instead of the commit's.
+    pub edited: Option<(String, Vec<u8>)>,
+}
+
+/// Flux-style settings written into the kustomization at a GitRepository's path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KustomizationEdits {
+    /// Replace the kustomization's `namePrefix` / `nameSuffix`.
+    pub name_prefix: Option<String>,
+    pub name_suffix: Option<String>,
+    /// `images` entries (`name`, `newName`, `newTag`, `digest`), replacing entries of the same
+    /// name.
+    pub images: Vec<Value>,
+    /// `patches` entries (`patch`, `target`), appended.
+    pub patches: Vec<Value>,
+    /// `components` entries, appended.
+    pub components: Vec<String>,
+}
+
+impl KustomizationEdits {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Writes the edits into a kustomization document.
+    fn apply(&self, fields: &mut serde_json::Map<String, Value>) {
+        if let Some(prefix) = &self.name_prefix {
+            fields.insert("namePrefix".into(), prefix.clone().into());
+        }
+        if let Some(suffix) = &self.name_suffix {
+            fields.insert("nameSuffix".into(), suffix.clone().into());
+        }
+        if !self.images.is_empty() {
+            let images = list_field(fields, "images");
+            for image in &self.images {
+                let name = image.get("name");
+                match images.iter_mut().find(|i| i.get("name") == name) {
+                    Some(existing) => *existing = image.clone(),
+                    None => images.push(image.clone()),
+                }
+            }
+        }
+        if !self.patches.is_empty() {
+            list_field(fields, "patches").extend(self.patches.iter().cloned());
+        }
+        if !self.components.is_empty() {
+            let components = list_field(fields, "components");
+            components.extend(self.components.iter().cloned().map(Value::from));
+        }
+    }
+}
+
+/// The list at `key`, created when absent (a non-list value is replaced).
+fn list_field<'m>(fields: &'m mut serde_json::Map<String, Value>, key: &str) -> &'m mut Vec<Value> {
+    let entry = fields
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !entry.is_array() {
+        *entry = Value::Array(Vec::new());
+    }
+    entry.as_array_mut().expect("just made a list")
 }
 
 /// The kustomization file of directory `dir`, if it has one.
@@ -75,14 +136,99 @@ pub fn kustomization_file(
 pub fn collect_inputs(
     tree: &dyn RepositoryTree,
     unit: &str,
+    edits: &KustomizationEdits,
     limits: InputLimits,
 ) -> Result<Inputs, RenderError> {
     let mut walk = Walk {
         tree,
         roots: BTreeSet::new(),
     };
-    walk.visit_root(unit, None)?;
-    materializable_files(tree, unit, &walk.roots, limits)
+    let edited = if edits.is_empty() {
+        walk.visit_root(unit, None)?;
+        None
+    } else {
+        Some(walk.visit_edited_root(unit, edits)?)
+    };
+    let mut inputs = materializable_files(tree, unit, &walk.roots, limits)?;
+    inputs.edited = edited;
+    Ok(inputs)
+}
+
+/// Flux's generated kustomization for a directory without one: every manifest file below it
+/// that holds Kubernetes objects, and every subdirectory kustomization (not descended into).
+fn generated_kustomization(
+    tree: &dyn RepositoryTree,
+    dir: &str,
+) -> Result<serde_json::Map<String, Value>, RenderError> {
+    let mut resources = Vec::new();
+    collect_generated_resources(tree, dir, dir, &mut resources)?;
+    let mut fields = serde_json::Map::new();
+    fields.insert(
+        "apiVersion".into(),
+        "kustomize.config.k8s.io/v1beta1".into(),
+    );
+    fields.insert("kind".into(), "Kustomization".into());
+    fields.insert(
+        "resources".into(),
+        Value::Array(resources.into_iter().map(Value::from).collect()),
+    );
+    Ok(fields)
+}
+
+fn collect_generated_resources(
+    tree: &dyn RepositoryTree,
+    root: &str,
+    dir: &str,
+    resources: &mut Vec<String>,
+) -> Result<(), RenderError> {
+    let relative = |path: &str| {
+        path.strip_prefix(root)
+            .map(|p| p.trim_start_matches('/'))
+            .unwrap_or(path)
+            .to_owned()
+    };
+    for (name, entry) in tree.list(dir)? {
+        let path = tree::join(dir, &name);
+        match entry {
+            Entry::Directory if kustomization_file(tree, &path)?.is_some() => {
+                resources.push(relative(&path));
+            }
+            Entry::Directory => collect_generated_resources(tree, root, &path, resources)?,
+            // A file too large to check is listed: kustomize reads it under the tree limits.
+            Entry::File { size, .. } if is_manifest_name(&name) => {
+                let listed = size > MAX_CHECKED_FILE_BYTES || holds_objects(&tree.read(&path)?);
+                if listed {
+                    resources.push(relative(&path));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn is_manifest_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
+/// Whether a file's documents are Kubernetes objects (as Flux decides what to list): a file of
+/// other YAML would only fail the build.
+fn holds_objects(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let Ok(documents) = parse_yaml("", text) else {
+        return true; // listed, so that kustomize reports the broken file
+    };
+    let mut objects = documents.iter().filter(|d| !d.is_null()).peekable();
+    objects.peek().is_some()
+        && objects.all(|d| {
+            d.get("apiVersion").is_some_and(Value::is_string)
+                && d.get("kind").is_some_and(Value::is_string)
+        })
 }
 
 /// Where a reference was written, for error messages.
@@ -111,6 +257,34 @@ struct Walk<'t> {
 }
 
 impl Walk<'_> {
+    /// Checks the unit's kustomization (or the one generated for it) with the edits written in,
+    /// and returns the file to write instead of the commit's.
+    fn visit_edited_root(
+        &mut self,
+        dir: &str,
+        edits: &KustomizationEdits,
+    ) -> Result<(String, Vec<u8>), RenderError> {
+        self.roots.insert(dir.to_owned());
+        let (file, mut fields) = match kustomization_file(self.tree, dir)? {
+            Some((file, entry)) => {
+                let documents = self.read_yaml(&file, &entry)?;
+                match <[Value; 1]>::try_from(documents) {
+                    Ok([Value::Object(fields)]) => (file, fields),
+                    _ => return Err(invalid(&file, "expected exactly one mapping")),
+                }
+            }
+            None => (
+                tree::join(dir, KUSTOMIZATION_FILES[0]),
+                generated_kustomization(self.tree, dir)?,
+            ),
+        };
+        edits.apply(&mut fields);
+        self.check_fields(dir, &file, &fields)?;
+        // JSON is YAML: kustomize reads it as the kustomization file it replaces.
+        let contents = serde_json::to_vec_pretty(&fields).expect("a JSON map serializes");
+        Ok((file, contents))
+    }
+
     /// Checks the kustomization of `dir` (reached from `site`, or the unit itself).
     fn visit_root(&mut self, dir: &str, site: Option<Site<'_>>) -> Result<(), RenderError> {
         if !self.roots.insert(dir.to_owned()) {

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 pub use error::{Refusal, RenderError};
-pub use kustomization::InputLimits;
+pub use kustomization::{InputLimits, KustomizationEdits};
 pub use kustomize::Kustomize;
 pub use layout::Layout;
 pub use tree::{Entry, RepositoryTree, TreeSource};
@@ -83,8 +83,11 @@ impl Default for RenderSettings {
 }
 
 /// Options that change a render's output; part of the cache key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct RenderOptions {}
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RenderOptions {
+    /// Written into the kustomization at the path, or into one generated for it.
+    pub kustomization: KustomizationEdits,
+}
 
 /// The rendered units under a path.
 #[derive(Clone, Debug, Default)]
@@ -190,8 +193,15 @@ impl Renderer {
         options: &RenderOptions,
     ) -> Result<Rendered, RenderErrors> {
         let path = path.trim_matches('/').to_owned();
+        let edits = !options.kustomization.is_empty();
         let (root_id, layout) = blocking(source.clone(), move |tree| {
-            Ok((tree.root_id(), layout::layout(tree, &path)?))
+            let mut layout = layout::layout(tree, &path)?;
+            if edits {
+                // The edits apply to the path's kustomization: a generated one when the path
+                // has none, which then covers every file and unit below it (as in Flux).
+                layout.units = vec![path];
+            }
+            Ok((tree.root_id(), layout))
         })
         .await
         .map_err(|e| RenderErrors(vec![e]))?;
@@ -259,7 +269,8 @@ impl Renderer {
         let limits = self.settings.input_limits;
         let inputs = blocking(source.clone(), {
             let unit = unit.to_owned();
-            move |tree| kustomization::collect_inputs(tree, &unit, limits)
+            let edits = options.kustomization.clone();
+            move |tree| kustomization::collect_inputs(tree, &unit, &edits, limits)
         })
         .await
         .inspect_err(|error| self.count(error.outcome(), None))?;
@@ -322,9 +333,16 @@ fn materialize(
 ) -> Result<WorkDir, RenderError> {
     let sandbox_error = |e: std::io::Error| RenderError::Sandbox(format!("work directory: {e}"));
     let work = WorkDir::create(parent.as_deref()).map_err(sandbox_error)?;
+    let edited = inputs.edited.as_ref();
     for path in inputs.files.keys() {
+        if edited.is_some_and(|(edited, _)| edited == path) {
+            continue;
+        }
         let contents = tree.read(path)?;
         work.write_file(path, &contents).map_err(sandbox_error)?;
+    }
+    if let Some((path, contents)) = edited {
+        work.write_file(path, contents).map_err(sandbox_error)?;
     }
     Ok(work)
 }
@@ -352,6 +370,11 @@ fn input_digest(
         hasher.update([0]);
         hasher.update(id.as_bytes());
         hasher.update([0]);
+    }
+    if let Some((path, contents)) = &inputs.edited {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(contents);
     }
     hex(&hasher.finalize())
 }
