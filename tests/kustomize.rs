@@ -869,12 +869,34 @@ spec:
         namespace
             .create_git_repository(
                 "app",
-                json!({ "url": server.url_for(&repo), "path": "overlays/prod", "interval": "1s" }),
+                json!({
+                    "url": server.url_for(&repo), "path": "overlays/prod", "interval": "1s",
+                    "commonMetadata": { "labels": { "owner": "team-a" }, "annotations": { "team": "a" } },
+                }),
             )
             .await;
 
         let converged = wait_for(&namespace, "the overlay", |r| applied_at(r, &first)).await;
         assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let status = converged.status.as_ref().unwrap();
+        assert_eq!(
+            status.last_applied_renderer.as_deref(),
+            Some("kustomize v5.8.2")
+        );
+        let deployment = namespace.api::<Deployment>().get("prod-web").await.unwrap();
+        let labels = deployment.metadata.labels.unwrap();
+        assert_eq!(
+            labels.get("owner").map(String::as_str),
+            Some("team-a"),
+            "commonMetadata"
+        );
+        assert_eq!(
+            labels.get("tier").map(String::as_str),
+            Some("web"),
+            "the overlay's labels"
+        );
+        let annotations = deployment.metadata.annotations.unwrap();
+        assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
         let (names, referenced) = rollout(&namespace).await;
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].starts_with("prod-app-config-"), "{names:?}");

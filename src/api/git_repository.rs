@@ -194,6 +194,10 @@ pub struct GitRepositoryStatus {
     /// What the last successful reconcile did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyCounts>,
+    /// The renderer that built the last applied revision's kustomizations, e.g.
+    /// `kustomize v5.8.2`; absent when the revision was plain YAML only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_renderer: Option<String>,
     /// Path under the webhook receiver that triggers this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_path: Option<String>,

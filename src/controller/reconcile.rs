@@ -87,6 +87,7 @@ pub async fn reconcile_repository(
                 status.last_applied_revision = revision;
                 status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
                 status.inventory = converged.inventory.clone();
+                status.last_applied_renderer = converged.renderer.clone();
                 status.webhook_path = webhook_path.clone();
                 if !resync {
                     status.last_apply = Some(converged.counts());
@@ -259,6 +260,8 @@ struct Converged {
     report: ApplyReport,
     pruned: PruneReport,
     inventory: Vec<InventoryEntry>,
+    /// `kustomize <version>` when the revision had kustomizations.
+    renderer: Option<String>,
 }
 
 impl Converged {
@@ -398,6 +401,7 @@ async fn converge(
             )
             .at(&artifact.revision)
         })?;
+    let renderer = inputs.renderer();
     super::render::apply_common_metadata(&mut manifests, &repository.spec);
     let options = apply_options(repository, namespace, context);
     let applier = applier_for(repository, namespace, context)?;
@@ -440,6 +444,7 @@ async fn converge(
         report,
         pruned,
         inventory,
+        renderer,
     })
 }
 

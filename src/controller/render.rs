@@ -22,9 +22,15 @@ use crate::{
 pub(super) struct ManifestInputs<'a> {
     plain: Vec<(&'a str, &'a [u8])>,
     rendered: Vec<(String, Arc<[u8]>)>,
+    renderer: Option<String>,
 }
 
 impl ManifestInputs<'_> {
+    /// `kustomize <version>` when anything was rendered.
+    pub(super) fn renderer(&self) -> Option<String> {
+        self.renderer.clone()
+    }
+
     pub(super) fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.plain.iter().copied().chain(
             self.rendered
@@ -49,7 +55,7 @@ pub(super) async fn manifest_inputs<'a>(
         .filter(|file| rendered.layout.unit_of(&file.path).is_none())
         .map(|file| (file.path.as_str(), file.contents.as_slice()))
         .collect();
-    let rendered = rendered
+    let rendered: Vec<(String, Arc<[u8]>)> = rendered
         .units
         .into_iter()
         .map(|unit| {
@@ -57,7 +63,15 @@ pub(super) async fn manifest_inputs<'a>(
             (format!("{dir} (kustomize build)"), unit.output)
         })
         .collect();
-    Ok(ManifestInputs { plain, rendered })
+    let renderer = match renderer.kustomize() {
+        Ok(kustomize) if !rendered.is_empty() => Some(format!("kustomize {}", kustomize.version)),
+        _ => None,
+    };
+    Ok(ManifestInputs {
+        plain,
+        rendered,
+        renderer,
+    })
 }
 
 /// The spec's Kustomize fields as edits of the kustomization at its path.
