@@ -1044,6 +1044,103 @@ spec:
         );
         assert_eq!(rollout(&namespace).await, (names_after, referenced_after));
     }
+
+    #[tokio::test]
+    async fn post_build_substitutes_from_a_config_map_and_a_secret_and_names_a_missing_variable() {
+        use kube::api::PostParams;
+        install_crds().await;
+        let namespace = TestNamespace::create("kustomize-postbuild").await;
+        let variables: ConfigMap = serde_json::from_value(json!({
+            "metadata": { "name": "cluster-vars" },
+            "data": { "cluster_name": "prod-1", "greeting": "from-configmap" },
+        }))
+        .unwrap();
+        namespace
+            .api::<ConfigMap>()
+            .create(&PostParams::default(), &variables)
+            .await
+            .unwrap();
+        namespace
+            .create_secret("secret-vars", &[("token", b"s3cr3t".as_slice())])
+            .await;
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let settings = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  cluster: ${cluster_name}\n  token: ${token}\n  region: ${region:=eu-west-1}\n  greeting: ${greeting}\n  literal: $${cluster_name}\n";
+        let first = repo.commit(
+            "substituted",
+            &[
+                ("app/kustomization.yaml", "resources:\n- settings.yaml\n"),
+                ("app/settings.yaml", settings),
+            ],
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "path": "app", "interval": "1s",
+                    "postBuild": {
+                        "substitute": { "greeting": "inline-wins" },
+                        "substituteFrom": [
+                            { "kind": "ConfigMap", "name": "cluster-vars" },
+                            { "kind": "Secret", "name": "secret-vars" },
+                            { "kind": "Secret", "name": "absent", "optional": true },
+                        ],
+                    },
+                }),
+            )
+            .await;
+        let converged = wait_for(&namespace, "the substituted revision", |r| {
+            applied_at(r, &first)
+        })
+        .await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let data = namespace
+            .api::<ConfigMap>()
+            .get("settings")
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(data["cluster"], "prod-1");
+        assert_eq!(data["token"], "s3cr3t");
+        assert_eq!(data["region"], "eu-west-1");
+        assert_eq!(data["greeting"], "inline-wins");
+        assert_eq!(data["literal"], "${cluster_name}");
+
+        let broken = format!("{settings}  zone: ${{undefined_zone}}\n");
+        let bad = repo.commit(
+            "unset variable",
+            &[
+                ("app/kustomization.yaml", "resources:\n- settings.yaml\n"),
+                ("app/settings.yaml", &broken),
+            ],
+        );
+        let failed = wait_for(&namespace, "the unset variable", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.last_attempted_revision.as_deref())
+                .is_some_and(|a| a.ends_with(&bad))
+        })
+        .await;
+        let (status, reason, message) = ready(&failed);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BuildFailed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"undefined_zone\"")
+                && message.contains("ConfigMap settings")
+                && message.contains("app (kustomize build)"),
+            "{message}"
+        );
+        assert!(
+            applied_at(&failed, &first),
+            "the last good revision stays applied"
+        );
+    }
 }
 
 const WEB: &str = "apiVersion: apps/v1

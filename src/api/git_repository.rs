@@ -122,6 +122,11 @@ pub struct GitRepositorySpec {
     /// Labels and annotations set on every applied object's metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<super::CommonMetadata>,
+
+    /// Variable substitution (`${var}`, `${var:=default}`) in every manifest after
+    /// rendering, as Flux's `postBuild`; strict: an unset variable without a default fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<super::PostBuild>,
 }
 
 /// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that

@@ -63,3 +63,28 @@ pub struct CommonMetadata {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
+
+/// Variable substitution in the manifests after rendering, as Flux's `postBuild`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostBuild {
+    /// Variables by name; they override those of `substituteFrom`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub substitute: BTreeMap<String, String>,
+    /// ConfigMaps and Secrets of this namespace whose keys are variables, later ones
+    /// overriding earlier ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute_from: Vec<SubstituteReference>,
+}
+
+/// A ConfigMap or Secret holding substitution variables.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    #[x_kube(validation = Rule::new("self == 'ConfigMap' || self == 'Secret'").message("kind must be ConfigMap or Secret"))]
+    pub kind: String,
+    pub name: String,
+    /// Tolerate a missing object (its variables are then unset). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}

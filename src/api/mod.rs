@@ -6,7 +6,9 @@ mod kustomize;
 
 pub use duration::{DurationError, parse_duration};
 pub use git_repository::*;
-pub use kustomize::{CommonMetadata, ImageOverride, PatchSpec, PatchTarget};
+pub use kustomize::{
+    CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
+};
 
 use kube::CustomResourceExt;
 

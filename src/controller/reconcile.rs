@@ -390,9 +390,15 @@ async fn converge(
     namespace: &str,
     artifact: Artifact,
 ) -> Result<Converged, Failure> {
-    let inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
+    let mut inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
         .await
         .map_err(|errors| render_failure(&artifact, &errors))?;
+    super::render::substitute(&mut inputs, &repository.spec, namespace, context)
+        .await
+        .map_err(|message| {
+            let message = format!("revision {}: {message}", artifact.revision);
+            Failure::new(Reason::BuildFailed, message).at(&artifact.revision)
+        })?;
     let mut manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
         .map_err(|errors| {
             Failure::new(

@@ -2,14 +2,17 @@
 //! manifest files pass through. The glue between [`crate::source`]'s commit snapshots and
 //! [`crate::render`]'s tree views lives here, so neither module knows the other.
 
-use std::sync::Arc;
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
 
 use crate::{
     api::GitRepositorySpec,
     manifests::Manifest,
     render::{
         Entry, KustomizationEdits, RenderError, RenderErrors, RenderOptions, Renderer,
-        RepositoryTree, TreeSource,
+        RepositoryTree, TreeSource, substitute::substitute_stream,
     },
     source::{
         Artifact, Snapshot,
@@ -20,7 +23,7 @@ use crate::{
 /// The manifest streams of a revision: plain files outside every unit, then one rendered
 /// stream per unit, named `<unit> (kustomize build)` in error messages.
 pub(super) struct ManifestInputs<'a> {
-    plain: Vec<(&'a str, &'a [u8])>,
+    plain: Vec<(&'a str, Cow<'a, [u8]>)>,
     rendered: Vec<(String, Arc<[u8]>)>,
     renderer: Option<String>,
 }
@@ -32,11 +35,32 @@ impl ManifestInputs<'_> {
     }
 
     pub(super) fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.plain.iter().copied().chain(
-            self.rendered
-                .iter()
-                .map(|(name, output)| (name.as_str(), &output[..])),
-        )
+        self.plain
+            .iter()
+            .map(|(name, contents)| (*name, contents.as_ref()))
+            .chain(
+                self.rendered
+                    .iter()
+                    .map(|(name, output)| (name.as_str(), &output[..])),
+            )
+    }
+
+    /// `spec.postBuild`: substitutes the variables in every stream (text that is not UTF-8 is
+    /// left to the manifest reader to report).
+    fn substitute(&mut self, variables: &BTreeMap<String, String>) -> Result<(), String> {
+        for (name, contents) in &mut self.plain {
+            if let Ok(text) = std::str::from_utf8(contents) {
+                let text = substitute_stream(name, text, variables).map_err(|e| e.to_string())?;
+                *contents = Cow::Owned(text.into_bytes());
+            }
+        }
+        for (name, output) in &mut self.rendered {
+            if let Ok(text) = std::str::from_utf8(output) {
+                let text = substitute_stream(name, text, variables).map_err(|e| e.to_string())?;
+                *output = Arc::from(text.into_bytes());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -53,7 +77,7 @@ pub(super) async fn manifest_inputs<'a>(
         .files
         .iter()
         .filter(|file| rendered.layout.unit_of(&file.path).is_none())
-        .map(|file| (file.path.as_str(), file.contents.as_slice()))
+        .map(|file| (file.path.as_str(), Cow::Borrowed(file.contents.as_slice())))
         .collect();
     let rendered: Vec<(String, Arc<[u8]>)> = rendered
         .units
@@ -72,6 +96,78 @@ pub(super) async fn manifest_inputs<'a>(
         rendered,
         renderer,
     })
+}
+
+/// `spec.postBuild`: reads the variables (with the GitRepository's ServiceAccount when it
+/// names one) and substitutes them in every stream.
+pub(super) async fn substitute(
+    inputs: &mut ManifestInputs<'_>,
+    spec: &GitRepositorySpec,
+    namespace: &str,
+    context: &super::Context,
+) -> Result<(), String> {
+    let Some(post_build) = &spec.post_build else {
+        return Ok(());
+    };
+    let client = reader_client(spec, namespace, context)?;
+    let mut variables = BTreeMap::new();
+    for source in &post_build.substitute_from {
+        variables.extend(read_variables(&client, namespace, source).await?);
+    }
+    variables.extend(post_build.substitute.clone());
+    inputs.substitute(&variables)
+}
+
+fn reader_client(
+    spec: &GitRepositorySpec,
+    namespace: &str,
+    context: &super::Context,
+) -> Result<Client, String> {
+    let Some(account) = &spec.service_account_name else {
+        return Ok(context.client.clone());
+    };
+    let mut config = context.config.clone();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
+    Client::try_from(config).map_err(|e| format!("impersonating ServiceAccount {account}: {e}"))
+}
+
+async fn read_variables(
+    client: &Client,
+    namespace: &str,
+    source: &crate::api::SubstituteReference,
+) -> Result<BTreeMap<String, String>, String> {
+    let what = format!(
+        "postBuild.substituteFrom {} {namespace}/{}",
+        source.kind, source.name
+    );
+    let missing = |found: Result<Option<BTreeMap<String, String>>, kube::Error>| match found {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) if source.optional == Some(true) => Ok(BTreeMap::new()),
+        Ok(None) => Err(format!(
+            "{what}: not found (set optional: true to allow that)"
+        )),
+        Err(error) => Err(format!("{what}: {error}")),
+    };
+    if source.kind == "Secret" {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let found = secrets.get_opt(&source.name).await.map(|secret| {
+            secret.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect()
+            })
+        });
+        missing(found)
+    } else {
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let found = configmaps
+            .get_opt(&source.name)
+            .await
+            .map(|c| c.map(|c| c.data.unwrap_or_default()));
+        missing(found)
+    }
 }
 
 /// The spec's Kustomize fields as edits of the kustomization at its path.

@@ -18,6 +18,7 @@ pub mod kustomization;
 pub mod kustomize;
 pub mod layout;
 pub mod sandbox;
+pub mod substitute;
 pub mod tree;
 
 use std::{
