@@ -70,7 +70,9 @@ impl Default for RenderSettings {
             kustomize_binary: None,
             concurrency: 2,
             timeout: Duration::from_secs(30),
-            memory_bytes: 1024 * 1024 * 1024,
+            // Typical builds take 50-100 MiB; two at the chart's 1 GiB container limit still
+            // leave room for the controller.
+            memory_bytes: 512 * 1024 * 1024,
             max_output_bytes: 16 * 1024 * 1024,
             cache_bytes: 256 * 1024 * 1024,
             work_dir: None,

@@ -266,6 +266,7 @@ impl Rlimits {
     }
 
     fn apply(self) -> std::io::Result<()> {
+        prefer_for_oom_kill();
         set_limit(libc::RLIMIT_CPU, self.cpu_seconds)?;
         set_limit(libc::RLIMIT_DATA, self.memory_bytes)?;
         // The renderer writes nothing but its pipes; any file write kills it.
@@ -277,6 +278,22 @@ impl Rlimits {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// Makes the renderer, not the controller, the process the kernel kills first when the
+/// container runs out of memory (raising one's own score needs no privilege). Best effort.
+fn prefer_for_oom_kill() {
+    const PATH: &[u8] = b"/proc/self/oom_score_adj\0";
+    const SCORE: &[u8] = b"1000";
+    // SAFETY: open/write/close with a NUL-terminated static path and a static buffer; all three
+    // are async-signal-safe.
+    unsafe {
+        let fd = libc::open(PATH.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            let _ = libc::write(fd, SCORE.as_ptr().cast(), SCORE.len());
+            libc::close(fd);
+        }
     }
 }
 
@@ -367,7 +384,7 @@ mod tests {
     #[tokio::test]
     async fn limits_are_set_before_the_program_runs() {
         let (_work, result) = shell(
-            "cat /proc/self/limits; echo x > written",
+            "cat /proc/self/limits; echo oom_score_adj=$(cat /proc/self/oom_score_adj); echo x > written",
             &limits(Duration::from_secs(10)),
         )
         .await;
@@ -385,6 +402,7 @@ mod tests {
         assert_eq!(line("Max data size"), ["268435456", "268435456"]);
         assert_eq!(line("Max file size"), ["0", "0"]);
         assert_eq!(line("Max cpu time"), ["20", "20"]);
+        assert!(text.contains("oom_score_adj=1000"), "{text}");
         // Writing a file is refused: RLIMIT_FSIZE 0 kills the writer (SIGXFSZ) or fails it.
         assert!(!finished.status.success(), "a file write succeeded");
     }
