@@ -698,6 +698,53 @@ async fn without_kustomize_plain_yaml_renders_and_kustomizations_fail_clearly() 
     assert!(message.contains("/nonexistent/kustomize"), "{message}");
 }
 
+#[tokio::test]
+async fn many_requests_for_one_input_share_one_render() {
+    let harness = Harness::new().await;
+    let repo = repository(&[
+        (
+            "app/kustomization.yaml",
+            "resources:\n- cm.yaml\nnamePrefix: shared-\n",
+        ),
+        ("app/cm.yaml", CONFIG_MAP),
+    ]);
+    let renders = (0..10).map(|_| harness.render(repo.path(), "app"));
+    let results = futures::future::join_all(renders).await;
+    for result in &results {
+        assert_eq!(
+            result.as_ref().unwrap()[0]["metadata"]["name"],
+            "shared-app"
+        );
+    }
+    assert_eq!(
+        harness.renderer.renders_run(),
+        1,
+        "ten GitRepositories, one kustomize run"
+    );
+}
+
+#[test]
+fn driftless_version_names_the_kustomize_it_would_use() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .arg("version")
+        .arg("--kustomize-binary")
+        .arg(kustomize_binary())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("kustomize v5.8.2 (")),
+        "{text}"
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args(["version", "--kustomize-binary", "/nonexistent/kustomize"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(missing.stdout).unwrap();
+    assert!(text.contains("kustomize is not available"), "{text}");
+}
+
 // ---- against the real cluster ----
 
 mod cluster {
