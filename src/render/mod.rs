@@ -167,6 +167,12 @@ impl Renderer {
             ),
             Err(error) => tracing::warn!(%error, "kustomizations cannot be rendered"),
         }
+        if !sandbox::network_denied_by_kernel() {
+            tracing::warn!(
+                "the kernel has no Landlock network rules: renderers are kept off the network \
+                 by a closed proxy and the pre-checks only"
+            );
+        }
         Self {
             kustomize,
             permits: Semaphore::new(settings.concurrency.max(1)),

@@ -11,6 +11,8 @@ use std::{
     time::Duration,
 };
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// A closed port on loopback: Go's HTTP client fails fast through this proxy, so a renderer
@@ -139,7 +141,11 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let rlimits = Rlimits::for_limits(limits);
+    let network_sandbox = landlock::deny_network();
+    let rlimits = Rlimits {
+        network_ruleset: network_sandbox.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        ..Rlimits::for_limits(limits)
+    };
     // SAFETY: the closure runs between fork and exec; it only calls setrlimit and prctl, which
     // are async-signal-safe, and allocates nothing.
     unsafe {
@@ -149,6 +155,7 @@ pub async fn run(
         program: program.display().to_string(),
         source,
     })?;
+    drop(network_sandbox); // the child holds its own copy until it execs
     let group = ProcessGroup::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -250,11 +257,13 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Resource limits set in the child before exec.
+/// Resource limits and restrictions set in the child before exec.
 #[derive(Clone, Copy)]
 struct Rlimits {
     cpu_seconds: u64,
     memory_bytes: u64,
+    /// A Landlock ruleset denying TCP, or -1 where the kernel has none.
+    network_ruleset: i32,
 }
 
 impl Rlimits {
@@ -262,6 +271,7 @@ impl Rlimits {
         Self {
             cpu_seconds: limits.timeout.as_secs().max(1) * 2,
             memory_bytes: limits.memory_bytes,
+            network_ruleset: -1,
         }
     }
 
@@ -276,6 +286,9 @@ impl Rlimits {
         // SAFETY: plain syscall without pointers.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(std::io::Error::last_os_error());
+        }
+        if self.network_ruleset >= 0 {
+            landlock::restrict_self(self.network_ruleset)?;
         }
         Ok(())
     }
@@ -294,6 +307,89 @@ fn prefer_for_oom_kill() {
             let _ = libc::write(fd, SCORE.as_ptr().cast(), SCORE.len());
             libc::close(fd);
         }
+    }
+}
+
+/// Whether this kernel lets renderers run without TCP (Landlock network rules).
+pub fn network_denied_by_kernel() -> bool {
+    landlock::abi() >= 4
+}
+
+/// Landlock (Linux 6.7 and later for network rules): the renderer may neither connect nor
+/// bind any TCP port, and (6.12 and later) neither signal processes nor reach abstract UNIX
+/// sockets outside its own sandbox. Best effort: without Landlock the closed proxy and the Rust
+/// checks remain.
+mod landlock {
+    use super::*;
+
+    const CREATE_RULESET_VERSION: u32 = 1;
+    const ACCESS_NET_BIND_TCP: u64 = 1;
+    const ACCESS_NET_CONNECT_TCP: u64 = 2;
+    const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
+    const SCOPE_SIGNAL: u64 = 2;
+
+    #[repr(C)]
+    struct RulesetAttr {
+        handled_access_fs: u64,
+        handled_access_net: u64,
+        scoped: u64,
+    }
+
+    /// The kernel's Landlock ABI version, 0 without Landlock.
+    pub(super) fn abi() -> i64 {
+        // SAFETY: the version query takes no attribute pointer.
+        let version = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<RulesetAttr>(),
+                0usize,
+                CREATE_RULESET_VERSION,
+            )
+        };
+        version.max(0)
+    }
+
+    /// A ruleset handling (so denying) TCP bind and connect, with no rule allowing any.
+    pub(super) fn deny_network() -> Option<OwnedFd> {
+        let abi = abi();
+        if abi < 4 {
+            return None;
+        }
+        let attr = RulesetAttr {
+            handled_access_fs: 0,
+            handled_access_net: ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP,
+            scoped: if abi >= 6 {
+                SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+            } else {
+                0
+            },
+        };
+        let size = if abi >= 6 {
+            std::mem::size_of::<RulesetAttr>()
+        } else {
+            2 * std::mem::size_of::<u64>()
+        };
+        // SAFETY: `attr` outlives the call and `size` does not exceed it.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                size,
+                0u32,
+            )
+        };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: the kernel just returned this descriptor to us alone.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Applies the ruleset to the calling (child) process; async-signal-safe.
+    pub(super) fn restrict_self(ruleset: i32) -> std::io::Result<()> {
+        // SAFETY: plain syscall on a descriptor inherited from the parent.
+        if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
@@ -422,6 +518,34 @@ mod tests {
             .filter(|c| c.contains(&marker))
             .collect();
         assert!(survivors.is_empty(), "still running: {survivors:?}");
+    }
+
+    #[tokio::test]
+    async fn the_process_cannot_open_a_tcp_connection() {
+        assert!(
+            landlock::abi() >= 4,
+            "this kernel has no Landlock network rules; the test cannot show the denial"
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let work = WorkDir::create(None).unwrap();
+        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+        let args = ["-c".into(), script.into()];
+        let finished = run(
+            Path::new("/bin/bash"),
+            &args,
+            &work,
+            &limits(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&finished.stdout);
+        let stderr = String::from_utf8_lossy(&finished.stderr);
+        assert!(
+            !finished.status.success() && !stdout.contains("connected"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("Permission denied"), "{stderr}");
     }
 
     #[tokio::test]
