@@ -1155,7 +1155,55 @@ spec:
         assert_eq!(data["region"], "eu-west-1");
         assert_eq!(data["greeting"], "inline-wins");
         assert_eq!(data["literal"], "${cluster_name}");
+        // A changed Secret of substituteFrom re-runs the GitRepository at once, long before its
+        // interval (raised to an hour here).
+        let api = namespace.api::<GitRepository>();
+        let patch = json!({ "spec": { "interval": "1h" } });
+        api.patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let secret = json!({ "data": { "token": "cm90YXRlZA==" } }); // "rotated"
+        namespace
+            .api::<k8s_openapi::api::core::v1::Secret>()
+            .patch(
+                "secret-vars",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&secret),
+            )
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let data = namespace
+                .api::<ConfigMap>()
+                .get("settings")
+                .await
+                .unwrap()
+                .data
+                .unwrap();
+            if data["token"] == "rotated" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Secret change was not picked up"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
 
+        let patch = json!({ "spec": { "interval": "1s" } });
+        api.patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
         let broken = format!("{settings}  zone: ${{undefined_zone}}\n");
         let bad = repo.commit(
             "unset variable",

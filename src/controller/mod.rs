@@ -190,11 +190,12 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .into_iter()
                 .filter(|repository| {
                     repository.namespace() == namespace
-                        && repository
+                        && (repository
                             .spec
                             .secret_ref
                             .as_ref()
                             .is_some_and(|r| r.name == name)
+                            || render::substitutes_from_secret(&repository.spec, &name))
                 })
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()

@@ -118,6 +118,17 @@ pub(super) async fn substitute(
     inputs.substitute(&variables)
 }
 
+/// Whether `spec.postBuild.substituteFrom` reads Secret `name` (its change then re-runs the
+/// GitRepository).
+pub(super) fn substitutes_from_secret(spec: &GitRepositorySpec, name: &str) -> bool {
+    spec.post_build.as_ref().is_some_and(|post_build| {
+        post_build
+            .substitute_from
+            .iter()
+            .any(|source| source.kind == "Secret" && source.name == name)
+    })
+}
+
 fn reader_client(
     spec: &GitRepositorySpec,
     namespace: &str,
