@@ -3,12 +3,21 @@
 # from the repository root. Published as ghcr.io/driftless-dev/driftless:<version>, the Helm
 # chart's default image.
 #
-# Stage 1 builds the release binary against the locked dependencies; stage 2 is distroless
+# Stage 1 builds the pinned kustomize (the renderer of kustomizations) from the same Go wrapper
+# module the tests build, so its go.sum pins every module checksum; stage 2 builds the release
+# binary against the locked dependencies; stage 3 is distroless
 # (glibc, libgcc, CA certificates; no shell, no package manager) plus libssl3/libcrypto3/zlib for
 # libgit2's HTTPS, libssh2 and pack inflation, running as the non-root user 65532.
 
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+ARG GO_IMAGE=golang:1.26-bookworm
+
+FROM ${GO_IMAGE} AS kustomize
+WORKDIR /kustomize
+COPY tests/cluster/modules/kustomize/go.mod tests/cluster/modules/kustomize/go.sum ./
+RUN CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o /out/ tool \
+ && /out/kustomize version
 
 FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
@@ -39,6 +48,8 @@ LABEL org.opencontainers.image.title="driftless" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/lib/ /usr/lib/
 COPY --from=build /out/driftless /usr/local/bin/driftless
+# Found on PATH by `driftless controller` (--kustomize-binary overrides it).
+COPY --from=kustomize /out/kustomize /usr/local/bin/kustomize
 # The git cache (an emptyDir in the chart) and the webhook secrets are mounted at run time;
 # the root file system can stay read-only.
 USER 65532:65532

@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use driftless::{
+    render::RenderSettings,
     source::{CacheLimits, Limits, TreeLimits},
     telemetry::LogFormat,
 };
@@ -23,8 +24,8 @@ pub enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` and the Helm chart ship).
     Crd,
-    /// Print the version of this build.
-    Version,
+    /// Print the version of this build and of the kustomize it would render with.
+    Version(RenderBinaryArgs),
     /// Print a shell completion script: `driftless completion bash > /etc/bash_completion.d/driftless`.
     Completion {
         #[arg(value_enum)]
@@ -32,6 +33,15 @@ pub enum Command {
     },
     #[command(flatten)]
     Client(driftless::cli::ClientCommand),
+}
+
+/// Which renderer binaries to use.
+#[derive(Args, Debug)]
+pub struct RenderBinaryArgs {
+    /// The kustomize binary that renders kustomizations (default: `kustomize` on PATH). Its
+    /// version is checked at start; without one, only plain-YAML paths can be applied.
+    #[arg(long, env = "DRIFTLESS_KUSTOMIZE_BINARY")]
+    pub kustomize_binary: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -88,10 +98,39 @@ pub struct ControllerArgs {
     pub source: SourceArgs,
 
     #[command(flatten)]
+    pub render: RenderArgs,
+
+    #[command(flatten)]
     pub leader_election: LeaderElectionArgs,
 
     #[command(flatten)]
     pub webhook: WebhookArgs,
+}
+
+/// Rendering kustomizations with the pinned upstream kustomize, as a sandboxed child process.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub binaries: RenderBinaryArgs,
+
+    /// Most kustomize processes running at once (each may take ~100 MiB).
+    #[arg(long, env = "DRIFTLESS_RENDER_CONCURRENCY", default_value_t = RenderSettings::default().concurrency)]
+    pub render_concurrency: usize,
+
+    /// Longest one render may run before its process group is killed.
+    #[arg(long, env = "DRIFTLESS_RENDER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub render_timeout: Duration,
+}
+
+impl RenderArgs {
+    pub fn settings(&self) -> RenderSettings {
+        RenderSettings {
+            kustomize_binary: self.binaries.kustomize_binary.clone(),
+            concurrency: self.render_concurrency,
+            timeout: self.render_timeout,
+            ..RenderSettings::default()
+        }
+    }
 }
 
 /// Running several replicas: one leads and reconciles, the others wait and receive webhooks.

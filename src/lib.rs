@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod controller;
 pub mod manifests;
+pub mod render;
 pub mod source;
 pub mod telemetry;
 pub mod webhook;

@@ -22,8 +22,17 @@ async fn main() -> ExitCode {
             print!("{}", driftless::api::crd_yaml());
             Ok(())
         }
-        Command::Version => {
+        Command::Version(args) => {
             println!("driftless {}", driftless::VERSION);
+            let binary = args.kustomize_binary.as_deref();
+            match driftless::render::Kustomize::locate(binary, None).await {
+                Ok(kustomize) => println!(
+                    "kustomize {} ({})",
+                    kustomize.version,
+                    kustomize.binary.display()
+                ),
+                Err(error) => println!("kustomize: {error}"),
+            }
             Ok(())
         }
         Command::Completion { shell } => {
@@ -92,6 +101,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         source_limits: args.source.limits(),
         default_service_account: args.default_service_account.clone(),
         require_service_account: args.require_service_account,
+        render: args.render.settings(),
     };
     tracing::info!(
         version = driftless::VERSION,

@@ -101,6 +101,38 @@ pub struct GitRepositorySpec {
     /// Per-object push webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
+
+    /// Kustomize: replaces the kustomization's `namePrefix` (as Flux's Kustomization does).
+    /// Setting any Kustomize field on a path without a kustomization file makes driftless
+    /// generate one for the path (every manifest file, every subdirectory kustomization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+
+    /// Kustomize: replaces the kustomization's `nameSuffix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+
+    /// Kustomize: image overrides, merged by name into the kustomization's `images`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<super::ImageOverride>,
+
+    /// Kustomize: patches appended to the kustomization's `patches`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<super::PatchSpec>,
+
+    /// Kustomize: components (directories relative to `path`) appended to the kustomization's
+    /// `components`; they follow the same sandbox rules as the repository's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+
+    /// Labels and annotations set on every applied object's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_metadata: Option<super::CommonMetadata>,
+
+    /// Variable substitution (`${var}`, `${var:=default}`) in every manifest after
+    /// rendering, as Flux's `postBuild`; strict: an unset variable without a default fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<super::PostBuild>,
 }
 
 /// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that
@@ -173,6 +205,10 @@ pub struct GitRepositoryStatus {
     /// What the last successful reconcile did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyCounts>,
+    /// The renderer that built the last applied revision's kustomizations, e.g.
+    /// `kustomize v5.8.2`; absent when the revision was plain YAML only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_renderer: Option<String>,
     /// Path under the webhook receiver that triggers this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_path: Option<String>,

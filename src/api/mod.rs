@@ -2,12 +2,16 @@
 
 mod duration;
 mod git_repository;
+mod kustomize;
 
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
     parse_duration,
 };
 pub use git_repository::*;
+pub use kustomize::{
+    CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
+};
 
 use kube::CustomResourceExt;
 

@@ -15,6 +15,8 @@ pub enum Reason {
     Suspended,
     GitOperationFailed,
     ManifestInvalid,
+    /// A kustomization did not render (refused by a sandbox rule, or kustomize failed).
+    BuildFailed,
     ValidationFailed,
     ApplyFailed,
     PruneFailed,
@@ -34,6 +36,7 @@ impl Reason {
             Reason::Suspended => "Suspended",
             Reason::GitOperationFailed => "GitOperationFailed",
             Reason::ManifestInvalid => "ManifestInvalid",
+            Reason::BuildFailed => "BuildFailed",
             Reason::ValidationFailed => "ValidationFailed",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::PruneFailed => "PruneFailed",

@@ -7,6 +7,7 @@ mod events;
 mod leader;
 mod prune;
 mod reconcile;
+mod render;
 mod webhook_tls;
 mod webhooks;
 
@@ -39,6 +40,7 @@ use leader::Leadership;
 use crate::{
     api::GitRepository,
     apply::Applier,
+    render::{InputLimits, RenderSettings, Renderer},
     source::{Limits, SourceEngine},
     telemetry::metrics::Metrics,
 };
@@ -73,6 +75,8 @@ pub struct Settings {
     /// Never apply with the controller's own identity (the chart's restricted RBAC mode): a
     /// GitRepository without `spec.serviceAccountName`, when no default is set, is Stalled.
     pub require_service_account: bool,
+    /// Rendering kustomizations (the input limits come from `source_limits`).
+    pub render: RenderSettings,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -99,6 +103,7 @@ pub struct Context {
     client: Client,
     source: SourceEngine,
     applier: Applier,
+    renderer: Renderer,
     settings: Settings,
     metrics: Metrics,
     recorder: Recorder,
@@ -170,6 +175,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             settings.git_stall_timeout,
         ),
         applier: Applier::new(client.clone()),
+        renderer: Renderer::new(render_settings(&settings), metrics.clone()).await,
         recorder: Recorder::new(client.clone(), "driftless".into()),
         failures: FailureCounts::default(),
         cleanup_failures: FailureCounts::default(),
@@ -202,7 +208,9 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .state()
                 .into_iter()
                 .filter(|repository| {
-                    repository.namespace() == namespace && uses_secret(repository, &name)
+                    repository.namespace() == namespace
+                        && (uses_secret(repository, &name)
+                            || render::substitutes_from_secret(&repository.spec, &name))
                 })
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()
@@ -244,6 +252,19 @@ fn uses_secret(repository: &GitRepository, name: &str) -> bool {
     let credentials = repository.spec.secret_ref.as_ref();
     let webhook = repository.spec.webhook.as_ref().map(|w| &w.secret_ref);
     credentials.is_some_and(|r| r.name == name) || webhook.is_some_and(|r| r.name == name)
+}
+
+/// The render settings, bounded by the same tree limits as the manifest files.
+fn render_settings(settings: &Settings) -> RenderSettings {
+    let tree = settings.source_limits.tree;
+    RenderSettings {
+        input_limits: InputLimits {
+            max_file_bytes: tree.max_file_bytes,
+            max_total_bytes: tree.max_total_bytes,
+            max_files: tree.max_files,
+        },
+        ..settings.render.clone()
+    }
 }
 
 /// What, in a GitRepository's change, asks for a reconcile: the spec (generation), the

@@ -105,6 +105,7 @@ pub async fn reconcile_repository(
                 status.last_applied_revision = revision;
                 status.last_applied_commit_time = Some(converged.artifact.commit_time.clone());
                 status.inventory = converged.inventory.clone();
+                status.last_applied_renderer = converged.renderer.clone();
                 status.webhook_path = webhook_path.clone();
                 if !resync {
                     status.last_apply = Some(converged.counts());
@@ -377,6 +378,8 @@ struct Converged {
     report: ApplyReport,
     pruned: PruneReport,
     inventory: Vec<InventoryEntry>,
+    /// `kustomize <version>` when the revision had kustomizations.
+    renderer: Option<String>,
 }
 
 impl Converged {
@@ -509,18 +512,25 @@ async fn converge(
 ) -> Result<Step, Failure> {
     let started = Instant::now();
     refuse_skipped_paths(&artifact)?;
-    let files = artifact
-        .files
-        .iter()
-        .map(|f| (f.path.as_str(), f.contents.as_slice()));
-    let manifests =
-        manifests::read_manifests(files, &manifests::Budget::default()).map_err(|errors| {
+    let mut inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
+        .await
+        .map_err(|errors| render_failure(&artifact, &errors))?;
+    super::render::substitute(&mut inputs, &repository.spec, namespace, context)
+        .await
+        .map_err(|message| {
+            let message = format!("revision {}: {message}", artifact.revision);
+            Failure::new(Reason::BuildFailed, message).at(&artifact.revision)
+        })?;
+    let mut manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
+        .map_err(|errors| {
             Failure::new(
                 Reason::ManifestInvalid,
                 format!("revision {}: {errors}", artifact.revision),
             )
             .at(&artifact.revision)
         })?;
+    let renderer = inputs.renderer();
+    super::render::apply_common_metadata(&mut manifests, &repository.spec);
     let options = apply_options(repository, namespace, context);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier
@@ -556,6 +566,7 @@ async fn converge(
         report,
         pruned,
         inventory,
+        renderer,
     };
     if repository.spec.wait != Some(true) {
         return Ok(Step::Converged { converged, started });
@@ -716,6 +727,20 @@ async fn record_waiting(
     )
     .await?;
     Ok(())
+}
+
+/// A unit that did not render: nothing of the revision is applied.
+fn render_failure(artifact: &Artifact, errors: &crate::render::RenderErrors) -> Failure {
+    let failure = Failure::new(
+        Reason::BuildFailed,
+        format!("revision {}: {errors}", artifact.revision),
+    )
+    .at(&artifact.revision);
+    if errors.need_new_commit() {
+        failure.stalled()
+    } else {
+        failure
+    }
 }
 
 /// The controller's applier, or one that impersonates the ServiceAccount to act as (see

@@ -17,6 +17,7 @@ mod error;
 mod eviction;
 pub mod known_hosts;
 pub mod select;
+pub mod snapshot;
 mod tls;
 mod transport;
 pub mod tree;
@@ -40,6 +41,7 @@ use tokio::sync::OwnedRwLockReadGuard;
 pub use credentials::Credentials;
 pub use error::{SourceError, SourceErrorKind};
 pub use eviction::{CacheLimits, EvictionReport};
+pub use snapshot::Snapshot;
 pub use tree::{ManifestFile, TreeLimits};
 
 use crate::api::GitReference;
@@ -119,6 +121,8 @@ pub struct Artifact {
     pub skipped: Vec<String>,
     /// Whether objects were fetched for this request (false when the cache had the commit).
     pub fetched: bool,
+    /// The commit's whole tree, for renderers.
+    pub snapshot: Snapshot,
 }
 
 /// Counters of network work, for tests, benchmarks and metrics.
@@ -548,6 +552,12 @@ fn read_artifact(
         .map(|t| t.to_string())
         .unwrap_or_default();
     let tree = tree::read_manifest_files(&repo, oid, path, ignore, limits)?;
+    let snapshot = Snapshot {
+        repo_dir: repo_dir.to_owned(),
+        commit: selection.oid.clone(),
+        tree: commit.tree_id().to_string(),
+        ignore: ignore.to_vec(),
+    };
     Ok(Artifact {
         revision: selection.revision.clone(),
         commit: selection.oid.clone(),
@@ -555,6 +565,7 @@ fn read_artifact(
         files: tree.files,
         skipped: tree.skipped,
         fetched: false,
+        snapshot,
     })
 }
 

@@ -12,8 +12,8 @@ const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 /// The repository's own ignore file, gitignore syntax, at the root of the repository.
 pub const IGNORE_FILE: &str = ".driftlessignore";
 
-const FILE_MODE_LINK: i32 = 0o120000;
-const FILE_MODE_SUBMODULE: i32 = 0o160000;
+pub(super) const FILE_MODE_LINK: i32 = 0o120000;
+pub(super) const FILE_MODE_SUBMODULE: i32 = 0o160000;
 
 /// Bounds on what one revision may hand to the manifest reader.
 #[derive(Clone, Copy, Debug)]
@@ -203,7 +203,7 @@ fn subtree_at<'r>(
 
 /// Combines the `spec.ignore` patterns with the repository's `.driftlessignore`; both match
 /// paths from the repository root, as `.gitignore` at the root would.
-fn ignore_matcher(
+pub(super) fn ignore_matcher(
     repo: &Repository,
     root: &Tree<'_>,
     patterns: &[String],

@@ -44,6 +44,20 @@ pub struct WebhookLatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RenderLabels {
+    /// `kustomize`.
+    pub renderer: String,
+    /// `success`, `cached` (no process ran), `error`, `refused` (a sandbox rule), `timeout`,
+    /// `output_too_large` or `unavailable` (no usable binary).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RendererLabels {
+    pub renderer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
     pub namespace: String,
     pub name: String,
@@ -77,6 +91,8 @@ pub struct Metrics {
     pub webhook_requests: Family<WebhookLabels, Counter>,
     pub webhook_duration: Family<WebhookLatencyLabels, Histogram, fn() -> Histogram>,
     pub webhook_trigger_failures: Counter,
+    pub renders: Family<RenderLabels, Counter>,
+    pub render_duration: Family<RendererLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -142,6 +158,18 @@ impl Default for Metrics {
              (polling catches up at the interval)",
             webhook_trigger_failures.clone(),
         );
+        let renders = Family::<RenderLabels, Counter>::default();
+        registry.register(
+            "render",
+            "Renders by renderer and outcome (cached: served from the render cache, no process)",
+            renders.clone(),
+        );
+        let render_duration = Family::new_with_constructor(seconds_buckets as fn() -> Histogram);
+        registry.register(
+            "render_duration_seconds",
+            "Duration of renderer processes that ran, by renderer",
+            render_duration.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -154,6 +182,8 @@ impl Default for Metrics {
             webhook_requests,
             webhook_duration,
             webhook_trigger_failures,
+            renders,
+            render_duration,
         }
     }
 }
@@ -173,6 +203,23 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one render outcome, and the duration of a process that ran.
+    pub fn observe_render(&self, renderer: &str, outcome: &str, took: Option<Duration>) {
+        let labels = RenderLabels {
+            renderer: renderer.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.renders.get_or_create(&labels).inc();
+        if let Some(took) = took {
+            let labels = RendererLabels {
+                renderer: renderer.to_owned(),
+            };
+            self.render_duration
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+        }
     }
 
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {

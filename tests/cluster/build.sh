@@ -48,8 +48,9 @@ dirs=(
   "$(build_module kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION")"
   "$(build_module helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")"
   "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
+  "$(build_module kustomize "$KUSTOMIZE_VERSION" "")"
 )
-bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION"
+bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-$KUSTOMIZE_VERSION"
 mkdir -p "$bin"
 for dir in "${dirs[@]}"; do
   for file in "$dir"/*; do

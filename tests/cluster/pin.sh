@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the Go wrapper modules (modules/*/go.mod, go.sum) from versions.env.
 # Run it after changing a version; commit the result. Needs only Go and the module proxy.
+# With module names as arguments (e.g. `pin.sh kustomize`), regenerates only those.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -44,15 +45,17 @@ $replaces
 )"
 }
 
-kubernetes_module
-write_module etcd "module driftless.test/cluster/etcd
+etcd_module() {
+  write_module etcd "module driftless.test/cluster/etcd
 
 go 1.26
 
 tool go.etcd.io/etcd/server/v3
 
 require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
-write_module kwok "module driftless.test/cluster/kwok
+}
+kwok_module() {
+  write_module kwok "module driftless.test/cluster/kwok
 
 go 1.26
 
@@ -62,11 +65,29 @@ tool (
 )
 
 require sigs.k8s.io/kwok $KWOK_VERSION"
-write_module helm "module driftless.test/cluster/helm
+}
+helm_module() {
+  write_module helm "module driftless.test/cluster/helm
 
 go 1.26
 
 tool helm.sh/helm/v3/cmd/helm
 
 require helm.sh/helm/v3 $HELM_VERSION"
+}
+kustomize_module() {
+  write_module kustomize "module driftless.test/cluster/kustomize
+
+go 1.26
+
+tool sigs.k8s.io/kustomize/kustomize/v5
+
+require sigs.k8s.io/kustomize/kustomize/v5 $KUSTOMIZE_VERSION"
+}
+
+modules=("$@")
+[[ ${#modules[@]} -gt 0 ]] || modules=(kubernetes etcd kwok helm kustomize)
+for module in "${modules[@]}"; do
+  "${module}_module"
+done
 echo "wrapper modules regenerated from versions.env"

@@ -25,6 +25,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         webhook: None,
         default_service_account: None,
         require_service_account: false,
+        render: driftless::render::RenderSettings::default(),
     }
 }
 

@@ -1,0 +1,132 @@
+//! Why a render failed, in words that name the file, the field and the entry to fix. Paths are
+//! always repository-relative: the private work directory never appears in a message.
+
+use std::time::Duration;
+
+/// A failed render. Cloneable, because one render's result is shared by every GitRepository
+/// that asked for the same input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A sandbox rule refused the input before any process ran.
+    #[error("{file}: {field} entry {entry:?} is refused: {reason}")]
+    Refused {
+        file: String,
+        field: String,
+        entry: String,
+        reason: Refusal,
+    },
+    /// A `resources`/`components` entry names nothing in the commit.
+    #[error("{file}: {field} entry {entry:?}: {path:?} does not exist in the commit")]
+    NotFound {
+        file: String,
+        field: String,
+        entry: String,
+        path: String,
+    },
+    #[error("{file}: {reason}")]
+    InvalidKustomization { file: String, reason: String },
+    /// The renderer's binary is missing or unusable; only objects that need it fail.
+    #[error("{renderer} is not available ({reason}); plain YAML renders without it")]
+    Unavailable { renderer: String, reason: String },
+    /// The renderer ran and said no; `message` is its error output, paths made relative.
+    #[error("`{renderer} build {unit}` failed: {message}")]
+    Failed {
+        renderer: String,
+        unit: String,
+        message: String,
+    },
+    #[error("`{renderer} build {unit}` took longer than {after:?} and was stopped")]
+    TimedOut {
+        renderer: String,
+        unit: String,
+        after: Duration,
+    },
+    #[error("`{renderer} build {unit}` printed more than {limit} bytes and was stopped")]
+    OutputTooLarge {
+        renderer: String,
+        unit: String,
+        limit: usize,
+    },
+    /// The unit's input is larger than the tree limits allow.
+    #[error("{unit}: {reason}")]
+    TooLarge { unit: String, reason: String },
+    #[error("reading the commit: {0}")]
+    Tree(String),
+    /// Preparing the work directory or starting the process failed (a controller-side problem,
+    /// not the commit's).
+    #[error("{0}")]
+    Sandbox(String),
+}
+
+impl RenderError {
+    /// Whether the same input would fail the same way again, so the failure may be cached: a
+    /// timeout or a local I/O problem may heal, a refused or broken kustomization does not.
+    pub fn is_deterministic(&self) -> bool {
+        !matches!(
+            self,
+            RenderError::TimedOut { .. }
+                | RenderError::Tree(_)
+                | RenderError::Sandbox(_)
+                | RenderError::Unavailable { .. }
+        )
+    }
+
+    /// Whether only a change to the commit can fix it (the object is then Stalled until then).
+    pub fn needs_new_commit(&self) -> bool {
+        matches!(
+            self,
+            RenderError::Refused { .. }
+                | RenderError::NotFound { .. }
+                | RenderError::InvalidKustomization { .. }
+                | RenderError::Failed { .. }
+                | RenderError::OutputTooLarge { .. }
+                | RenderError::TooLarge { .. }
+        )
+    }
+
+    /// The metric outcome of this failure.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            RenderError::Refused { .. }
+            | RenderError::NotFound { .. }
+            | RenderError::InvalidKustomization { .. }
+            | RenderError::TooLarge { .. } => "refused",
+            RenderError::TimedOut { .. } => "timeout",
+            RenderError::OutputTooLarge { .. } => "output_too_large",
+            RenderError::Unavailable { .. } => "unavailable",
+            RenderError::Failed { .. } | RenderError::Tree(_) | RenderError::Sandbox(_) => "error",
+        }
+    }
+}
+
+/// Why a sandbox rule refused an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "remote resources are not allowed (driftless renders only what the commit holds: \
+         vendor the remote base into the repository)"
+    )]
+    Remote,
+    #[error("absolute paths are not allowed")]
+    Absolute,
+    #[error("the path leaves the repository")]
+    LeavesRepository,
+    #[error(
+        "the file is outside the kustomization's directory (kustomize's \
+         LoadRestrictionsRootOnly; list its directory as a base instead)"
+    )]
+    OutsideKustomization,
+    #[error("it is a symlink, and symlinks are not followed")]
+    Symlink,
+    #[error("it is a submodule, and submodules are not fetched")]
+    Submodule,
+    #[error("Helm charts are not rendered through kustomize")]
+    Helm,
+    #[error(
+        "only kustomize's builtin generators and transformers run (apiVersion: builtin); \
+         exec plugins and KRM functions are never enabled"
+    )]
+    Plugin,
+    #[error("the directory has no kustomization.yaml, kustomization.yml or Kustomization")]
+    NotAKustomization,
+}

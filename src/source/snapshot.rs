@@ -1,0 +1,145 @@
+//! A fetched commit's whole tree, for renderers that read beyond `spec.path` (a kustomize
+//! overlay's `../base`) and files other than manifests (generator sources). Reads go to the
+//! cached bare repository's objects; nothing is checked out. Ignore rules apply as for the
+//! manifest files: an ignored path looks absent.
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, Tree};
+use ignore::gitignore::Gitignore;
+
+use super::tree::{self, TreeError};
+
+/// Where a commit's tree can be opened again, on any thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub(super) repo_dir: PathBuf,
+    pub commit: String,
+    /// The id of the commit's root tree.
+    pub tree: String,
+    pub(super) ignore: Vec<String>,
+}
+
+/// What a tree entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotEntry {
+    Directory,
+    File { id: String, size: u64 },
+    Symlink,
+    Submodule,
+}
+
+/// An opened [`Snapshot`]: a repository handle, for one thread.
+pub struct OpenSnapshot {
+    repo: Repository,
+    tree: Oid,
+    matcher: Gitignore,
+}
+
+impl Snapshot {
+    pub fn open(&self) -> Result<OpenSnapshot, TreeError> {
+        let repo = Repository::open_bare(&self.repo_dir)?;
+        let tree = Oid::from_str(&self.tree)?;
+        let matcher = {
+            let root = repo.find_tree(tree)?;
+            tree::ignore_matcher(&repo, &root, &self.ignore)?
+        };
+        Ok(OpenSnapshot {
+            repo,
+            tree,
+            matcher,
+        })
+    }
+}
+
+impl OpenSnapshot {
+    fn root(&self) -> Result<Tree<'_>, TreeError> {
+        Ok(self.repo.find_tree(self.tree)?)
+    }
+
+    fn ignored(&self, path: &str, is_dir: bool) -> bool {
+        !path.is_empty()
+            && self
+                .matcher
+                .matched_path_or_any_parents(path, is_dir)
+                .is_ignore()
+    }
+
+    /// The entry at `path` (`""`: the root directory), `None` when absent or ignored.
+    pub fn entry(&self, path: &str) -> Result<Option<SnapshotEntry>, TreeError> {
+        if path.is_empty() {
+            return Ok(Some(SnapshotEntry::Directory));
+        }
+        let root = self.root()?;
+        let Ok(entry) = root.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        let kind = self.kind_of(entry.filemode(), entry.kind(), entry.id())?;
+        if self.ignored(path, kind == SnapshotEntry::Directory) {
+            return Ok(None);
+        }
+        Ok(Some(kind))
+    }
+
+    /// The entries of directory `path`, sorted by name (git's tree order), ignored ones left out.
+    pub fn list(&self, path: &str) -> Result<Vec<(String, SnapshotEntry)>, TreeError> {
+        let root = self.root()?;
+        let dir = if path.is_empty() {
+            root
+        } else {
+            let entry = root
+                .get_path(Path::new(path))
+                .map_err(|_| TreeError::PathNotFound(path.to_owned()))?;
+            if entry.kind() != Some(ObjectType::Tree) {
+                return Err(TreeError::NotADirectory(path.to_owned()));
+            }
+            self.repo.find_tree(entry.id())?
+        };
+        let mut entries = Vec::new();
+        for entry in dir.iter() {
+            let Ok(name) = entry.name() else { continue };
+            let kind = self.kind_of(entry.filemode(), entry.kind(), entry.id())?;
+            let full = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}/{name}")
+            };
+            if !self.ignored(&full, kind == SnapshotEntry::Directory) {
+                entries.push((name.to_owned(), kind));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
+
+    /// The content of the regular file at `path`.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, TreeError> {
+        match self.entry(path)? {
+            Some(SnapshotEntry::File { id, .. }) => {
+                Ok(self.repo.find_blob(Oid::from_str(&id)?)?.content().to_vec())
+            }
+            _ => Err(TreeError::PathNotFound(path.to_owned())),
+        }
+    }
+
+    fn kind_of(
+        &self,
+        mode: i32,
+        kind: Option<ObjectType>,
+        id: Oid,
+    ) -> Result<SnapshotEntry, TreeError> {
+        Ok(match (mode, kind) {
+            (tree::FILE_MODE_LINK, _) => SnapshotEntry::Symlink,
+            (tree::FILE_MODE_SUBMODULE, _) => SnapshotEntry::Submodule,
+            (_, Some(ObjectType::Tree)) => SnapshotEntry::Directory,
+            _ => {
+                // The header gives the size without inflating the object.
+                let (size, _) = self.repo.odb()?.read_header(id)?;
+                SnapshotEntry::File {
+                    id: id.to_string(),
+                    size: size as u64,
+                }
+            }
+        })
+    }
+}
