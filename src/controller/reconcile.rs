@@ -511,7 +511,7 @@ async fn converge(
     durations: &SpecDurations,
 ) -> Result<Step, Failure> {
     let started = Instant::now();
-    refuse_skipped_paths(&artifact)?;
+    refuse_skipped_paths(&artifact.revision, &artifact.skipped)?;
     let mut inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
         .await
         .map_err(|errors| render_failure(&artifact, &errors))?;
@@ -586,8 +586,8 @@ async fn converge(
 
 /// A symlink or submodule is not followed; reading on without it would prune what it held
 /// while reporting success, so the revision fails unless the path is ignored explicitly.
-fn refuse_skipped_paths(artifact: &Artifact) -> Result<(), Failure> {
-    if artifact.skipped.is_empty() {
+fn refuse_skipped_paths(revision: &str, skipped: &[String]) -> Result<(), Failure> {
+    if skipped.is_empty() {
         return Ok(());
     }
     Err(Failure::new(
@@ -596,16 +596,12 @@ fn refuse_skipped_paths(artifact: &Artifact) -> Result<(), Failure> {
             "revision {}: {} not followed (symlinks and submodules are never read): {}; \
              nothing was applied or pruned. Remove them, or list them in spec.ignore or \
              .driftlessignore",
-            artifact.revision,
-            if artifact.skipped.len() == 1 {
-                "path"
-            } else {
-                "paths"
-            },
-            artifact.skipped.join(", ")
+            revision,
+            if skipped.len() == 1 { "path" } else { "paths" },
+            skipped.join(", ")
         ),
     )
-    .at(&artifact.revision))
+    .at(revision))
 }
 
 /// A revision applied and waiting for its objects to become healthy.
@@ -922,7 +918,7 @@ async fn write_status(
 /// The status fields the reconciler owns. A merge patch leaves out what serialization skips
 /// (an emptied inventory, a removed webhook path), and leaving a key out keeps the old value:
 /// each of these that is absent is sent as `null`, which deletes it.
-const RECONCILER_STATUS_FIELDS: [&str; 10] = [
+const RECONCILER_STATUS_FIELDS: [&str; 11] = [
     "observedGeneration",
     "conditions",
     "lastFetchedRevision",
@@ -933,6 +929,7 @@ const RECONCILER_STATUS_FIELDS: [&str; 10] = [
     "inventory",
     "lastApply",
     "webhookPath",
+    "lastAppliedRenderer",
 ];
 
 /// The merge patch of a status write. `lastWebhook` belongs to the webhook receiver, which may
@@ -1003,6 +1000,7 @@ mod tests {
             last_apply: Some(ApplyCounts::default()),
             webhook_path: Some("/hooks/x".into()),
             last_webhook: None,
+            last_applied_renderer: Some("kustomize v5.8.2".into()),
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else {
             panic!("a status serializes to an object");
@@ -1031,6 +1029,7 @@ mod tests {
             webhook: None,
             default_service_account: None,
             require_service_account: false,
+            render: Default::default(),
         }
     }
 
@@ -1102,15 +1101,8 @@ mod tests {
 
     #[test]
     fn a_skipped_path_fails_the_revision_naming_it() {
-        let artifact = Artifact {
-            revision: "main@sha1:0123".into(),
-            commit: "0123".into(),
-            commit_time: String::new(),
-            files: Vec::new(),
-            skipped: vec!["deploy/link.yaml".into()],
-            fetched: false,
-        };
-        let failure = refuse_skipped_paths(&artifact).unwrap_err();
+        let skipped = vec!["deploy/link.yaml".to_owned()];
+        let failure = refuse_skipped_paths("main@sha1:0123", &skipped).unwrap_err();
         assert_eq!(failure.reason, Reason::ManifestInvalid);
         assert!(
             failure.message.contains("deploy/link.yaml"),
@@ -1122,11 +1114,7 @@ mod tests {
             "{}",
             failure.message
         );
-        let clean = Artifact {
-            skipped: Vec::new(),
-            ..artifact
-        };
-        assert!(refuse_skipped_paths(&clean).is_ok());
+        assert!(refuse_skipped_paths("main@sha1:0123", &[]).is_ok());
     }
 
     #[test]
