@@ -1,8 +1,10 @@
 //! driftless: a GitOps reconciliation controller for Kubernetes.
 //!
-//! Dependencies point one way: [`controller`] composes [`source`] (git), [`manifests`] (YAML)
-//! and [`apply`] (server-side apply, inventory, prune, health); [`webhook`] only turns verified
-//! pushes into reconcile requests; none of the lower modules knows about the controller.
+//! Dependencies point one way: [`controller`] composes [`source`] (git), [`revision`] (a
+//! revision's objects: [`render`] for Kustomize, [`manifests`] for YAML) and [`apply`]
+//! (server-side apply, inventory, prune, health); [`webhook`] only turns verified pushes into
+//! reconcile requests; [`cli`] composes the same pieces for people and CI. None of the lower
+//! modules knows about the controller or the CLI.
 
 pub mod api;
 pub mod apply;
@@ -10,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod manifests;
 pub mod render;
+pub mod revision;
 pub mod source;
 pub mod telemetry;
 pub mod webhook;

@@ -1,43 +1,53 @@
-//! `driftless build`: the objects a revision of a local checkout yields, offline.
+//! `driftless build`: the objects a revision yields, without a cluster.
 //!
-//! The commit is read through the same tree rules and manifest checks as the controller (no
-//! working-tree files: what is built is what a push would send), so a CI job can refuse a
-//! broken revision before it is merged. Namespaces are not defaulted here: that needs the
-//! cluster's discovery and happens at apply time.
+//! A commit of a local checkout (no working-tree files: what is built is what a push would
+//! send) or a fetched remote revision goes through the controller's own tree rules, renderers
+//! and manifest checks, so a CI job can refuse a broken revision before it is merged.
+//! Namespaces are not defaulted here: that needs the cluster's discovery and happens at apply
+//! time.
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use clap::{Args, ValueEnum};
-use git2::Repository;
 
-use super::CliError;
+use super::{
+    CliError,
+    objects::{self, RenderArgs},
+};
 use crate::{
-    api::GitRepository,
-    manifests::{self, Manifest},
-    source::{Limits, ManifestFile, tree},
+    api::{GitReference, GitRepository, GitRepositorySpec},
+    manifests::Manifest,
 };
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// A directory inside the local git checkout.
+    /// A directory inside the local git checkout (ignored with --repo).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Build a remote repository instead, fetched as the controller fetches it (public, or
+    /// with credentials in the URL).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// With --repo: the branch to build (default: the remote's HEAD).
+    #[arg(long = "ref", requires = "repo")]
+    pub branch: Option<String>,
     /// Directory of the manifests in the repository (default: the spec file's `path`, else the
     /// repository root).
     #[arg(long)]
     pub path: Option<String>,
-    /// The commit to build: a branch, tag, or SHA (default: HEAD).
-    #[arg(long, default_value = "HEAD")]
+    /// The commit of the local checkout to build: a branch, tag, or SHA.
+    #[arg(long, default_value = "HEAD", conflicts_with = "repo")]
     pub revision: String,
-    /// A GitRepository manifest whose `path` and `ignore` apply, as the controller reads them.
+    /// A GitRepository manifest whose `path`, `ignore` and rendering fields (`namePrefix`,
+    /// `images`, `patches`, `postBuild.substitute`, `commonMetadata`, ...) apply, as the
+    /// controller reads them.
     #[arg(long)]
     pub spec_file: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = BuildFormat::Yaml)]
     pub output: BuildFormat,
+    #[command(flatten)]
+    pub render: RenderArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,8 +56,8 @@ pub enum BuildFormat {
     Json,
 }
 
-pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
-    let objects = build(&args)?;
+pub async fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
+    let objects = build(&args).await?;
     let text = match args.output {
         BuildFormat::Json => {
             let items: Vec<_> = objects.iter().map(|m| &m.object).collect();
@@ -62,62 +72,48 @@ pub fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifests of the revision, or the controller's own error messages.
-pub fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
-    let spec = args.spec_file.as_ref().map(read_spec).transpose()?;
-    let path = args
-        .path
-        .clone()
-        .or_else(|| spec.as_ref().and_then(|s| s.spec.path.clone()))
-        .unwrap_or_default();
-    let ignore = spec.map(|s| s.spec.ignore).unwrap_or_default();
-    let files = read_commit(&args.dir, &args.revision, &path, &ignore)?;
-    read_objects(&files)
-}
-
-/// The manifest files under `path` of a commit of the checkout holding `dir`, by the
-/// controller's tree rules.
-pub fn read_commit(
-    dir: &Path,
-    revision: &str,
-    path: &str,
-    ignore: &[String],
-) -> Result<Vec<ManifestFile>, CliError> {
-    let repository = Repository::discover(dir).map_err(|e| CliError::NotARepository {
-        path: dir.display().to_string(),
-        reason: e.message().to_owned(),
-    })?;
-    let commit = repository
-        .revparse_single(revision)
-        .and_then(|object| object.peel_to_commit())
-        .map_err(|e| CliError::Revision {
-            revision: revision.to_owned(),
-            reason: e.message().to_owned(),
-        })?;
-    let files = tree::read_manifest_files(
-        &repository,
-        commit.id(),
-        path,
-        ignore,
-        Limits::default().tree,
-    )?;
-    // As the controller: a link or submodule that may stand for manifests fails the revision
-    // rather than silently dropping (and then pruning) what it held.
-    if !files.skipped.is_empty() {
-        return Err(CliError::SkippedPaths(files.skipped.join(", ")));
+/// The objects of the revision, or the controller's own error messages.
+pub async fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
+    let mut spec = match &args.spec_file {
+        Some(file) => read_spec(file)?.spec,
+        None => GitRepositorySpec::default(),
+    };
+    if let Some(path) = &args.path {
+        spec.path = Some(path.clone());
     }
-    Ok(files.files)
+    let renderer = args.render.renderer().await;
+    let variables = offline_variables(&spec);
+    match &args.repo {
+        Some(url) => {
+            spec.url = url.clone();
+            if let Some(branch) = &args.branch {
+                spec.reference = Some(GitReference {
+                    branch: Some(branch.clone()),
+                    ..GitReference::default()
+                });
+            }
+            let fetched = objects::fetched_revision(&spec, url, None).await?;
+            eprintln!("built revision {}", fetched.artifact.revision);
+            objects::objects_of(&fetched.artifact, &spec, &renderer, variables.as_ref()).await
+        }
+        None => {
+            let artifact = objects::local_revision(&args.dir, &args.revision, &spec)?;
+            objects::objects_of(&artifact, &spec, &renderer, variables.as_ref()).await
+        }
+    }
 }
 
-/// Manifest files to objects, with the controller's checks.
-pub fn read_objects(files: &[ManifestFile]) -> Result<Vec<Manifest>, CliError> {
-    let contents = files
-        .iter()
-        .map(|f| (f.path.as_str(), f.contents.as_slice()));
-    Ok(manifests::read_manifests(
-        contents,
-        &manifests::Budget::default(),
-    )?)
+/// Offline, only `postBuild.substitute` is known; `substituteFrom` objects live in the cluster
+/// (`driftless diff` reads them).
+fn offline_variables(spec: &GitRepositorySpec) -> Option<BTreeMap<String, String>> {
+    let post_build = spec.post_build.as_ref()?;
+    if !post_build.substitute_from.is_empty() {
+        eprintln!(
+            "warning: postBuild.substituteFrom is read from the cluster and not by build; \
+             `driftless diff` substitutes it"
+        );
+    }
+    Some(post_build.substitute.clone())
 }
 
 fn read_spec(path: &PathBuf) -> Result<GitRepository, CliError> {

@@ -6,16 +6,16 @@
 //! dry-run by server-side apply as the object's ServiceAccount (when it names one), exactly as
 //! the controller would apply it. Nothing is written.
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::Args;
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt, api::DynamicObject};
 use serde_json::Value;
 
 use super::{
-    CliError, ClusterArgs, build,
+    CliError, ClusterArgs,
     connect::{Connection, connect},
+    objects::{self, RenderArgs},
     output::{self, Tone},
 };
 use crate::{
@@ -25,7 +25,7 @@ use crate::{
         inventory::{ObjectKey, stale},
     },
     manifests::Manifest,
-    source::{Credentials, FetchRequest, Limits, SourceEngine},
+    revision,
 };
 
 #[derive(Args, Debug)]
@@ -39,6 +39,8 @@ pub struct DiffArgs {
     /// With --path: the commit to preview (default HEAD).
     #[arg(long, default_value = "HEAD")]
     pub revision: String,
+    #[command(flatten)]
+    pub render: RenderArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -58,7 +60,8 @@ pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
             namespace: namespace.clone(),
             name: args.name.clone(),
         })?;
-    let manifests = desired_manifests(&args, &connection, &repository).await?;
+    let client = applying_client(&connection, &repository)?;
+    let manifests = desired_manifests(&args, &connection, &repository, &client).await?;
     let desired = manifests
         .into_iter()
         .map(|m| DesiredObject {
@@ -66,7 +69,7 @@ pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
             object: m.object,
         })
         .collect();
-    let applier = Applier::new(applying_client(&connection, &repository)?);
+    let applier = Applier::new(client);
     let options = ApplyOptions::for_repository(&repository, &namespace, 8);
     let previewed = applier
         .preview(desired, &options)
@@ -85,67 +88,37 @@ async fn desired_manifests(
     args: &DiffArgs,
     connection: &Connection,
     repository: &GitRepository,
+    client: &Client,
 ) -> Result<Vec<Manifest>, CliError> {
     let spec = &repository.spec;
-    let path = spec.path.clone().unwrap_or_default();
-    let files = match &args.path {
-        Some(dir) => build::read_commit(dir, &args.revision, &path, &spec.ignore)?,
-        None => fetch_revision(connection, repository).await?,
-    };
-    build::read_objects(&files)
-}
-
-/// The object's own revision, fetched as the controller fetches it (with its Secret, read with
-/// the caller's rights), into a cache of this run only.
-async fn fetch_revision(
-    connection: &Connection,
-    repository: &GitRepository,
-) -> Result<Vec<crate::source::ManifestFile>, CliError> {
-    let credentials = match &repository.spec.secret_ref {
-        Some(reference) => Some(
-            read_credentials(&connection.client, &connection.namespace, &reference.name).await?,
+    let renderer = args.render.renderer().await;
+    let variables = match &spec.post_build {
+        Some(post_build) => Some(
+            revision::read_variables(client, &connection.namespace, post_build)
+                .await
+                .map_err(CliError::Render)?,
         ),
         None => None,
     };
-    let cache =
-        tempfile::tempdir().map_err(|e| CliError::Output(format!("a temporary git cache: {e}")))?;
-    let engine = SourceEngine::new(cache.path(), Limits::default(), Duration::from_secs(30));
-    let spec = &repository.spec;
-    let request = FetchRequest {
-        owner: format!("{}/{}", connection.namespace, repository.name_any()),
-        url: spec.url.clone(),
-        reference: spec.reference.clone(),
-        path: spec.path.clone().unwrap_or_default(),
-        ignore: spec.ignore.clone(),
-        credentials,
-        timeout: Duration::from_secs(120),
-    };
-    let artifact = engine
-        .fetch(&request)
-        .await
-        .map_err(|e| CliError::Output(e.to_string()))?;
-    eprintln!("previewing revision {}", artifact.revision);
-    Ok(artifact.files)
-}
-
-async fn read_credentials(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Credentials, CliError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets
-        .get(name)
-        .await
-        .map_err(CliError::api(format!("reading Secret {namespace}/{name}")))?;
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    Credentials::from_secret_data(&data)
-        .map_err(|e| CliError::Output(format!("Secret {namespace}/{name}: {e}")))
+    match &args.path {
+        Some(dir) => {
+            let artifact = objects::local_revision(dir, &args.revision, spec)?;
+            objects::objects_of(&artifact, spec, &renderer, variables.as_ref()).await
+        }
+        None => {
+            let credentials = match &spec.secret_ref {
+                Some(secret) => Some(
+                    objects::read_credentials(&connection.client, &connection.namespace, &secret.name)
+                        .await?,
+                ),
+                None => None,
+            };
+            let owner = format!("{}/{}", connection.namespace, repository.name_any());
+            let fetched = objects::fetched_revision(spec, &owner, credentials).await?;
+            eprintln!("previewing revision {}", fetched.artifact.revision);
+            objects::objects_of(&fetched.artifact, spec, &renderer, variables.as_ref()).await
+        }
+    }
 }
 
 /// As the controller does: the object's ServiceAccount when it names one, so a preview shows

@@ -36,6 +36,8 @@ pub enum CliError {
     SkippedPaths(String),
     #[error("{0}")]
     Manifests(#[from] ManifestErrors),
+    #[error("{0}")]
+    Render(String),
     #[error("writing the output: {0}")]
     Output(String),
 }
@@ -49,7 +51,11 @@ impl CliError {
     /// kubectl's convention: 1 for "the answer is no", 2 for "could not answer".
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Tree(_) | CliError::Manifests(_) | CliError::SkippedPaths(_) => {
+            CliError::Tree(_)
+            | CliError::Manifests(_)
+            | CliError::SkippedPaths(_)
+            | CliError::Render(_)
+            | CliError::Revision { .. } => {
                 ExitCode::from(1)
             }
             _ => ExitCode::from(2),

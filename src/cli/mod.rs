@@ -11,6 +11,7 @@ mod connect;
 mod diff;
 mod error;
 mod events;
+mod objects;
 mod get;
 mod output;
 mod reconcile;
@@ -86,7 +87,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Resume(args) => reconcile::suspend(args, false).await,
         ClientCommand::Events(args) => events::run(args).await,
         ClientCommand::Tree(args) => tree::run(args).await,
-        ClientCommand::Build(args) => build::run(args),
+        ClientCommand::Build(args) => build::run(args).await,
         ClientCommand::Check(args) => check::run(args).await,
         ClientCommand::Diff(args) => diff::run(args).await,
         ClientCommand::Uninstall(args) => uninstall::run(args).await,

@@ -29,6 +29,7 @@ use crate::{
         ObjectRef, PruneReport,
     },
     manifests::{self, Manifest},
+    revision,
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
@@ -512,7 +513,7 @@ async fn converge(
 ) -> Result<Step, Failure> {
     let started = Instant::now();
     refuse_skipped_paths(&artifact.revision, &artifact.skipped)?;
-    let mut inputs = super::render::manifest_inputs(&context.renderer, &artifact, &repository.spec)
+    let mut inputs = revision::manifest_inputs(&context.renderer, &artifact, &repository.spec)
         .await
         .map_err(|errors| render_failure(&artifact, &errors))?;
     super::render::substitute(&mut inputs, &repository.spec, namespace, context)
@@ -530,7 +531,7 @@ async fn converge(
             .at(&artifact.revision)
         })?;
     let renderer = inputs.renderer();
-    super::render::apply_common_metadata(&mut manifests, &repository.spec);
+    revision::apply_common_metadata(&mut manifests, &repository.spec);
     let options = apply_options(repository, namespace, context);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier

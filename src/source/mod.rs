@@ -538,6 +538,27 @@ fn open_or_init(dir: &Path) -> Result<Repository, SourceErrorKind> {
     }
 }
 
+/// A commit of a repository on this machine (a checkout or a bare repository), read by the
+/// same tree rules as a fetched revision, for the command line: `revision` is anything git
+/// resolves to a commit (a branch, a tag, a SHA, `HEAD`).
+pub fn read_local_revision(
+    dir: &Path,
+    revision: &str,
+    path: &str,
+    ignore: &[String],
+    limits: TreeLimits,
+) -> Result<Artifact, SourceErrorKind> {
+    let repo = Repository::discover(dir)?;
+    let commit = repo.revparse_single(revision)?.peel_to_commit()?;
+    let oid = commit.id().to_string();
+    let selection = Selection {
+        refspec: None,
+        revision: format!("{revision}@sha1:{oid}"),
+        oid,
+    };
+    read_artifact(repo.path(), &selection, path, ignore, limits)
+}
+
 fn read_artifact(
     repo_dir: &Path,
     selection: &Selection,
