@@ -5,6 +5,7 @@
 mod support;
 
 use std::{
+    path::Path,
     process::{Command, Output},
     time::Duration,
 };
@@ -768,4 +769,90 @@ async fn diff_previews_creates_changes_prunes_and_masks_secrets() {
         stderr(&denied)
     );
     assert!(stderr(&denied).contains("forbidden"), "{}", stderr(&denied));
+}
+
+/// `build` renders kustomizations through the controller's renderer: the objects of the
+/// example's overlay are the objects `kustomize build` prints for it, generator hash included.
+#[test]
+fn build_renders_a_kustomize_overlay_like_kustomize_build() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let overlay = "examples/kustomize/deploy/overlays/production";
+    let kustomize = support::cluster::binaries_dir().join("kustomize");
+    assert!(
+        kustomize.is_file(),
+        "{} is missing: tests/cluster/build.sh builds it",
+        kustomize.display()
+    );
+    let kustomize = kustomize.to_str().unwrap();
+    let built = driftless(&[
+        "build",
+        root,
+        "--path",
+        overlay,
+        "--kustomize-binary",
+        kustomize,
+        "-o",
+        "json",
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let list: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON output");
+    let mut ours: Vec<serde_json::Value> = list["items"].as_array().unwrap().clone();
+
+    let upstream = Command::new(kustomize)
+        .arg("build")
+        .arg(Path::new(root).join(overlay))
+        .output()
+        .unwrap();
+    assert!(upstream.status.success(), "{}", stderr(&upstream));
+    let text = String::from_utf8(upstream.stdout).unwrap();
+    let mut theirs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple::<serde_json::Value>(&text)
+            .unwrap()
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .collect();
+    let key = |v: &serde_json::Value| format!("{}/{}", v["kind"], v["metadata"]["name"]);
+    ours.sort_by_key(key);
+    theirs.sort_by_key(key);
+    assert_eq!(ours, theirs, "the same objects as kustomize build");
+    assert!(
+        ours.iter()
+            .any(|o| o["kind"] == "ConfigMap"
+                && o["metadata"]["name"].as_str().unwrap().contains('-')),
+        "a generated, hash-suffixed ConfigMap"
+    );
+}
+
+#[test]
+fn build_fetches_a_remote_revision_like_the_controller() {
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    repo.commit("one", &[("deploy/settings.yaml", CONFIGMAP)]);
+    repo.branch("release", "main");
+    repo.commit_on(
+        "release",
+        "two",
+        &[
+            ("deploy/settings.yaml", CONFIGMAP),
+            ("deploy/extra.yaml", EXTRA),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let built = driftless(&[
+        "build", "--repo", &url, "--ref", "release", "--path", "deploy", "-o", "json",
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        stderr(&built).contains("built revision release@sha1:"),
+        "{}",
+        stderr(&built)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON output");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let missing = driftless(&[
+        "build", "--repo", &url, "--ref", "nowhere", "--path", "deploy",
+    ]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
 }

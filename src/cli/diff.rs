@@ -108,8 +108,12 @@ async fn desired_manifests(
         None => {
             let credentials = match &spec.secret_ref {
                 Some(secret) => Some(
-                    objects::read_credentials(&connection.client, &connection.namespace, &secret.name)
-                        .await?,
+                    objects::read_credentials(
+                        &connection.client,
+                        &connection.namespace,
+                        &secret.name,
+                    )
+                    .await?,
                 ),
                 None => None,
             };

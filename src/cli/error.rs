@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use crate::{manifests::ManifestErrors, source::tree::TreeError};
+use crate::manifests::ManifestErrors;
 
 /// Why a client command could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +21,10 @@ pub enum CliError {
     NotFound { namespace: String, name: String },
     #[error("timed out after {0:?} waiting for the reconcile")]
     TimedOut(std::time::Duration),
-    #[error("{path}: not a git repository: {reason}")]
-    NotARepository { path: String, reason: String },
     #[error("revision {revision:?}: {reason}")]
     Revision { revision: String, reason: String },
     #[error("{spec_file}: {reason}")]
     SpecFile { spec_file: String, reason: String },
-    #[error("{0}")]
-    Tree(#[from] TreeError),
     #[error(
         "not followed (symlinks and submodules are never read): {0}; remove them, or list them \
          in spec.ignore or .driftlessignore"
@@ -51,13 +47,10 @@ impl CliError {
     /// kubectl's convention: 1 for "the answer is no", 2 for "could not answer".
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Tree(_)
-            | CliError::Manifests(_)
+            CliError::Manifests(_)
             | CliError::SkippedPaths(_)
             | CliError::Render(_)
-            | CliError::Revision { .. } => {
-                ExitCode::from(1)
-            }
+            | CliError::Revision { .. } => ExitCode::from(1),
             _ => ExitCode::from(2),
         }
     }

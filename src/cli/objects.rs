@@ -36,13 +36,23 @@ impl RenderArgs {
 }
 
 /// A commit of the repository holding `dir`, by the controller's tree rules.
-pub fn local_revision(dir: &Path, revision: &str, spec: &GitRepositorySpec) -> Result<Artifact, CliError> {
+pub fn local_revision(
+    dir: &Path,
+    revision: &str,
+    spec: &GitRepositorySpec,
+) -> Result<Artifact, CliError> {
     let path = spec.path.clone().unwrap_or_default();
-    let artifact = crate::source::read_local_revision(dir, revision, &path, &spec.ignore, Limits::default().tree)
-        .map_err(|e| CliError::Revision {
-            revision: format!("{revision} of {}", dir.display()),
-            reason: e.to_string(),
-        })?;
+    let artifact = crate::source::read_local_revision(
+        dir,
+        revision,
+        &path,
+        &spec.ignore,
+        Limits::default().tree,
+    )
+    .map_err(|e| CliError::Revision {
+        revision: format!("{revision} of {}", dir.display()),
+        reason: e.to_string(),
+    })?;
     refuse_skipped_paths(&artifact)?;
     Ok(artifact)
 }
@@ -60,7 +70,8 @@ pub async fn fetched_revision(
     owner: &str,
     credentials: Option<Credentials>,
 ) -> Result<Fetched, CliError> {
-    let cache = tempfile::tempdir().map_err(|e| CliError::Output(format!("a temporary git cache: {e}")))?;
+    let cache =
+        tempfile::tempdir().map_err(|e| CliError::Output(format!("a temporary git cache: {e}")))?;
     let engine = SourceEngine::new(cache.path(), Limits::default(), Duration::from_secs(30));
     let request = FetchRequest {
         owner: owner.to_owned(),
@@ -71,7 +82,10 @@ pub async fn fetched_revision(
         credentials,
         timeout: Duration::from_secs(120),
     };
-    let artifact = engine.fetch(&request).await.map_err(|e| CliError::Output(e.to_string()))?;
+    let artifact = engine
+        .fetch(&request)
+        .await
+        .map_err(|e| CliError::Output(e.to_string()))?;
     refuse_skipped_paths(&artifact)?;
     Ok(Fetched {
         artifact,
@@ -101,21 +115,31 @@ pub async fn objects_of(
         .await
         .map_err(|errors| CliError::Render(format!("revision {}: {errors}", artifact.revision)))?;
     if let Some(variables) = variables {
-        inputs
-            .substitute(variables)
-            .map_err(|message| CliError::Render(format!("revision {}: {message}", artifact.revision)))?;
+        inputs.substitute(variables).map_err(|message| {
+            CliError::Render(format!("revision {}: {message}", artifact.revision))
+        })?;
     }
     let mut objects = manifests::read_manifests(inputs.files(), &manifests::Budget::default())?;
     revision::apply_common_metadata(&mut objects, spec);
     Ok(objects)
 }
 
-pub async fn read_credentials(client: &Client, namespace: &str, name: &str) -> Result<Credentials, CliError> {
+pub async fn read_credentials(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Credentials, CliError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
         .get(name)
         .await
         .map_err(CliError::api(format!("reading Secret {namespace}/{name}")))?;
-    let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-    Credentials::from_secret_data(&data).map_err(|e| CliError::Output(format!("Secret {namespace}/{name}: {e}")))
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Credentials::from_secret_data(&data)
+        .map_err(|e| CliError::Output(format!("Secret {namespace}/{name}: {e}")))
 }

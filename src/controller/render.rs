@@ -47,4 +47,3 @@ fn reader_client(
     config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
     Client::try_from(config).map_err(|e| format!("impersonating ServiceAccount {account}: {e}"))
 }
-
