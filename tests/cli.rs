@@ -628,6 +628,10 @@ async fn check_reports_the_crd_and_the_users_rights() {
         "{report}"
     );
     assert!(
+        report.contains("webhook receiver") || report.contains("webhook Service"),
+        "a webhook line: {report}"
+    );
+    assert!(
         report.contains("names ServiceAccount missing, which does not exist")
             && report.contains("fix: "),
         "{report}"
@@ -855,4 +859,74 @@ fn build_fetches_a_remote_revision_like_the_controller() {
     ]);
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("nowhere"), "{}", stderr(&missing));
+}
+
+/// What `build` prints is what the controller applies: a plain file and a kustomize overlay
+/// with a generator, built offline and reconciled by the controller, give the same objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn build_yields_exactly_what_the_controller_applies() {
+    install_crds().await;
+    let namespace = TestNamespace::create("cli-build-equals").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let overlay = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\nnamePrefix: prod-\nconfigMapGenerator:\n- name: settings\n  literals:\n  - colour=green\n";
+    let base = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- extra.yaml\n";
+    let commit = repo.commit(
+        "plain and kustomize",
+        &[
+            ("deploy/plain.yaml", CONFIGMAP),
+            ("deploy/prod/kustomization.yaml", overlay),
+            ("base/kustomization.yaml", base),
+            ("base/extra.yaml", EXTRA),
+        ],
+    );
+    let kustomize = support::cluster::binaries_dir().join("kustomize");
+    let built = driftless(&[
+        "build",
+        repo.path().to_str().unwrap(),
+        "--path",
+        "deploy",
+        "--kustomize-binary",
+        kustomize.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let list: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
+    let mut built: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    built.sort();
+    assert_eq!(built.len(), 3, "{built:?}");
+
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = RunningController::start_rendering(&namespace.name);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy" }),
+        )
+        .await;
+    let applied_repository = wait_until(&namespace, "the revision", |r| applied(r, &commit)).await;
+    let mut applied: Vec<String> = applied_repository
+        .status
+        .unwrap()
+        .inventory
+        .iter()
+        .map(|entry| {
+            let parts: Vec<&str> = entry.id.split('_').collect();
+            format!("{}/{}", parts[3], parts[1])
+        })
+        .collect();
+    applied.sort();
+    assert_eq!(built, applied, "build printed what the controller applied");
 }

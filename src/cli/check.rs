@@ -10,7 +10,8 @@ use k8s_openapi::{
             ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
         },
         coordination::v1::Lease,
-        core::v1::ServiceAccount,
+        core::v1::{Service, ServiceAccount},
+        discovery::v1::EndpointSlice,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -59,6 +60,7 @@ pub async fn run(args: NamespaceArgs) -> Result<ExitCode, CliError> {
     let client = &connection.client;
     let mut findings = vec![crd(client).await];
     findings.push(controller(client).await);
+    findings.push(webhook(client).await);
     findings.extend(rights(client, &connection.namespace).await);
     findings.extend(service_accounts(client, &connection.namespace).await);
     let mut failed = false;
@@ -172,6 +174,68 @@ async fn controller(client: &Client) -> Finding {
             format!("cannot look for the controller: {error}"),
             "use a kubeconfig that may list Deployments and Leases",
         ),
+    }
+}
+
+/// The chart's webhook Service, if any, and whether it has a ready endpoint. Without one,
+/// pushes are noticed by polling only, which is a choice, not a fault.
+async fn webhook(client: &Client) -> Finding {
+    let services: Api<Service> = Api::all(client.clone());
+    let listed = match services
+        .list(&ListParams::default().labels(CONTROLLER_SELECTOR))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(error) => {
+            return Finding::fail(
+                format!("cannot look for the webhook Service: {error}"),
+                "use a kubeconfig that may list Services",
+            );
+        }
+    };
+    let has_webhook_port = |service: &&Service| {
+        service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some("webhook")))
+    };
+    let Some(service) = listed.iter().find(has_webhook_port) else {
+        return Finding::ok(
+            "webhook receiver not exposed by a Service (webhooks disabled, or not installed by the chart): pushes are noticed by polling",
+        );
+    };
+    let namespace = service.namespace().unwrap_or_default();
+    let name = service.name_any();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+    let selector = format!("kubernetes.io/service-name={name}");
+    let ready = match slices.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+            .count(),
+        Err(error) => {
+            return Finding::fail(
+                format!("cannot read the endpoints of Service {namespace}/{name}: {error}"),
+                "use a kubeconfig that may list EndpointSlices",
+            );
+        }
+    };
+    if ready > 0 {
+        Finding::ok(format!(
+            "webhook receiver: Service {namespace}/{name}, {ready} ready endpoint(s)"
+        ))
+    } else {
+        Finding::fail(
+            format!(
+                "webhook Service {namespace}/{name} has no ready endpoint: pushes are not received"
+            ),
+            format!(
+                "`kubectl -n {namespace} get pods -l {CONTROLLER_SELECTOR}`; look at the controller's readiness and logs"
+            ),
+        )
     }
 }
 

@@ -47,8 +47,21 @@ pub struct RunningController {
 
 impl RunningController {
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, |_| {})
+    }
+
+    /// With the test cluster's pinned kustomize, as `make demo` and the image have it.
+    pub fn start_rendering(namespace: &str) -> Self {
+        Self::start_with(namespace, |settings| {
+            settings.render.kustomize_binary =
+                Some(super::cluster::binaries_dir().join("kustomize"));
+        })
+    }
+
+    fn start_with(namespace: &str, adjust: impl FnOnce(&mut Settings)) -> Self {
         let cache = tempfile::tempdir().expect("a git cache directory");
-        let settings = settings_for(namespace, cache.path(), Duration::from_secs(2));
+        let mut settings = settings_for(namespace, cache.path(), Duration::from_secs(2));
+        adjust(&mut settings);
         let task = tokio::spawn(async move {
             let config = super::cluster::admin_config().await;
             driftless::controller::run(config, settings, Default::default())
