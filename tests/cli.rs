@@ -930,3 +930,56 @@ async fn build_yields_exactly_what_the_controller_applies() {
     applied.sort();
     assert_eq!(built, applied, "build printed what the controller applied");
 }
+
+/// `get --watch` prints the table, then a row for each change, until it is stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_watch_prints_a_row_per_change() {
+    let (namespace, _repos, _server, _controller) = applied_repository("cli-watch").await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args(["get", "app", "--watch", "-o", "wide", "--kubeconfig"])
+        .arg(kubeconfig_path())
+        .args(["-n", &namespace.name])
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the driftless binary runs");
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let suspended = line.contains(" true ");
+            seen.push(line);
+            if suspended {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let suspended = run_in(&namespace, &["suspend", "app"]).await;
+    assert!(suspended.status.success(), "{}", stderr(&suspended));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no row for the change"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let seen = lines.join().unwrap();
+    assert!(
+        seen[0].starts_with("NAME") && seen[0].contains("SUSPENDED"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().skip(1).all(|l| l.starts_with("app ")),
+        "rows, not tables: {seen:?}"
+    );
+    assert!(
+        seen.last().unwrap().contains(" true "),
+        "the suspension shows: {seen:?}"
+    );
+}
