@@ -969,6 +969,7 @@ async fn get_watch_prints_a_row_per_change() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = child.kill();
+    let _ = child.wait();
     let seen = lines.join().unwrap();
     assert!(
         seen[0].starts_with("NAME") && seen[0].contains("SUSPENDED"),
