@@ -1092,6 +1092,73 @@ spec:
         assert_eq!(rollout(&namespace).await, (names_after, referenced_after));
     }
 
+    /// A tenant must not publish, through substitution, a Secret its ServiceAccount may not
+    /// read: the variables are read as the account the revision is applied as.
+    #[tokio::test]
+    async fn post_build_reads_variables_as_the_service_account() {
+        install_crds().await;
+        let namespace = TestNamespace::create("kustomize-postbuild-sa").await;
+        namespace
+            .create_secret("not-yours", &[("token", b"s3cr3t".as_slice())])
+            .await;
+        namespace
+            .grant_service_account(
+                "tenant",
+                &["configmaps"],
+                &[
+                    "get", "list", "watch", "create", "update", "patch", "delete",
+                ],
+            )
+            .await;
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let settings = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  token: ${token}\n";
+        let first = repo.commit(
+            "substituted",
+            &[
+                ("app/kustomization.yaml", "resources:\n- settings.yaml\n"),
+                ("app/settings.yaml", settings),
+            ],
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "path": "app", "serviceAccountName": "tenant",
+                    "postBuild": { "substituteFrom": [{ "kind": "Secret", "name": "not-yours" }] },
+                }),
+            )
+            .await;
+        let failed = wait_for(&namespace, "the refused read", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.last_attempted_revision.as_deref())
+                .is_some_and(|a| a.ends_with(&first))
+        })
+        .await;
+        let (status, reason, message) = ready(&failed);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BuildFailed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("not-yours") && message.contains("forbidden"),
+            "{message}"
+        );
+        assert!(
+            namespace
+                .api::<ConfigMap>()
+                .get_opt("settings")
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing applied with the Secret's value"
+        );
+    }
+
     #[tokio::test]
     async fn post_build_substitutes_from_a_config_map_and_a_secret_and_names_a_missing_variable() {
         use kube::api::PostParams;

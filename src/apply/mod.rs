@@ -56,6 +56,19 @@ pub use wait::HealthCheck;
 use kinds::{DefinedKinds, KindCache, ResolvedKind, discovered, is_crd, is_namespace};
 use object::{PreparedObject, declared_gvk, prepare};
 
+/// A client that acts as ServiceAccount `account` of `namespace` for every request, so a
+/// tenant's revision can do only what that account may (impersonation; the controller needs
+/// `impersonate` on serviceaccounts).
+pub fn client_as(
+    config: &kube::Config,
+    namespace: &str,
+    account: &str,
+) -> Result<Client, kube::Error> {
+    let mut config = config.clone();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
+    Client::try_from(config)
+}
+
 /// The field manager driftless applies as; its field ownership is what server-side apply
 /// tracks across revisions.
 pub const FIELD_MANAGER: &str = "driftless";

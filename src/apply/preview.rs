@@ -10,7 +10,7 @@ use super::{
     compare::same_object,
     error::reason_of,
     object::PreparedObject,
-    stage::{api_for, dry_run},
+    stage::{api_for, dry_run, split},
 };
 
 /// The outcome one object would have.
@@ -42,22 +42,12 @@ pub(super) async fn preview_all(
     prepared: Vec<PreparedObject>,
     concurrency: usize,
 ) -> Result<Vec<Previewed>, ApplyError> {
-    let results: Vec<(usize, Result<Previewed, super::ObjectFailure>)> =
-        stream::iter(prepared.into_iter().enumerate())
-            .map(|(index, object)| async move { (index, preview_one(client, object).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    let mut results = results;
-    results.sort_by_key(|(index, _)| *index);
-    let mut previewed = Vec::new();
-    let mut failures = Vec::new();
-    for (_, result) in results {
-        match result {
-            Ok(one) => previewed.push(one),
-            Err(failure) => failures.push(failure),
-        }
-    }
+    let results = stream::iter(prepared.into_iter().enumerate())
+        .map(|(index, object)| async move { (index, preview_one(client, object).await) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let (previewed, failures) = split(results);
     if failures.is_empty() {
         Ok(previewed)
     } else {

@@ -219,7 +219,9 @@ fn failure(prepared: &PreparedObject, error: &kube::Error) -> ObjectFailure {
 }
 
 /// Separates successes from failures, both in input order whatever order requests completed in.
-fn split<T>(mut results: Vec<(usize, Result<T, ObjectFailure>)>) -> (Vec<T>, Vec<ObjectFailure>) {
+pub(super) fn split<T>(
+    mut results: Vec<(usize, Result<T, ObjectFailure>)>,
+) -> (Vec<T>, Vec<ObjectFailure>) {
     results.sort_by_key(|(index, _)| *index);
     let mut successes = Vec::new();
     let mut failures = Vec::new();

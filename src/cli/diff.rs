@@ -131,15 +131,13 @@ fn applying_client(
     connection: &Connection,
     repository: &GitRepository,
 ) -> Result<Client, CliError> {
-    let Some(account) = &repository.spec.service_account_name else {
-        return Ok(connection.client.clone());
-    };
-    let mut config = connection.config.clone();
-    config.auth_info.impersonate = Some(format!(
-        "system:serviceaccount:{}:{account}",
-        connection.namespace
-    ));
-    Client::try_from(config).map_err(CliError::Client)
+    match &repository.spec.service_account_name {
+        Some(account) => {
+            crate::apply::client_as(&connection.config, &connection.namespace, account)
+                .map_err(CliError::Client)
+        }
+        None => Ok(connection.client.clone()),
+    }
 }
 
 fn would_prune(repository: &GitRepository, previewed: &[Previewed]) -> Vec<ObjectKey> {

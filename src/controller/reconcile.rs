@@ -516,7 +516,10 @@ async fn converge(
     let mut inputs = revision::manifest_inputs(&context.renderer, &artifact, &repository.spec)
         .await
         .map_err(|errors| render_failure(&artifact, &errors))?;
-    super::render::substitute(&mut inputs, &repository.spec, namespace, context)
+    // The variables are read as the same account that applies, so a tenant cannot publish
+    // what it may not read.
+    let reader = client_for(repository, namespace, context, Reason::BuildFailed)?;
+    super::render::substitute(&mut inputs, &repository.spec, namespace, &reader)
         .await
         .map_err(|message| {
             let message = format!("revision {}: {message}", artifact.revision);
@@ -762,9 +765,7 @@ fn client_for(
     let Some(account) = service_account_of(repository, &context.settings)? else {
         return Ok(context.client.clone());
     };
-    let mut config = context.config.clone();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    kube::Client::try_from(config).map_err(|error| {
+    crate::apply::client_as(&context.config, namespace, &account).map_err(|error| {
         Failure::new(
             reason,
             format!("impersonating ServiceAccount {account}: {error}"),

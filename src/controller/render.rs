@@ -8,19 +8,18 @@ use crate::{
     revision::{self, ManifestInputs},
 };
 
-/// `spec.postBuild`: reads the variables (with the GitRepository's ServiceAccount when it
-/// names one) and substitutes them in every stream.
+/// `spec.postBuild`: reads the variables with `client` (the account the revision is applied
+/// as) and substitutes them in every stream.
 pub(super) async fn substitute(
     inputs: &mut ManifestInputs<'_>,
     spec: &GitRepositorySpec,
     namespace: &str,
-    context: &super::Context,
+    client: &Client,
 ) -> Result<(), String> {
     let Some(post_build) = &spec.post_build else {
         return Ok(());
     };
-    let client = reader_client(spec, namespace, context)?;
-    let variables = revision::read_variables(&client, namespace, post_build).await?;
+    let variables = revision::read_variables(client, namespace, post_build).await?;
     inputs.substitute(&variables)
 }
 
@@ -33,17 +32,4 @@ pub(super) fn substitutes_from_secret(spec: &GitRepositorySpec, name: &str) -> b
             .iter()
             .any(|source| source.kind == "Secret" && source.name == name)
     })
-}
-
-fn reader_client(
-    spec: &GitRepositorySpec,
-    namespace: &str,
-    context: &super::Context,
-) -> Result<Client, String> {
-    let Some(account) = &spec.service_account_name else {
-        return Ok(context.client.clone());
-    };
-    let mut config = context.config.clone();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{account}"));
-    Client::try_from(config).map_err(|e| format!("impersonating ServiceAccount {account}: {e}"))
 }
