@@ -893,6 +893,7 @@ fn desired(dir: &Path) -> Result<Vec<DesiredObject>> {
         .map(|m| DesiredObject {
             origin: format!("{}: {}", m.file, m.position),
             object: m.object,
+            rendered: false,
         })
         .collect())
 }

@@ -12,6 +12,7 @@ use kube::{Api, Client};
 
 use crate::{
     api::{GitRepositorySpec, PostBuild},
+    apply::DesiredObject,
     manifests::Manifest,
     render::{
         Entry, KustomizationEdits, RenderError, RenderErrors, RenderOptions, Renderer,
@@ -22,6 +23,22 @@ use crate::{
         snapshot::{OpenSnapshot, SnapshotEntry},
     },
 };
+
+/// How a rendered stream is named after its unit, in error messages and manifest origins.
+const RENDERED_SUFFIX: &str = " (kustomize build)";
+
+/// The manifests as the apply engine takes them: each with its origin, and marked when
+/// kustomize rendered it (see [`DesiredObject::rendered`]).
+pub fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
+    manifests
+        .into_iter()
+        .map(|m| DesiredObject {
+            origin: format!("{}: {}", m.file, m.position),
+            rendered: m.file.ends_with(RENDERED_SUFFIX),
+            object: m.object,
+        })
+        .collect()
+}
 
 /// The manifest streams of a revision: plain files outside every unit, then one rendered
 /// stream per unit, named `<unit> (kustomize build)` in error messages.
@@ -87,7 +104,7 @@ pub async fn manifest_inputs<'a>(
         .into_iter()
         .map(|unit| {
             let dir = if unit.dir.is_empty() { "." } else { &unit.dir };
-            (format!("{dir} (kustomize build)"), unit.output)
+            (format!("{dir}{RENDERED_SUFFIX}"), unit.output)
         })
         .collect();
     let renderer = match renderer.kustomize() {

@@ -42,6 +42,7 @@ fn desired(origin: &str, object: Value) -> DesiredObject {
     DesiredObject {
         origin: origin.to_owned(),
         object: serde_json::from_value(object).expect("a valid object literal"),
+        rendered: false,
     }
 }
 

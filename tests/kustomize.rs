@@ -1092,6 +1092,60 @@ spec:
         assert_eq!(rollout(&namespace).await, (names_after, referenced_after));
     }
 
+    /// kustomize's `namespace` transformer cannot know that a custom kind is cluster-scoped and
+    /// sets a namespace on it; the apply engine drops it there instead of refusing the object.
+    #[tokio::test]
+    async fn a_namespace_kustomize_set_on_a_cluster_scoped_custom_kind_is_dropped() {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        use kube::{Api, api::DeleteParams, core::DynamicObject, discovery::ApiResource};
+        install_crds().await;
+        let namespace = TestNamespace::create("kustomize-cluster-scoped").await;
+        let group = format!("{}.example.com", namespace.name);
+        let crd = format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: dials.{group}\nspec:\n  group: {group}\n  scope: Cluster\n  names: {{plural: dials, singular: dial, kind: Dial}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+        );
+        let dial = format!(
+            "apiVersion: {group}/v1\nkind: Dial\nmetadata:\n  name: volume-{}\nspec:\n  level: 11\n",
+            namespace.name
+        );
+        let kustomization = format!(
+            "namespace: {}\nresources:\n- crd.yaml\n- dial.yaml\n",
+            namespace.name
+        );
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let first = repo.commit(
+            "a cluster-scoped custom kind",
+            &[
+                ("app/kustomization.yaml", kustomization.as_str()),
+                ("app/crd.yaml", crd.as_str()),
+                ("app/dial.yaml", dial.as_str()),
+            ],
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({ "url": server.url_for(&repo), "path": "app" }),
+            )
+            .await;
+        let converged = wait_for(&namespace, "the revision", |r| applied_at(r, &first)).await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let resource =
+            ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(&group, "v1", "Dial"));
+        let dials: Api<DynamicObject> = Api::all_with(namespace.client.clone(), &resource);
+        let applied = dials
+            .get(&format!("volume-{}", namespace.name))
+            .await
+            .unwrap();
+        assert_eq!(applied.metadata.namespace, None, "applied cluster-scoped");
+        let crds: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+        let _ = crds
+            .delete(&format!("dials.{group}"), &DeleteParams::default())
+            .await;
+    }
+
     /// A tenant must not publish, through substitution, a Secret its ServiceAccount may not
     /// read: the variables are read as the account the revision is applied as.
     #[tokio::test]

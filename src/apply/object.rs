@@ -30,6 +30,10 @@ pub struct DesiredObject {
     pub origin: String,
     /// The object as written in the manifest.
     pub object: DynamicObject,
+    /// Rendered by kustomize, whose `namespace` transformer sets `metadata.namespace` without
+    /// knowing whether a custom kind is namespaced: on a cluster-scoped kind that namespace is
+    /// dropped instead of refused. Objects written by hand keep the strict rule.
+    pub rendered: bool,
 }
 
 /// Identifies an object in reports and error messages: `apps/v1 Deployment ns/name`.
@@ -109,7 +113,7 @@ pub fn prepare(
     if object.metadata.name.as_deref().unwrap_or("").is_empty() {
         return Err("the object has no metadata.name (generateName cannot be applied)".into());
     }
-    settle_namespace(&mut object, scope, default_namespace)?;
+    settle_namespace(&mut object, scope, default_namespace, desired.rendered)?;
     strip_server_fields(&mut object);
     object
         .metadata
@@ -134,15 +138,17 @@ pub fn prepare(
 }
 
 /// Namespaced objects without a namespace land in the default one; a namespace on a
-/// cluster-scoped object is a mistake in the manifest, reported rather than silently dropped.
+/// cluster-scoped object is a mistake in a hand-written manifest, reported rather than silently
+/// dropped, but only a renderer's guess in a rendered one.
 fn settle_namespace(
     object: &mut DynamicObject,
     scope: &Scope,
     default_namespace: &str,
+    rendered: bool,
 ) -> Result<(), String> {
     let namespace = object.metadata.namespace.as_deref().unwrap_or("");
     match scope {
-        Scope::Cluster if !namespace.is_empty() => Err(format!(
+        Scope::Cluster if !namespace.is_empty() && !rendered => Err(format!(
             "the kind is cluster-scoped but the object sets metadata.namespace {namespace:?}"
         )),
         Scope::Cluster => {
@@ -204,12 +210,32 @@ mod tests {
     }
 
     fn prepare_with(value: Value, scope: Scope) -> Result<PreparedObject, String> {
+        prepare_as(value, scope, false)
+    }
+
+    fn prepare_as(value: Value, scope: Scope, rendered: bool) -> Result<PreparedObject, String> {
         let desired = DesiredObject {
             origin: "test.yaml".into(),
             object: object(value),
+            rendered,
         };
         let labels = [("driftless.dev/name".to_owned(), "app".to_owned())].into();
         prepare(desired, config_map_resource(), &scope, "team", &labels)
+    }
+
+    #[test]
+    fn a_rendered_cluster_scoped_object_loses_the_namespace_kustomize_guessed() {
+        let value = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "global", "namespace": "team" },
+        });
+        let prepared = prepare_as(value.clone(), Scope::Cluster, true).unwrap();
+        assert_eq!(prepared.object.metadata.namespace, None);
+        assert_eq!(prepared.reference.namespace, None);
+        assert!(
+            prepare_as(value, Scope::Cluster, false).is_err(),
+            "hand-written: refused"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     api::GitRepository,
     apply::{
-        APPLIED_HASH_ANNOTATION, Applier, ApplyOptions, Change, DesiredObject, Previewed,
+        APPLIED_HASH_ANNOTATION, Applier, ApplyOptions, Change, Previewed,
         inventory::{ObjectKey, stale},
     },
     manifests::Manifest,
@@ -62,13 +62,7 @@ pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
         })?;
     let client = applying_client(&connection, &repository)?;
     let manifests = desired_manifests(&args, &connection, &repository, &client).await?;
-    let desired = manifests
-        .into_iter()
-        .map(|m| DesiredObject {
-            origin: format!("{}: {}", m.file, m.position),
-            object: m.object,
-        })
-        .collect();
+    let desired = revision::desired_objects(manifests);
     let applier = Applier::new(client);
     let options = ApplyOptions::for_repository(&repository, &namespace, 8);
     let previewed = applier

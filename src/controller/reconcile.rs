@@ -25,11 +25,10 @@ use crate::{
         parse_bounded_duration,
     },
     apply::{
-        Applier, ApplyError, ApplyOptions, ApplyReport, DesiredObject, FIELD_MANAGER, HealthCheck,
-        ObjectRef, PruneReport,
+        Applier, ApplyError, ApplyOptions, ApplyReport, FIELD_MANAGER, HealthCheck, ObjectRef,
+        PruneReport,
     },
-    manifests::{self, Manifest},
-    revision,
+    manifests, revision,
     source::{Artifact, Credentials, FetchRequest, SourceErrorKind},
 };
 
@@ -538,7 +537,7 @@ async fn converge(
     let options = apply_options(repository, namespace, context);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier
-        .apply(desired_objects(manifests), &options)
+        .apply(revision::desired_objects(manifests), &options)
         .await
         .map_err(|error| {
             let reason = match error {
@@ -849,16 +848,6 @@ fn fetch_request(
 
 fn apply_options(repository: &GitRepository, namespace: &str, context: &Context) -> ApplyOptions {
     ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency)
-}
-
-fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
-    manifests
-        .into_iter()
-        .map(|m| DesiredObject {
-            origin: format!("{}: {}", m.file, m.position),
-            object: m.object,
-        })
-        .collect()
 }
 
 /// Retries after consecutive failures: 5 s, 10 s, 20 s ... up to the interval, so a transient
