@@ -134,12 +134,6 @@ pub async fn read_credentials(
         .get(name)
         .await
         .map_err(CliError::api(format!("reading Secret {namespace}/{name}")))?;
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    Credentials::from_secret_data(&data)
+    Credentials::from_secret(secret)
         .map_err(|e| CliError::Output(format!("Secret {namespace}/{name}: {e}")))
 }

@@ -2,7 +2,7 @@
 //! failure becomes a condition with a reason and a message the user can act on.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -817,13 +817,7 @@ async fn read_credentials(
             _ => missing(error.to_string()),
         })?
         .ok_or_else(|| missing("not found".into()))?;
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    Credentials::from_secret_data(&data)
+    Credentials::from_secret(secret)
         .map(Some)
         .map_err(|error| missing(error.to_string()))
 }

@@ -51,6 +51,19 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Reads credentials from a Secret (its `data`; the keys are described on the type).
+    pub fn from_secret(
+        secret: k8s_openapi::api::core::v1::Secret,
+    ) -> Result<Self, CredentialsError> {
+        let data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.0))
+            .collect();
+        Self::from_secret_data(&data)
+    }
+
     /// Reads credentials from a Secret's `data`.
     pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, CredentialsError> {
         let text = |key: &'static str| -> Result<Option<String>, CredentialsError> {
