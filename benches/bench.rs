@@ -1,5 +1,5 @@
 //! `make bench`: driftless and its baselines side by side, on the real test cluster and real git
-//! servers (see BENCHMARKS.md and issue 8).
+//! servers (see BENCHMARKS.md).
 //!
 //! `cargo bench --bench bench` runs every scenario, each in a child process of its own so that the
 //! peak RSS (`VmHWM`) reported for a scenario is that scenario's; `cargo bench --bench bench --

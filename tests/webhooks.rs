@@ -1,4 +1,4 @@
-//! Push webhooks end to end (issue 6), through the real `driftless controller` binary, the test
+//! Push webhooks end to end, through the real `driftless controller` binary, the test
 //! cluster and a real git server: a signed push of every provider converges the cluster long
 //! before the polling interval; bad deliveries get their status code and trigger nothing; a
 //! delivery to a replica that does not lead still triggers the leader; polling converges when

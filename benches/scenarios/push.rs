@@ -1,4 +1,4 @@
-//! Scenario 1 of issue 8: push → applied for a 20-object repository.
+//! Push to applied: push → applied for a 20-object repository.
 //!
 //! The clock starts when the new commit is on the git server (its branch updated in the served
 //! bare repository, which is what a finished `git push` leaves behind) and stops when the

@@ -1,4 +1,4 @@
-//! Scenario 2 of issue 8: the shared webhook receiver's response time with 1,000
+//! Receiver latency: the shared webhook receiver's response time with 1,000
 //! GitRepositories in its index.
 //!
 //! The release binary runs with its GitHub receiver on loopback and watches a namespace holding
@@ -171,7 +171,7 @@ pub async fn receiver_scenario() -> Result<Value> {
             format!("A matching delivery is answered once verified and matched; the two API requests it causes follow the answer (a merge PATCH of the GitRepository's `driftless.dev/reconcile-requested-at` annotation, the trigger, retried on failure, and one of its `status.lastWebhook`). For comparison the bench sent the same pair itself {PATCHES} times (kube client, one pair at a time) while the controller ran: that is what an answer waiting for the writes would cost."),
             format!("Rejected: {BAD_SIGNATURE} deliveries signed with a wrong secret and {UNSIGNED} without a signature header, both answered 401 before the body is parsed."),
             "The controller logs one line per delivery at the default `info` level (to the bench's stderr), as it would in production; that write is inside the measured time.".to_owned(),
-            "Baseline: Argo CD's ~15 s for one webhook with ~1,500 Applications is a figure reported by its users (see issue 6), shown for scale only.".to_owned(),
+            "Baseline: Argo CD's ~15 s for one webhook with ~1,500 Applications is a figure reported by its users, shown for scale only.".to_owned(),
         ],
     }))
 }

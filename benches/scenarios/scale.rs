@@ -1,4 +1,4 @@
-//! Scenarios 5 and 8 of issue 8: the `driftless controller` binary, as a process of its own,
+//! Scale and idle cost: the `driftless controller` binary, as a process of its own,
 //! reconciling 500 and 1,000 GitRepositories of 10 objects each from scratch (time until all
 //! are Ready, peak RSS, API requests), then idle with the 1,000 Ready and nothing changing (CPU,
 //! RSS, API requests).
