@@ -48,7 +48,7 @@ use crate::support::{
         create_repository_named, free_port, github_push, start_replica, wait_for_port, write_secret,
     },
 };
-use crate::{kubectl_apply, millis, row, summary};
+use crate::{common::kubectl_apply, millis, row, summary};
 
 /// Objects (ConfigMaps, one file each) in every repository of this scenario.
 const OBJECTS: usize = 20;
@@ -588,8 +588,8 @@ impl Random {
 /// One naive poll-and-apply cycle: fetch, check out, `kubectl apply --server-side` the files.
 fn naive_cycle(clone: &Path, namespace: &str) -> Result<Duration> {
     let started = Instant::now();
-    crate::git(clone, &["fetch", "--quiet", "origin", "main"], None)?;
-    crate::git(clone, &["reset", "--quiet", "--hard", "FETCH_HEAD"], None)?;
+    crate::common::git(clone, &["fetch", "--quiet", "origin", "main"], None)?;
+    crate::common::git(clone, &["reset", "--quiet", "--hard", "FETCH_HEAD"], None)?;
     kubectl_apply(&clone.join("deploy"), namespace, false)?;
     Ok(started.elapsed())
 }
@@ -663,7 +663,7 @@ async fn polling_phase(
         let content = Content::create(repos, &format!("loop-{i:02}"), &format!("l{i:02}"));
         let clone = clones.path().join(&content.prefix);
         let url = server.url_for(&content.repo);
-        crate::git(
+        crate::common::git(
             clones.path(),
             &[
                 "clone",

@@ -238,7 +238,7 @@ fn server_histogram(metrics_port: u16) -> Result<Reading> {
         if !line.starts_with(name) || !line.contains("provider=\"github\"") {
             continue;
         }
-        let value: f64 = crate::sample_value(line);
+        let value: f64 = crate::common::sample_value(line);
         let rest = &line[name.len()..];
         if rest.starts_with("_sum") {
             sum += value;

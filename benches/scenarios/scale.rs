@@ -288,18 +288,18 @@ fn write_monorepo(repo: &Path, apps: usize) -> Result<String> {
     let mut stream = Vec::new();
     stream.extend_from_slice(b"commit refs/heads/main\n");
     stream.extend_from_slice(b"committer bench <bench@driftless.invalid> 1700000000 +0000\n");
-    crate::fast_import_data(&mut stream, "monorepo");
+    crate::common::fast_import_data(&mut stream, "monorepo");
     for app in 0..apps {
         for object in 0..OBJECTS_PER_APP {
             stream.extend_from_slice(
                 format!("M 100644 inline apps/{}/cm-{object}.yaml\n", app_name(app)).as_bytes(),
             );
-            crate::fast_import_data(&mut stream, &app_config_map(app, object));
+            crate::common::fast_import_data(&mut stream, &app_config_map(app, object));
         }
     }
     stream.push(b'\n');
-    crate::git(repo, &["fast-import", "--quiet"], Some(&stream))?;
-    crate::git(repo, &["rev-parse", "refs/heads/main"], None)
+    crate::common::git(repo, &["fast-import", "--quiet"], Some(&stream))?;
+    crate::common::git(repo, &["rev-parse", "refs/heads/main"], None)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,10 +317,11 @@ struct Setup {
 
 async fn run_size(setup: &Setup, size: usize, with_idle: bool) -> Result<(Value, Value)> {
     let admin = &setup.admin;
-    let namespace = crate::create_namespace(admin, &format!("bench-scale-{size}")).await?;
+    let namespace = crate::common::create_namespace(admin, &format!("bench-scale-{size}")).await?;
     // The controller's own namespace (its Lease): apart from the GitRepositories', so that
     // deleting theirs cannot take the Lease away while the finalizers still need the leader.
-    let home = crate::create_namespace(admin, &format!("bench-scale-{size}-controller")).await?;
+    let home =
+        crate::common::create_namespace(admin, &format!("bench-scale-{size}-controller")).await?;
     let namespaces = [namespace.as_str(), home.as_str()];
     let cache = tempfile::tempdir()?;
     let mut controller = Some(Controller::start(
@@ -493,7 +494,7 @@ async fn converge(
         "requests_to_settled": request_delta(&requests_before, &requests_settled),
         "requests_per_gitrepository_to_settled": round1(request_delta(&requests_before, &requests_settled)["total"].as_f64().unwrap_or(0.0) / size as f64),
         "controller_reconciles": reconciles,
-        "apiserver_request_total_delta_cluster_wide": crate::metrics_delta(&metrics_before, &metrics_after),
+        "apiserver_request_total_delta_cluster_wide": crate::common::metrics_delta(&metrics_before, &metrics_after),
     }))
 }
 
@@ -665,7 +666,7 @@ async fn window(admin: &Client, controller: &Controller, length: Duration) -> Re
         "requests": requests,
         "requests_per_minute": round1(requests["total"].as_f64().unwrap_or(0.0) / elapsed * 60.0),
         "reconciles": controller.log.reconciles() - reconciles_before,
-        "apiserver_request_total_delta_cluster_wide": crate::metrics_delta(&metrics_before, &metrics_after),
+        "apiserver_request_total_delta_cluster_wide": crate::common::metrics_delta(&metrics_before, &metrics_after),
     }))
 }
 
@@ -820,7 +821,7 @@ impl Controller {
                 .nth(1)
                 .and_then(|v| v.split('"').next())
                 .unwrap_or("?");
-            let value: f64 = crate::sample_value(line);
+            let value: f64 = crate::common::sample_value(line);
             counts.insert(result.to_owned(), json!(value as u64));
         }
         Value::Object(counts)
@@ -1046,7 +1047,7 @@ async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
         if !RESOURCES.contains(&resource.as_str()) {
             continue;
         }
-        let value: f64 = crate::sample_value(line);
+        let value: f64 = crate::common::sample_value(line);
         let subresource = label("subresource");
         let mut key = format!("{} {resource}", label("verb"));
         if !subresource.is_empty() {
