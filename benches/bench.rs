@@ -10,12 +10,20 @@
 #[path = "scenarios/apply.rs"]
 mod apply;
 mod common;
+#[path = "scenarios/flux_monorepo.rs"]
+mod flux_monorepo;
+#[path = "scenarios/flux_push.rs"]
+mod flux_push;
+#[path = "scenarios/flux_scale.rs"]
+mod flux_scale;
 #[path = "scenarios/git_fetch.rs"]
 mod git_fetch;
 #[path = "scenarios/push.rs"]
 mod push;
 #[path = "scenarios/receiver.rs"]
 mod receiver;
+#[path = "scenarios/render.rs"]
+mod render;
 #[path = "scenarios/scale.rs"]
 mod scale;
 #[path = "scenarios/shared_fetch.rs"]
@@ -34,7 +42,21 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 6] = ["git", "coalesce", "apply", "push", "receiver", "scale"];
+const SCENARIOS: [&str; 11] = [
+    "git",
+    "coalesce",
+    "apply",
+    "push",
+    "receiver",
+    "scale",
+    "render",
+    "flux-push",
+    "flux-scale",
+    "flux-overlays",
+    "flux-monorepo",
+];
+/// `flux` on the command line: every side-by-side comparison with Flux.
+const FLUX_SCENARIOS: [&str; 4] = ["flux-push", "flux-scale", "flux-overlays", "flux-monorepo"];
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a scenario.
@@ -61,6 +83,12 @@ fn main() -> Result<()> {
         SCENARIOS.iter().map(|s| s.to_string()).collect()
     } else {
         wanted
+            .iter()
+            .flat_map(|w| match w.as_str() {
+                "flux" => FLUX_SCENARIOS.iter().map(|s| s.to_string()).collect(),
+                _ => vec![w.clone()],
+            })
+            .collect()
     };
     for scenario in &scenarios {
         if !SCENARIOS.contains(&scenario.as_str()) {
@@ -99,6 +127,11 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "push" => push::push_scenario().await,
             "receiver" => receiver::receiver_scenario().await,
             "scale" => scale::scenario().await,
+            "render" => render::scenario().await,
+            "flux-push" => flux_push::scenario().await,
+            "flux-scale" => flux_scale::scenario().await,
+            "flux-overlays" => flux_scale::overlays().await,
+            "flux-monorepo" => flux_monorepo::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;

@@ -2,6 +2,7 @@
 //! namespaces for a run, the apiserver's metrics.
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -17,6 +18,11 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::support;
+
+pub mod driftless;
+pub mod flux;
+pub mod procfs;
+pub mod side_by_side;
 
 pub fn kubectl() -> PathBuf {
     support::cluster::binaries_dir().join("kubectl")
@@ -142,4 +148,47 @@ pub fn kubectl_apply(dir: &Path, namespace: &str, count: bool) -> Result<(Durati
         *verbs.entry(key).or_default() += 1;
     }
     Ok((elapsed, json!(verbs)))
+}
+
+/// `apiserver_request_total` for the resources the controller touches, by resource, verb and
+/// dry run (whole cluster).
+pub async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
+    const RESOURCES: [&str; 5] = [
+        "configmaps",
+        "gitrepositories",
+        "events",
+        "leases",
+        "namespaces",
+    ];
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut totals = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let label = |name: &str| {
+            rest.split(&format!(",{name}=\""))
+                .nth(1)
+                .or_else(|| rest.strip_prefix(&format!("{name}=\"")))
+                .and_then(|v| v.split('"').next())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let resource = label("resource");
+        if !RESOURCES.contains(&resource.as_str()) {
+            continue;
+        }
+        let value: f64 = sample_value(line);
+        let subresource = label("subresource");
+        let mut key = format!("{} {resource}", label("verb"));
+        if !subresource.is_empty() {
+            key += &format!("/{subresource}");
+        }
+        if !label("dry_run").is_empty() {
+            key += " (dry run)";
+        }
+        *totals.entry(key).or_insert(0.0) += value;
+    }
+    Ok(totals)
 }

@@ -20,13 +20,8 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -41,7 +36,14 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{self, git::GitRepos};
+use crate::{
+    common::{
+        apiserver_requests,
+        driftless::{Controller, request_delta},
+        procfs::{RssSampler, clock_ticks, cpu_ticks, rss_kib},
+    },
+    support::{self, git::GitRepos},
+};
 
 /// Objects in each application directory (one ConfigMap per file).
 const OBJECTS_PER_APP: usize = 10;
@@ -384,7 +386,7 @@ async fn converge(
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(0usize);
     let watch = tokio::spawn(watch_ready(api.clone(), ready_tx));
 
-    let sampler = RssSampler::start(controller.pid);
+    let sampler = RssSampler::start(&[controller.pid]);
     let metrics_before = apiserver_requests(admin).await?;
     let requests_before = controller.log.requests();
     let cpu_before = cpu_ticks(controller.pid)?;
@@ -640,7 +642,7 @@ async fn window(admin: &Client, controller: &Controller, length: Duration) -> Re
     let metrics_before = apiserver_requests(admin).await?;
     let requests_before = controller.log.requests();
     let reconciles_before = controller.log.reconciles();
-    let sampler = RssSampler::start(controller.pid);
+    let sampler = RssSampler::start(&[controller.pid]);
     let cpu_before = cpu_ticks(controller.pid)?;
     let started = Instant::now();
     tokio::time::sleep(length).await;
@@ -716,411 +718,6 @@ async fn strip_finalizers(admin: &Client, namespace: &str) {
                 .patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await;
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The controller process
-
-struct Controller {
-    child: Child,
-    pid: u32,
-    metrics_port: u16,
-    log: Arc<LogStats>,
-    _reader: std::thread::JoinHandle<()>,
-}
-
-impl Controller {
-    /// Starts the binary watching `namespace`, with its Lease in `home`.
-    fn start(
-        binary: &Path,
-        [namespace, home]: [&str; 2],
-        cache: &Path,
-        extra: &[&str],
-    ) -> Result<Self> {
-        let metrics_port = free_port();
-        let webhook_port = free_port();
-        let mut child = Command::new(binary)
-            .args([
-                "controller",
-                "--namespace",
-                namespace,
-                "--controller-namespace",
-                home,
-                "--leader-elect",
-                "--log-format",
-                "json",
-                "--log-level",
-                "info,kube_client::client::builder=debug",
-            ])
-            .arg("--metrics-bind-address")
-            .arg(format!("127.0.0.1:{metrics_port}"))
-            .arg("--webhook-bind-address")
-            .arg(format!("127.0.0.1:{webhook_port}"))
-            .arg("--git-cache-dir")
-            .arg(cache)
-            .args(extra)
-            .env("KUBECONFIG", support::cluster::kubeconfig_path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting the driftless binary")?;
-        let pid = child.id();
-        let log = Arc::new(LogStats::default());
-        let stderr = child.stderr.take().context("controller stderr")?;
-        let reader = std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.record(&line);
-                }
-            }
-        });
-        eprintln!("controller pid {pid}, metrics on 127.0.0.1:{metrics_port}");
-        Ok(Self {
-            child,
-            pid,
-            metrics_port,
-            log,
-            _reader: reader,
-        })
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits until the controller holds its Lease and watches GitRepositories.
-    async fn wait_watching(&mut self, within: Duration) -> Result<()> {
-        let started = Instant::now();
-        while self.log.count("WATCH gitrepositories") < 2 {
-            if !self.running() || started.elapsed() > within {
-                bail!(
-                    "the controller did not start watching: {:?}",
-                    self.log.errors()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
-
-    /// `driftless_reconcile_duration_seconds_count` by result, from `/metrics`.
-    fn reconcile_counts(&self) -> Value {
-        let text = support::controller::http_get(self.metrics_port, "/metrics").unwrap_or_default();
-        let mut counts = serde_json::Map::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("driftless_reconcile_duration_seconds_count{")
-            else {
-                continue;
-            };
-            let result = rest
-                .split("result=\"")
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .unwrap_or("?");
-            let value: f64 = crate::common::sample_value(line);
-            counts.insert(result.to_owned(), json!(value as u64));
-        }
-        Value::Object(counts)
-    }
-
-    /// SIGTERM, then SIGKILL if it has not stopped within 30 s.
-    fn terminate(mut self) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A port below the kernel's ephemeral range (which starts at 32768), so no port-0 listener of
-/// a parallel test can take it between this check and the controller's bind.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let base = 24_000 + (std::process::id() % 300) as u16 * 16;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 3_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// What the controller's log says: requests by verb and resource, reconciles, errors.
-#[derive(Default)]
-struct LogStats {
-    inner: Mutex<LogInner>,
-}
-
-#[derive(Default)]
-struct LogInner {
-    requests: BTreeMap<String, u64>,
-    reconciles: usize,
-    errors: Vec<String>,
-    /// When the last request other than Lease renewals and watches was sent.
-    last_work: Option<Instant>,
-}
-
-impl LogStats {
-    fn record(&self, line: &str) {
-        let Ok(entry) = serde_json::from_str::<Value>(line) else {
-            return;
-        };
-        let mut inner = self.inner.lock().unwrap();
-        let message = entry["message"].as_str().unwrap_or("");
-        match message {
-            "requesting" => {
-                let span = &entry["span"];
-                let method = span["http.method"].as_str().unwrap_or("?");
-                let url = span["http.url"].as_str().unwrap_or("");
-                let key = classify(method, url);
-                if !key.ends_with(" leases") && !key.starts_with("WATCH ") {
-                    inner.last_work = Some(Instant::now());
-                }
-                *inner.requests.entry(key).or_default() += 1;
-            }
-            "applied" | "reconcile failed" => {
-                inner.reconciles += 1;
-                inner.last_work = Some(Instant::now());
-            }
-            _ => {}
-        }
-        let level = entry["level"].as_str().unwrap_or("");
-        if (level == "WARN" || level == "ERROR") && inner.errors.len() < 20 {
-            inner.errors.push(line.chars().take(400).collect());
-        }
-    }
-
-    fn requests(&self) -> BTreeMap<String, u64> {
-        self.inner.lock().unwrap().requests.clone()
-    }
-
-    fn count(&self, key: &str) -> u64 {
-        self.inner
-            .lock()
-            .unwrap()
-            .requests
-            .get(key)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn reconciles(&self) -> usize {
-        self.inner.lock().unwrap().reconciles
-    }
-
-    fn errors(&self) -> Vec<String> {
-        self.inner.lock().unwrap().errors.clone()
-    }
-
-    /// Returns once no reconcile work (requests other than Lease renewals and watches, or
-    /// reconciles) happened for `quiet`.
-    async fn wait_settled(&self, quiet: Duration) {
-        loop {
-            let last = self.inner.lock().unwrap().last_work;
-            match last {
-                Some(at) if at.elapsed() < quiet => {
-                    tokio::time::sleep(quiet - at.elapsed() + Duration::from_millis(50)).await
-                }
-                _ => return,
-            }
-        }
-    }
-}
-
-/// `VERB resource` of one request, with apiserver-style verbs (LIST and WATCH for collection
-/// GETs) and `(dry run)` for server-side dry runs.
-fn classify(method: &str, url: &str) -> String {
-    let path_and_query = match url.find("://") {
-        Some(scheme) => {
-            let rest = &url[scheme + 3..];
-            rest.find('/').map(|i| &rest[i..]).unwrap_or("/")
-        }
-        None => url,
-    };
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let rest: &[&str] = match segments.first() {
-        Some(&"api") => segments.get(2..).unwrap_or_default(),
-        Some(&"apis") => segments.get(3..).unwrap_or_default(),
-        _ => return format!("{method} {path}"),
-    };
-    if rest.is_empty() {
-        return format!("{method} discovery");
-    }
-    let rest = if rest[0] == "namespaces" && rest.len() >= 3 {
-        &rest[2..]
-    } else {
-        rest
-    };
-    let named = rest.len() >= 2;
-    let resource = match rest.get(2) {
-        Some(sub) => format!("{}/{sub}", rest[0]),
-        None => rest[0].to_owned(),
-    };
-    let watch = query
-        .split('&')
-        .any(|p| p == "watch=true" || p == "watch=1");
-    let verb = match method {
-        "GET" if watch => "WATCH",
-        "GET" if !named => "LIST",
-        other => other,
-    };
-    if query.split('&').any(|p| p == "dryRun=All") {
-        format!("{verb} {resource} (dry run)")
-    } else {
-        format!("{verb} {resource}")
-    }
-}
-
-/// Requests between two snapshots: by `VERB resource`, in total, and write-verb ones.
-fn request_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Value {
-    let mut by_kind = serde_json::Map::new();
-    let (mut total, mut writes) = (0u64, 0u64);
-    for (key, count) in after {
-        let delta = count - before.get(key).copied().unwrap_or(0);
-        if delta == 0 {
-            continue;
-        }
-        total += delta;
-        let write = ["POST ", "PUT ", "PATCH ", "DELETE "]
-            .iter()
-            .any(|verb| key.starts_with(verb))
-            && !key.ends_with("(dry run)");
-        if write {
-            writes += delta;
-        }
-        by_kind.insert(key.clone(), json!(delta));
-    }
-    json!({"total": total, "writes": writes, "by_verb_and_resource": by_kind})
-}
-
-/// `apiserver_request_total` for the resources the controller touches, by resource, verb and
-/// dry run (whole cluster).
-async fn apiserver_requests(client: &Client) -> Result<BTreeMap<String, f64>> {
-    const RESOURCES: [&str; 5] = [
-        "configmaps",
-        "gitrepositories",
-        "events",
-        "leases",
-        "namespaces",
-    ];
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut totals = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let label = |name: &str| {
-            rest.split(&format!(",{name}=\""))
-                .nth(1)
-                .or_else(|| rest.strip_prefix(&format!("{name}=\"")))
-                .and_then(|v| v.split('"').next())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let resource = label("resource");
-        if !RESOURCES.contains(&resource.as_str()) {
-            continue;
-        }
-        let value: f64 = crate::common::sample_value(line);
-        let subresource = label("subresource");
-        let mut key = format!("{} {resource}", label("verb"));
-        if !subresource.is_empty() {
-            key += &format!("/{subresource}");
-        }
-        if !label("dry_run").is_empty() {
-            key += " (dry run)";
-        }
-        *totals.entry(key).or_insert(0.0) += value;
-    }
-    Ok(totals)
-}
-
-// ---------------------------------------------------------------------------------------------
-// /proc
-
-/// A `/proc/<pid>/status` field in kB (VmRSS, VmHWM).
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may contain spaces; the fields after it are space-separated.
-    let after_name = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let utime: u64 = fields.get(11).context("utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// VmRSS of a process every 100 ms, on a thread of its own.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(f64, u64)>>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                let started = Instant::now();
-                let mut samples = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    samples.push((started.elapsed().as_secs_f64(), rss_kib(pid, "VmRSS:")));
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                samples
-            }
-        });
-        Self { stop, thread }
-    }
-
-    fn stop(self) -> Vec<(f64, u64)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
     }
 }
 

@@ -7,12 +7,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-write_module() { # name, then go.mod body
+write_module() { # name, go.mod body, then extra `go mod tidy` flags
   local dir="$here/modules/$1"
   mkdir -p "$dir"
   printf '%s\n' "$2" >"$dir/go.mod"
   rm -f "$dir/go.sum"
-  (cd "$dir" && go mod tidy)
+  (cd "$dir" && go mod tidy "${@:3}")
 }
 
 # k8s.io/kubernetes requires its staging modules at v0.0.0; each must be replaced by the
@@ -85,8 +85,49 @@ tool sigs.k8s.io/kustomize/kustomize/v5
 require sigs.k8s.io/kustomize/kustomize/v5 $KUSTOMIZE_VERSION"
 }
 
+# Flux's controllers, built only for the benchmark (tests/cluster/build.sh flux). Each wrapper
+# copies its release's replace lines, except the one pointing at its own ./api: the published
+# api module of the same version is the same code.
+upstream_replaces() { # module@version
+  local modfile
+  modfile=$(cd "$here" && go mod download -json "$1" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  awk '/^replace \(/ {block=1; next} block && /^\)/ {block=0; next}
+       block && /=>/ {print}
+       /^replace [^(]/ {sub(/^replace /, ""); print "\t" $0}' "$modfile" | grep -v '=> \./'
+}
+flux_source_module() {
+  # The module proxy does not serve fluxcd/pkg/artifact v0.18.1..v0.18.3, which the release
+  # requires; v0.18.0 differs from them only in go.mod/go.sum. `tidy -e`: the release's tests
+  # import fluxcd/pkg/helmtestserver, which is not served either and is not built.
+  write_module flux-source "module driftless.test/cluster/flux-source
+
+go 1.26
+
+tool github.com/fluxcd/source-controller
+
+require github.com/fluxcd/source-controller $FLUX_SOURCE_VERSION
+
+replace (
+$(upstream_replaces "github.com/fluxcd/source-controller@$FLUX_SOURCE_VERSION")
+	github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.0
+)" -e
+}
+flux_kustomize_module() {
+  write_module flux-kustomize "module driftless.test/cluster/flux-kustomize
+
+go 1.26
+
+tool github.com/fluxcd/kustomize-controller
+
+require github.com/fluxcd/kustomize-controller $FLUX_KUSTOMIZE_VERSION
+
+replace (
+$(upstream_replaces "github.com/fluxcd/kustomize-controller@$FLUX_KUSTOMIZE_VERSION")
+)"
+}
+
 modules=("$@")
-[[ ${#modules[@]} -gt 0 ]] || modules=(kubernetes etcd kwok helm kustomize)
+[[ ${#modules[@]} -gt 0 ]] || modules=(kubernetes etcd kwok helm kustomize flux_source flux_kustomize)
 for module in "${modules[@]}"; do
   "${module}_module"
 done

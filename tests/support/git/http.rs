@@ -56,6 +56,7 @@ struct ServerState {
     project_root: PathBuf,
     basic_auth: Option<(String, String)>,
     rejected_credentials: AtomicUsize,
+    requests: AtomicUsize,
 }
 
 impl HttpGitServer {
@@ -73,6 +74,7 @@ impl HttpGitServer {
             project_root: project_root.to_owned(),
             basic_auth: options.basic_auth,
             rejected_credentials: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
         });
         let handle = Handle::new();
         let rustls = tls
@@ -109,6 +111,11 @@ impl HttpGitServer {
     /// DER of the CA that signed the server certificate, when serving HTTPS.
     pub fn ca_der(&self) -> Option<&[u8]> {
         self.tls.as_ref().map(|tls| tls.ca_der.as_slice())
+    }
+
+    /// How many HTTP requests the server has received (ref advertisements and pack rounds).
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
     }
 
     /// How many requests carried basic-auth credentials that were wrong.
@@ -162,6 +169,7 @@ fn spawn_server_thread(
 }
 
 async fn serve_git(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
     let remote_user = match state.authenticate(request.headers()) {
         Ok(user) => user,
         Err(challenge) => return challenge.into_response(),
