@@ -1,6 +1,11 @@
 //! Kubernetes Events (events.k8s.io) on the GitRepository, for `kubectl describe` and event
-//! collectors. Only changes are announced: a steady resync emits nothing, and kube's recorder
-//! folds repeated identical events into one series instead of flooding.
+//! collectors. Only changes are announced: a steady resync emits nothing, and repeats of one
+//! event are folded into one series instead of flooding.
+//!
+//! kube's recorder folds every event of the same type, reason and action into one series and
+//! keeps the first note: a second revision's `NewRevision` would only bump the count of the
+//! first one's, and `kubectl get events` would go on showing the first revision. The action
+//! therefore carries a digest of the note, so only events that say the same thing are folded.
 
 use kube::{
     Resource,
@@ -18,16 +23,25 @@ pub async fn publish(
     reason: &str,
     note: String,
 ) {
+    let note = truncate(note, 1000);
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(truncate(note, 1000)),
-        action: "Reconcile".to_owned(),
+        action: action_for(&note),
+        note: Some(note),
         secondary: None,
     };
     if let Err(error) = recorder.publish(&event, &repository.object_ref(&())).await {
         debug!(%error, reason, "could not publish event");
     }
+}
+
+/// `Reconcile/<digest of the note>`: one series per distinct note (see the module comment).
+fn action_for(note: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(note.as_bytes());
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("Reconcile/{short}")
 }
 
 /// Event notes are limited to 1 kB by the API.
@@ -53,5 +67,16 @@ mod tests {
         let long = "é".repeat(600);
         let cut = truncate(long, 1000);
         assert!(cut.len() <= 1000 && cut.ends_with("..."));
+    }
+
+    #[test]
+    fn only_events_with_the_same_note_share_a_series() {
+        let first = action_for("New revision main@sha1:0123");
+        assert_eq!(first, action_for("New revision main@sha1:0123"));
+        assert_ne!(first, action_for("New revision main@sha1:4567"));
+        assert!(
+            first.starts_with("Reconcile/") && first.len() <= 128,
+            "{first}"
+        );
     }
 }

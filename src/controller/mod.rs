@@ -96,6 +96,19 @@ pub enum Error {
     LostLeadership,
 }
 
+impl Error {
+    /// The `error` label of `driftless_reconcile_errors_total`: a fixed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Cleanup(_) => "cleanup",
+            Error::Finalizer(_) => "finalizer",
+            Error::Startup(_) => "startup",
+            Error::LostLeadership => "lost_leadership",
+        }
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// The controller's own connection settings, the base of impersonating clients.
@@ -227,6 +240,8 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 Err(ControllerError::ObjectNotFound(object)) => {
                     info!(%object, "skipped a reconcile of a deleted GitRepository")
                 }
+                // Logged with its object by `error_policy`.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
                 Err(error) => warn!(%error, "reconcile failed"),
             }
         });
@@ -318,7 +333,7 @@ async fn reconcile_with_finalizer(
     repository: Arc<GitRepository>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    use kube::runtime::finalizer::{Event, finalizer};
+    use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
     finalizer(&api, prune::FINALIZER, repository, |event| async {
@@ -330,10 +345,21 @@ async fn reconcile_with_finalizer(
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(error.to_string()))
+    .map_err(|error| match error {
+        // The reconcile's and the clean-up's own errors pass through, so that each is counted
+        // and logged as what it is.
+        FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
 }
 
-fn error_policy(_: Arc<GitRepository>, _: &Error, context: Arc<Context>) -> Action {
+/// An error ended the reconcile before its outcome reached the status: counted, logged with
+/// the object, and retried soon.
+fn error_policy(repository: Arc<GitRepository>, error: &Error, context: Arc<Context>) -> Action {
+    let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
+    context.metrics.count_reconcile_error(error.kind());
+    warn!(namespace, name, %error, kind = error.kind(), "reconcile error; retrying");
     Action::requeue(jittered(
         context
             .settings

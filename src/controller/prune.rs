@@ -95,6 +95,8 @@ pub(super) async fn cleanup(
     let name = repository.name_any();
     context.metrics.forget(&namespace, &name);
     context.health_waits.forget(&namespace, &name);
+    // A GitRepository created again under this name starts without the old one's backoff.
+    context.failures.clear(&namespace, &name);
     let inventory = previous_inventory(repository);
     if repository.spec.prune == Some(false)
         || repository.spec.suspend == Some(true)
@@ -124,6 +126,10 @@ pub(super) async fn cleanup(
     match pruned {
         Ok(pruned) => {
             context.cleanup_failures.clear(&namespace, &name);
+            context
+                .metrics
+                .objects_pruned
+                .inc_by(pruned.deleted.len() as u64);
             info!(
                 namespace,
                 name,

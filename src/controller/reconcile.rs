@@ -346,6 +346,9 @@ fn record_metrics(
             metrics
                 .objects_drift_corrected
                 .inc_by(report.drift_corrected.len() as u64);
+            metrics
+                .objects_pruned
+                .inc_by(converged.pruned.deleted.len() as u64);
             let previous = repository
                 .status
                 .as_ref()
