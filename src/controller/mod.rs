@@ -2,13 +2,24 @@
 //! [`crate::manifests`] (read and validate) and [`crate::apply`] (server-side apply); none of
 //! those modules knows about this one.
 
+mod artifact;
 pub mod conditions;
-mod events;
+mod converged;
+mod decision;
+mod failure;
+mod finalizer;
+mod health;
+mod identity;
 mod leader;
 mod prune;
 mod reconcile;
 mod render;
+mod report;
+mod schedule;
+mod spec;
+mod status;
 mod webhook_tls;
+mod webhook_token;
 mod webhooks;
 
 pub use leader::{LeaderElectionSettings, process_identity};
@@ -33,7 +44,10 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use reconcile::{RECONCILE_REQUESTED_AT, jittered};
+pub use crate::api::RECONCILE_REQUESTED_AT;
+pub use schedule::{backoff, jittered};
+
+use schedule::FailureCounts;
 
 use leader::Leadership;
 
@@ -124,26 +138,7 @@ pub struct Context {
     /// Consecutive failed clean-ups on deletion, which bound how long a finalizer is kept.
     cleanup_failures: FailureCounts,
     /// Revisions applied and waiting to become healthy, checked again at each requeue.
-    health_waits: reconcile::HealthWaits,
-}
-
-/// Consecutive failed reconciles per GitRepository, which set the retry backoff.
-#[derive(Default)]
-struct FailureCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
-
-impl FailureCounts {
-    /// Counts one more failure and returns how many in a row there have been.
-    fn record(&self, namespace: &str, name: &str) -> u32 {
-        let mut counts = self.0.lock().expect("failure counts are never poisoned");
-        let count = counts.entry(format!("{namespace}/{name}")).or_default();
-        *count = count.saturating_add(1);
-        *count
-    }
-
-    fn clear(&self, namespace: &str, name: &str) {
-        let mut counts = self.0.lock().expect("failure counts are never poisoned");
-        counts.remove(&format!("{namespace}/{name}"));
-    }
+    health_waits: health::HealthWaits,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -192,7 +187,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         recorder: Recorder::new(client.clone(), "driftless".into()),
         failures: FailureCounts::default(),
         cleanup_failures: FailureCounts::default(),
-        health_waits: reconcile::HealthWaits::default(),
+        health_waits: health::HealthWaits::default(),
         client,
         settings: settings.clone(),
         metrics,
@@ -336,12 +331,12 @@ async fn reconcile_with_finalizer(
     use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
-    finalizer(&api, prune::FINALIZER, repository, |event| async {
+    finalizer(&api, crate::api::FINALIZER, repository, |event| async {
         match event {
             Event::Apply(repository) => {
                 reconcile::reconcile_repository(repository, context.clone()).await
             }
-            Event::Cleanup(repository) => prune::cleanup(&repository, &context).await,
+            Event::Cleanup(repository) => finalizer::cleanup(&repository, &context).await,
         }
     })
     .await
