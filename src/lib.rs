@@ -14,6 +14,7 @@ pub mod manifests;
 pub mod render;
 pub mod revision;
 pub mod source;
+pub mod sync;
 pub mod telemetry;
 pub mod webhook;
 

@@ -1218,3 +1218,156 @@ async fn a_git_repository_with_a_name_longer_than_a_label_applies_prunes_and_cle
         .unwrap();
     wait_until_gone(&namespace, "main").await;
 }
+
+/// Events of `reason` on GitRepository `app`, by their notes.
+async fn event_notes(namespace: &TestNamespace, reason: &str) -> Vec<String> {
+    let events = namespace
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&Default::default())
+        .await
+        .unwrap();
+    events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_pushed_revision_is_readable_in_the_listed_events() {
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-events-per-revision").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let first = push(&repo, "hello", &[]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = start_controller(&namespace);
+    create_repository(&namespace, &server.url_for(&repo), None).await;
+    wait_for(&namespace, "the first revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&first))
+    })
+    .await;
+    let second = push(&repo, "world", &[]);
+    wait_for(&namespace, "the pushed revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&second))
+    })
+    .await;
+
+    // The events are published before the status write the wait saw.
+    for reason in ["NewRevision", "Applied"] {
+        let notes = event_notes(&namespace, reason).await;
+        for commit in [&first, &second] {
+            assert!(
+                notes.iter().any(|note| note.contains(commit.as_str())),
+                "a {reason} event names {commit}: {notes:#?}"
+            );
+        }
+    }
+}
+
+/// `/metrics` of the binary on `port`, once it answers.
+fn metrics_text(port: u16) -> String {
+    support::controller::http_get(port, "/metrics").expect("/metrics answers")
+}
+
+/// Polls `/metrics` until `check` accepts it, or fails showing it.
+async fn wait_for_metrics(port: u16, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics_text(port);
+        if check(&text) {
+            return text;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what} in /metrics:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_binary_counts_pruned_objects_and_reconcile_errors_and_forgets_deleted_repositories() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    install_crds().await;
+    let namespace = TestNamespace::create("controller-binary-metrics").await;
+    namespace
+        .grant_service_account("tenant", &["configmaps"], &["*"])
+        .await;
+    let repos = GitRepos::new();
+    let repo = repos.create("app");
+    let (main, extra) = (configmap("main", ""), configmap("extra", ""));
+    let first = repo.commit(
+        "two",
+        &[
+            ("deploy/main.yaml", main.as_str()),
+            ("deploy/extra.yaml", extra.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let cache = tempfile::tempdir().unwrap();
+    let port = support::replica::free_port();
+    let _controller = ChildProcess(
+        std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args(["controller", "--namespace", &namespace.name])
+            .args(["--disable-webhook", "--default-interval", "2s"])
+            .args(["--metrics-bind-address", &format!("127.0.0.1:{port}")])
+            .arg("--git-cache-dir")
+            .arg(cache.path())
+            .env("KUBECONFIG", support::cluster::kubeconfig_path())
+            .spawn()
+            .expect("the driftless binary starts"),
+    );
+    create_repository_with(
+        &namespace,
+        &server.url_for(&repo),
+        json!({ "serviceAccountName": "tenant", "interval": "2s" }),
+    )
+    .await;
+    wait_for(&namespace, "the first revision", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&first))
+    })
+    .await;
+    let ready_series = format!(
+        "driftless_ready{{namespace=\"{}\",name=\"app\"}} 1",
+        namespace.name
+    );
+    let applied_once =
+        wait_for_metrics(port, "the Ready series", |m| m.contains(&ready_series)).await;
+    assert!(
+        applied_once.contains("driftless_objects_pruned_total 0"),
+        "{applied_once}"
+    );
+
+    let second = repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
+    wait_for(&namespace, "the revision without extra", |r| {
+        applied(r).is_some_and(|a| a.ends_with(&second))
+    })
+    .await;
+    wait_until_gone(&namespace, "extra").await;
+    wait_for_metrics(port, "one pruned object", |m| {
+        m.contains("driftless_objects_pruned_total 1")
+    })
+    .await;
+
+    // Pruning on deletion can never succeed: every failed clean-up is an error of the
+    // reconcile, counted, until the finalizer is released.
+    namespace
+        .api::<RoleBinding>()
+        .delete("tenant", &Default::default())
+        .await
+        .unwrap();
+    let api = namespace.api::<GitRepository>();
+    api.delete("app", &Default::default()).await.unwrap();
+    wait_for_metrics(port, "a counted clean-up error", |m| {
+        m.contains("driftless_reconcile_errors_total{error=\"cleanup\"}")
+    })
+    .await;
+    wait_until_deleted(&api, "app").await;
+    let after = metrics_text(port);
+    let object_series = format!("namespace=\"{}\",name=\"app\"", namespace.name);
+    assert!(
+        !after.contains(&object_series),
+        "no series of the deleted GitRepository is left: {after}"
+    );
+}

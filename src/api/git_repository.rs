@@ -257,3 +257,10 @@ pub struct ApplyCounts {
     /// Objects in the revision.
     pub total: u32,
 }
+
+impl GitRepository {
+    /// `status.lastAppliedRevision`: the revision whose objects are in the cluster.
+    pub fn applied_revision(&self) -> Option<&str> {
+        self.status.as_ref()?.last_applied_revision.as_deref()
+    }
+}

@@ -2,13 +2,24 @@
 //! [`crate::manifests`] (read and validate) and [`crate::apply`] (server-side apply); none of
 //! those modules knows about this one.
 
+mod artifact;
 pub mod conditions;
-mod events;
+mod converged;
+mod decision;
+mod failure;
+mod finalizer;
+mod health;
+mod identity;
 mod leader;
 mod prune;
 mod reconcile;
 mod render;
+mod report;
+mod schedule;
+mod spec;
+mod status;
 mod webhook_tls;
+mod webhook_token;
 mod webhooks;
 
 pub use leader::{LeaderElectionSettings, process_identity};
@@ -33,7 +44,10 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use reconcile::{RECONCILE_REQUESTED_AT, jittered};
+pub use crate::api::RECONCILE_REQUESTED_AT;
+pub use schedule::{backoff, jittered};
+
+use schedule::FailureCounts;
 
 use leader::Leadership;
 
@@ -96,6 +110,19 @@ pub enum Error {
     LostLeadership,
 }
 
+impl Error {
+    /// The `error` label of `driftless_reconcile_errors_total`: a fixed set.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Cleanup(_) => "cleanup",
+            Error::Finalizer(_) => "finalizer",
+            Error::Startup(_) => "startup",
+            Error::LostLeadership => "lost_leadership",
+        }
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// The controller's own connection settings, the base of impersonating clients.
@@ -111,26 +138,7 @@ pub struct Context {
     /// Consecutive failed clean-ups on deletion, which bound how long a finalizer is kept.
     cleanup_failures: FailureCounts,
     /// Revisions applied and waiting to become healthy, checked again at each requeue.
-    health_waits: reconcile::HealthWaits,
-}
-
-/// Consecutive failed reconciles per GitRepository, which set the retry backoff.
-#[derive(Default)]
-struct FailureCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
-
-impl FailureCounts {
-    /// Counts one more failure and returns how many in a row there have been.
-    fn record(&self, namespace: &str, name: &str) -> u32 {
-        let mut counts = self.0.lock().expect("failure counts are never poisoned");
-        let count = counts.entry(format!("{namespace}/{name}")).or_default();
-        *count = count.saturating_add(1);
-        *count
-    }
-
-    fn clear(&self, namespace: &str, name: &str) {
-        let mut counts = self.0.lock().expect("failure counts are never poisoned");
-        counts.remove(&format!("{namespace}/{name}"));
-    }
+    health_waits: health::HealthWaits,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -179,7 +187,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         recorder: Recorder::new(client.clone(), "driftless".into()),
         failures: FailureCounts::default(),
         cleanup_failures: FailureCounts::default(),
-        health_waits: reconcile::HealthWaits::default(),
+        health_waits: health::HealthWaits::default(),
         client,
         settings: settings.clone(),
         metrics,
@@ -227,6 +235,8 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 Err(ControllerError::ObjectNotFound(object)) => {
                     info!(%object, "skipped a reconcile of a deleted GitRepository")
                 }
+                // Logged with its object by `error_policy`.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
                 Err(error) => warn!(%error, "reconcile failed"),
             }
         });
@@ -318,22 +328,33 @@ async fn reconcile_with_finalizer(
     repository: Arc<GitRepository>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
-    use kube::runtime::finalizer::{Event, finalizer};
+    use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
-    finalizer(&api, prune::FINALIZER, repository, |event| async {
+    finalizer(&api, crate::api::FINALIZER, repository, |event| async {
         match event {
             Event::Apply(repository) => {
                 reconcile::reconcile_repository(repository, context.clone()).await
             }
-            Event::Cleanup(repository) => prune::cleanup(&repository, &context).await,
+            Event::Cleanup(repository) => finalizer::cleanup(&repository, &context).await,
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(error.to_string()))
+    .map_err(|error| match error {
+        // The reconcile's and the clean-up's own errors pass through, so that each is counted
+        // and logged as what it is.
+        FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
 }
 
-fn error_policy(_: Arc<GitRepository>, _: &Error, context: Arc<Context>) -> Action {
+/// An error ended the reconcile before its outcome reached the status: counted, logged with
+/// the object, and retried soon.
+fn error_policy(repository: Arc<GitRepository>, error: &Error, context: Arc<Context>) -> Action {
+    let namespace = repository.namespace().unwrap_or_default();
+    let name = repository.name_any();
+    context.metrics.count_reconcile_error(error.kind());
+    warn!(namespace, name, %error, kind = error.kind(), "reconcile error; retrying");
     Action::requeue(jittered(
         context
             .settings

@@ -1,18 +1,10 @@
-//! Pruning after a successful apply, and on deletion of the GitRepository (the finalizer).
+//! Pruning after a successful apply: the objects of the previous inventory that the new
+//! revision no longer has, within the guards (`spec.prune`, protected namespaces, an empty
+//! revision).
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api, ResourceExt,
-    runtime::{controller::Action, events::EventType},
-};
-use tracing::{info, warn};
+use kube::ResourceExt;
 
-use super::{
-    Context, Error,
-    conditions::Reason,
-    events,
-    reconcile::{Failure, applier_for},
-};
+use super::{Context, conditions::Reason, failure::Failure};
 use crate::{
     api::{GitRepository, InventoryEntry},
     apply::{
@@ -21,8 +13,6 @@ use crate::{
         inventory_of,
     },
 };
-
-pub use crate::api::FINALIZER;
 
 /// Deletes the objects of the previous inventory that the new revision no longer has, when
 /// `spec.prune` allows, and returns the inventory to record.
@@ -64,7 +54,7 @@ pub(super) async fn prune_stale(
     Ok((applied, pruned))
 }
 
-fn previous_inventory(repository: &GitRepository) -> &[InventoryEntry] {
+pub(super) fn previous_inventory(repository: &GitRepository) -> &[InventoryEntry] {
     repository
         .status
         .as_ref()
@@ -73,104 +63,8 @@ fn previous_inventory(repository: &GitRepository) -> &[InventoryEntry] {
 }
 
 /// Namespaces never pruned: the GitRepository's own and the controller's.
-fn protected_namespaces(namespace: &str, context: &Context) -> Vec<String> {
+pub(super) fn protected_namespaces(namespace: &str, context: &Context) -> Vec<String> {
     let mut protected = vec![namespace.to_owned()];
     protected.extend(context.settings.controller_namespace.clone());
     protected
-}
-
-/// How many failed clean-ups on deletion keep the finalizer; after that the GitRepository is
-/// released and what it applied stays, so that a ServiceAccount that lost its rights cannot
-/// leave it Terminating forever.
-pub(super) const CLEANUP_ATTEMPTS: u32 = 5;
-
-/// On deletion: with `prune` (the default) delete everything in the inventory; otherwise, or
-/// while suspended, leave it all in place. The finalizer stays until that has succeeded, or
-/// until [`CLEANUP_ATTEMPTS`] attempts have failed.
-pub(super) async fn cleanup(
-    repository: &GitRepository,
-    context: &Context,
-) -> Result<Action, Error> {
-    let namespace = repository.namespace().unwrap_or_default();
-    let name = repository.name_any();
-    context.metrics.forget(&namespace, &name);
-    context.health_waits.forget(&namespace, &name);
-    let inventory = previous_inventory(repository);
-    if repository.spec.prune == Some(false)
-        || repository.spec.suspend == Some(true)
-        || inventory.is_empty()
-        || namespace_is_terminating(context, &namespace).await
-    {
-        info!(
-            namespace,
-            name,
-            objects = inventory.len(),
-            "deleted; leaving applied objects in place"
-        );
-        return Ok(Action::await_change());
-    }
-    let guards = PruneGuards {
-        allow_empty_revision: true,
-        protected_namespaces: protected_namespaces(&namespace, context),
-    };
-    let plan = plan_prune(inventory, &[], &guards);
-    let pruned = match applier_for(repository, &namespace, context) {
-        Ok(applier) => applier
-            .prune(&plan.delete, &name, &namespace)
-            .await
-            .map_err(|error| error.to_string()),
-        Err(failure) => Err(failure.message),
-    };
-    match pruned {
-        Ok(pruned) => {
-            context.cleanup_failures.clear(&namespace, &name);
-            info!(
-                namespace,
-                name,
-                deleted = pruned.deleted.len(),
-                "deleted with its objects"
-            );
-            Ok(Action::await_change())
-        }
-        Err(reason) => give_up_after_attempts(repository, context, reason).await,
-    }
-}
-
-/// A failed clean-up is retried (the error requeues it) until [`CLEANUP_ATTEMPTS`] have
-/// failed; then the finalizer is released, objects left in place, and a Warning says so.
-async fn give_up_after_attempts(
-    repository: &GitRepository,
-    context: &Context,
-    reason: String,
-) -> Result<Action, Error> {
-    let namespace = repository.namespace().unwrap_or_default();
-    let name = repository.name_any();
-    let attempts = context.cleanup_failures.record(&namespace, &name);
-    if attempts < CLEANUP_ATTEMPTS {
-        return Err(Error::Cleanup(format!(
-            "attempt {attempts} of {CLEANUP_ATTEMPTS}: {reason}"
-        )));
-    }
-    context.cleanup_failures.clear(&namespace, &name);
-    let note = format!(
-        "Pruning on deletion failed {attempts} times; releasing the finalizer and leaving the \
-         remaining objects in place: {reason}"
-    );
-    warn!(namespace, name, reason, "clean-up abandoned");
-    events::publish(
-        &context.recorder,
-        repository,
-        EventType::Warning,
-        "CleanupAbandoned",
-        note,
-    )
-    .await;
-    Ok(Action::await_change())
-}
-
-/// When the GitRepository's own namespace is being deleted, Kubernetes removes its objects;
-/// objects elsewhere are still pruned through the normal path only if the namespace lives.
-async fn namespace_is_terminating(context: &Context, namespace: &str) -> bool {
-    let namespaces: Api<Namespace> = Api::all(context.client.clone());
-    matches!(namespaces.get_opt(namespace).await, Ok(Some(ns)) if ns.metadata.deletion_timestamp.is_some())
 }

@@ -32,9 +32,9 @@ use tracing::{info, warn};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::{RECONCILE_REQUESTED_AT, webhook_tls};
+use super::{webhook_tls, webhook_token::read_webhook_token};
 use crate::{
-    api::{GitRepository, LastWebhook},
+    api::{GitRepository, LastWebhook, RECONCILE_REQUESTED_AT},
     telemetry::metrics::Metrics,
     webhook::{
         self, BodyBudget, Delivery, DeliverySlots, RateLimit, RateLimiter, ReloadableSecrets,
@@ -447,31 +447,6 @@ async fn keep_object_hooks(
             }
         }
     }
-}
-
-/// The `token` key of a webhook Secret, if it exists.
-pub async fn webhook_token(client: &Client, namespace: &str, secret: &str) -> Option<Vec<u8>> {
-    read_webhook_token(client, namespace, secret)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The `token` key of a webhook Secret: `Ok(None)` when the Secret or its key is absent, an
-/// error when the API could not say.
-async fn read_webhook_token(
-    client: &Client,
-    namespace: &str,
-    secret: &str,
-) -> Result<Option<Vec<u8>>, kube::Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let token = secrets
-        .get_opt(secret)
-        .await?
-        .and_then(|secret| secret.data?.remove("token"))
-        .map(|token| token.0)
-        .filter(|token| !token.is_empty());
-    Ok(token)
 }
 
 fn target_of(repository: &GitRepository) -> Option<Target> {

@@ -28,6 +28,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// What ended the reconcile before its outcome was recorded, e.g. `cleanup`, `kube`.
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     /// `shared` (`/hooks/{provider}`) or `object` (a per-object hook).
     pub receiver: String,
@@ -82,6 +88,7 @@ fn lead_time_buckets() -> Histogram {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub reconcile_duration: Family<ResultLabels, Histogram, fn() -> Histogram>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub fetch_duration: Histogram,
     pub objects_applied: Counter,
     pub objects_pruned: Counter,
@@ -110,6 +117,13 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Reconcile duration by result",
             reconcile_duration.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that ended before their outcome could be recorded in the status (the \
+             object is retried), by error",
+            reconcile_errors.clone(),
         );
         registry.register(
             "fetch_duration_seconds",
@@ -173,6 +187,7 @@ impl Default for Metrics {
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
+            reconcile_errors,
             fetch_duration,
             objects_applied,
             objects_pruned,
@@ -203,6 +218,14 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one reconcile that ended in an error (not a failure recorded in the status).
+    pub fn count_reconcile_error(&self, error: &str) {
+        let labels = ErrorLabels {
+            error: error.to_owned(),
+        };
+        self.reconcile_errors.get_or_create(&labels).inc();
     }
 
     /// Counts one render outcome, and the duration of a process that ran.
@@ -252,6 +275,7 @@ impl Metrics {
         self.webhook_trigger_failures.inc_by(objects as u64);
     }
 
+    /// Drops the series of a deleted GitRepository.
     pub fn forget(&self, namespace: &str, name: &str) {
         let labels = ObjectLabels {
             namespace: namespace.to_owned(),

@@ -1,0 +1,79 @@
+//! What of a GitRepository's spec the controller refuses to act on, before any work.
+
+use std::time::Duration;
+
+use super::{Settings, conditions::Reason, failure::Failure, identity::service_account_of};
+use crate::api::{GitRepository, MAX_INTERVAL, MAX_TIMEOUT, parse_bounded_duration};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The durations of the spec, each within its bound.
+pub(super) struct SpecDurations {
+    pub(super) interval: Duration,
+    pub(super) retry_interval: Option<Duration>,
+    pub(super) timeout: Duration,
+}
+
+/// Refuses, as Stalled, a spec the controller will not act on: a duration out of range (the
+/// CRD bounds them, but an object stored before that bound keeps its value), or no identity
+/// to apply with.
+pub(super) fn check_spec(
+    repository: &GitRepository,
+    settings: &Settings,
+) -> Result<SpecDurations, Failure> {
+    let spec = &repository.spec;
+    let read = |field: &str, text: Option<&str>, maximum: Duration| {
+        text.map(|text| parse_bounded_duration(text, maximum))
+            .transpose()
+            .map_err(|error| {
+                Failure::new(Reason::InvalidSpec, format!("spec.{field}: {error}")).stalled()
+            })
+    };
+    let durations = SpecDurations {
+        interval: read("interval", spec.interval.as_deref(), MAX_INTERVAL)?
+            .unwrap_or(settings.default_interval),
+        retry_interval: read(
+            "retryInterval",
+            spec.retry_interval.as_deref(),
+            MAX_INTERVAL,
+        )?,
+        timeout: read("timeout", spec.timeout.as_deref(), MAX_TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    service_account_of(repository, settings)?;
+    Ok(durations)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::identity::tests::{repository, settings};
+
+    #[test]
+    fn durations_out_of_range_stall_with_the_field_named() {
+        for (spec, field) in [
+            (
+                json!({ "interval": "99999999999999999999h" }),
+                "spec.interval",
+            ),
+            (json!({ "retryInterval": "721h" }), "spec.retryInterval"),
+            (json!({ "timeout": "2h" }), "spec.timeout"),
+            (json!({ "timeout": "5d" }), "spec.timeout"),
+        ] {
+            let failure = check_spec(&repository(spec.clone()), &settings())
+                .err()
+                .unwrap_or_else(|| panic!("{spec} is refused"));
+            assert_eq!(failure.reason, Reason::InvalidSpec);
+            assert!(failure.stalled, "{spec}");
+            assert!(failure.message.starts_with(field), "{}", failure.message);
+        }
+        let read = check_spec(
+            &repository(json!({ "interval": "720h", "timeout": "1h" })),
+            &settings(),
+        )
+        .unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!((read.interval, read.timeout), (MAX_INTERVAL, MAX_TIMEOUT));
+        assert_eq!(read.retry_interval, None);
+    }
+}
