@@ -127,7 +127,7 @@ impl Trigger for AnnotationTrigger {
         let applied = self
             .store
             .get(&reference)
-            .and_then(|r| r.status.as_ref()?.last_applied_revision.clone());
+            .and_then(|r| r.applied_revision().map(str::to_owned));
         let already_applied = matches!((commit, &applied), (Some(c), Some(a)) if a.ends_with(c));
         let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
         let name = name.to_owned();
