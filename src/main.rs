@@ -110,7 +110,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let metrics = Metrics::default();
     let readiness = Readiness::default();
-    let endpoints = metrics::serve(
+    let endpoints = metrics::serve_endpoints(
         args.metrics_bind_address,
         metrics.clone(),
         readiness.clone(),

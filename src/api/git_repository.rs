@@ -1,8 +1,12 @@
 //! The `GitRepository` custom resource: where to fetch manifests from and how to apply them.
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+use super::duration::{DurationError, MAX_INTERVAL, MAX_TIMEOUT, parse_bounded_duration};
 
 /// Desired state: a Git repository, a revision in it, and a path of manifests to apply.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -53,8 +57,9 @@ pub struct GitRepositorySpec {
     #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h, at most 720h (16 characters, 6 digits per number)"))]
     pub interval: Option<String>,
 
-    /// How long to wait before retrying after a failure. Default: exponential backoff up to the
-    /// interval; at most `720h`.
+    /// How long to wait before retrying after a failure. When unset, retries back off
+    /// exponentially: 5s after the first failure, doubling after each further one, up to the
+    /// interval. At most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("retryInterval must be a positive Go-style duration such as 30s or 1m, at most 720h (16 characters, 6 digits per number)"))]
     pub retry_interval: Option<String>,
@@ -258,9 +263,53 @@ pub struct ApplyCounts {
     pub total: u32,
 }
 
+/// `spec.timeout` when the spec leaves it out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A duration of the spec the controller will not act on; names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("spec.{field}: {error}")]
+pub struct SpecDurationError {
+    pub field: &'static str,
+    #[source]
+    pub error: DurationError,
+}
+
 impl GitRepository {
     /// `status.lastAppliedRevision`: the revision whose objects are in the cluster.
     pub fn applied_revision(&self) -> Option<&str> {
         self.status.as_ref()?.last_applied_revision.as_deref()
     }
+
+    /// `spec.interval`, or `default` when unset. The CRD bounds it, but an object stored
+    /// before that bound keeps its value, so the bound is checked again here.
+    pub fn interval(&self, default: Duration) -> Result<Duration, SpecDurationError> {
+        let read = spec_duration("interval", self.spec.interval.as_deref(), MAX_INTERVAL)?;
+        Ok(read.unwrap_or(default))
+    }
+
+    /// `spec.retryInterval`; `None` backs off exponentially instead.
+    pub fn retry_interval(&self) -> Result<Option<Duration>, SpecDurationError> {
+        spec_duration(
+            "retryInterval",
+            self.spec.retry_interval.as_deref(),
+            MAX_INTERVAL,
+        )
+    }
+
+    /// `spec.timeout`, or [`DEFAULT_TIMEOUT`] when unset.
+    pub fn timeout(&self) -> Result<Duration, SpecDurationError> {
+        let read = spec_duration("timeout", self.spec.timeout.as_deref(), MAX_TIMEOUT)?;
+        Ok(read.unwrap_or(DEFAULT_TIMEOUT))
+    }
+}
+
+fn spec_duration(
+    field: &'static str,
+    text: Option<&str>,
+    maximum: Duration,
+) -> Result<Option<Duration>, SpecDurationError> {
+    text.map(|text| parse_bounded_duration(text, maximum))
+        .transpose()
+        .map_err(|error| SpecDurationError { field, error })
 }

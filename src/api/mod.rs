@@ -2,6 +2,7 @@
 
 mod duration;
 mod git_repository;
+mod keys;
 mod kustomize;
 
 pub use duration::{
@@ -9,19 +10,12 @@ pub use duration::{
     parse_duration,
 };
 pub use git_repository::*;
+pub use keys::*;
 pub use kustomize::{
     CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
 };
 
 use kube::CustomResourceExt;
-
-/// Annotation whose new value asks for an immediate reconcile (webhooks and `driftless
-/// reconcile` set it to the current time).
-pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
-
-/// The finalizer that lets the controller delete (or deliberately orphan) what a GitRepository
-/// applied before the GitRepository itself goes away.
-pub const FINALIZER: &str = "driftless.dev/finalizer";
 
 /// The CustomResourceDefinitions driftless installs, as one multi-document YAML stream, exactly
 /// as `driftless crd` prints it and as `crds/` and the Helm chart ship it.

@@ -4,7 +4,7 @@
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::object::APPLIED_HASH_ANNOTATION;
+use crate::api::APPLIED_HASH_ANNOTATION;
 
 /// Whether the dry-run result `would_be` equals `live` in everything a write would change.
 ///

@@ -14,19 +14,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 pub use crate::api::InventoryEntry;
-
-/// Annotation that keeps one object out of pruning when set to [`PRUNE_DISABLED`].
-pub const PRUNE_ANNOTATION: &str = "driftless.dev/prune";
-/// The value of [`PRUNE_ANNOTATION`] that keeps an object.
-pub const PRUNE_DISABLED: &str = "disabled";
-/// The value of [`PRUNE_ANNOTATION`] a CustomResourceDefinition needs before prune deletes it.
-pub const PRUNE_ENABLED: &str = "enabled";
-/// Label naming the owning GitRepository; the controller puts it on every applied object, and
-/// prune deletes only objects that still carry it. Its value is [`owner_label_value`] of the
-/// name, since a GitRepository's name may be longer than a label value.
-pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
-/// Label naming the owning GitRepository's namespace (see [`OWNER_NAME_LABEL`]).
-pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
+use crate::api::{
+    OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, PRUNE_ANNOTATION, PRUNE_DISABLED, PRUNE_ENABLED,
+};
 
 /// The longest label value Kubernetes accepts.
 const MAX_LABEL_VALUE: usize = 63;

@@ -166,8 +166,11 @@ mod tests {
     #[test]
     fn selector_joins_every_owner_label() {
         let labels = BTreeMap::from([
-            ("driftless.dev/name".to_owned(), "app".to_owned()),
-            ("driftless.dev/namespace".to_owned(), "team".to_owned()),
+            (crate::api::OWNER_NAME_LABEL.to_owned(), "app".to_owned()),
+            (
+                crate::api::OWNER_NAMESPACE_LABEL.to_owned(),
+                "team".to_owned(),
+            ),
         ]);
         assert_eq!(
             label_selector(&labels),

@@ -45,9 +45,7 @@ use kube::{
 };
 
 pub use error::{ApplyError, ObjectFailure};
-pub use object::{
-    APPLIED_HASH_ANNOTATION, APPLY_ANNOTATION, DesiredObject, IF_NOT_PRESENT, ObjectRef,
-};
+pub use object::{DesiredObject, ObjectRef};
 pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport};

@@ -12,16 +12,7 @@ use kube::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Annotation holding a hash of the desired object as last applied: when the live object carries
-/// the hash of the current desired object, any difference found by the dry run is drift made by
-/// hand, not a change in Git.
-pub const APPLIED_HASH_ANNOTATION: &str = "driftless.dev/applied-hash";
-
-/// Per-object opt-out annotation; `if-not-present` creates the object once and never updates it.
-pub const APPLY_ANNOTATION: &str = "driftless.dev/apply";
-
-/// Value of [`APPLY_ANNOTATION`] that makes an object create-only.
-pub const IF_NOT_PRESENT: &str = "if-not-present";
+use crate::api::{APPLIED_HASH_ANNOTATION, APPLY_ANNOTATION, IF_NOT_PRESENT};
 
 /// An object to apply, with where it came from so errors can point at the manifest.
 #[derive(Clone, Debug)]
@@ -219,7 +210,7 @@ mod tests {
             object: object(value),
             rendered,
         };
-        let labels = [("driftless.dev/name".to_owned(), "app".to_owned())].into();
+        let labels = [(crate::api::OWNER_NAME_LABEL.to_owned(), "app".to_owned())].into();
         prepare(desired, config_map_resource(), &scope, "team", &labels)
     }
 
@@ -248,7 +239,7 @@ mod tests {
         assert_eq!(prepared.object.metadata.namespace.as_deref(), Some("team"));
         assert_eq!(prepared.reference.to_string(), "v1 ConfigMap team/a");
         let labels = prepared.object.metadata.labels.unwrap();
-        assert_eq!(labels["driftless.dev/name"], "app");
+        assert_eq!(labels[crate::api::OWNER_NAME_LABEL], "app");
         let annotations = prepared.object.metadata.annotations.unwrap();
         assert_eq!(annotations[APPLIED_HASH_ANNOTATION], prepared.hash);
     }

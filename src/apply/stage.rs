@@ -23,11 +23,11 @@ enum Plan {
     /// Nothing to write.
     Unchanged(ObjectRef),
     /// Needs a write; the outcome says how to report it.
-    Write(Box<PreparedObject>, Outcome),
+    Write(Box<PreparedObject>, WriteKind),
 }
 
 #[derive(Clone, Copy)]
-enum Outcome {
+enum WriteKind {
     Created,
     Configured,
     DriftCorrected,
@@ -99,14 +99,14 @@ async fn plan(
         live => live,
     };
     let outcome = match live {
-        None => Outcome::Created,
+        None => WriteKind::Created,
         Some(live) if same_object(&live, &would_be) => {
             return Ok(Plan::Unchanged(prepared.reference));
         }
         Some(live) if applied_hash(&live) == Some(prepared.hash.as_str()) => {
-            Outcome::DriftCorrected
+            WriteKind::DriftCorrected
         }
-        Some(_) => Outcome::Configured,
+        Some(_) => WriteKind::Configured,
     };
     Ok(Plan::Write(Box::new(prepared), outcome))
 }
@@ -171,9 +171,9 @@ async fn write_all(
     }
     for (reference, outcome) in written {
         match outcome {
-            Outcome::Created => report.created.push(reference),
-            Outcome::Configured => report.configured.push(reference),
-            Outcome::DriftCorrected => report.drift_corrected.push(reference),
+            WriteKind::Created => report.created.push(reference),
+            WriteKind::Configured => report.configured.push(reference),
+            WriteKind::DriftCorrected => report.drift_corrected.push(reference),
         }
     }
     Ok(report)
@@ -182,8 +182,8 @@ async fn write_all(
 async fn write(
     client: &Client,
     prepared: Box<PreparedObject>,
-    outcome: Outcome,
-) -> Result<(ObjectRef, Outcome), ObjectFailure> {
+    outcome: WriteKind,
+) -> Result<(ObjectRef, WriteKind), ObjectFailure> {
     let api = api_for(client, &prepared);
     api.patch(
         &prepared.reference.name,

@@ -19,9 +19,9 @@ use super::{
     output::{self, Tone},
 };
 use crate::{
-    api::GitRepository,
+    api::{APPLIED_HASH_ANNOTATION, GitRepository},
     apply::{
-        APPLIED_HASH_ANNOTATION, Applier, ApplyOptions, Change, Previewed,
+        Applier, ApplyOptions, Change, Previewed,
         inventory::{ObjectKey, stale},
     },
     manifests::Manifest,

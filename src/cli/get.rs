@@ -136,9 +136,8 @@ pub fn table(repositories: &[GitRepository], with_namespace: bool, wide: bool) -
             repository.name_any(),
             ready_cell(ready),
             ready.map(|c| c.reason.clone()).unwrap_or_default(),
-            status
-                .last_applied_revision
-                .as_deref()
+            repository
+                .applied_revision()
                 .map(output::short_revision)
                 .unwrap_or_else(|| "-".into()),
             status.inventory.len().to_string(),

@@ -193,7 +193,7 @@ impl Step {
             }
             Step::Done { ready: true } => format!(
                 "applied revision {}: {message}",
-                status.last_applied_revision.as_deref().unwrap_or("-")
+                repository.applied_revision().unwrap_or("-")
             ),
             Step::Done { ready: false } => format!(
                 "reconcile failed ({}): {message}",

@@ -33,9 +33,8 @@ pub async fn run(args: ObjectArgs) -> Result<ExitCode, CliError> {
         "GitRepository {}/{} ({})",
         connection.namespace,
         args.name,
-        status
-            .last_applied_revision
-            .as_deref()
+        repository
+            .applied_revision()
             .map(output::short_revision)
             .unwrap_or_else(|| "nothing applied yet".into())
     );

@@ -17,8 +17,21 @@ use super::{
 };
 use crate::{
     api::GitRepository,
-    apply::inventory::{PruneGuards, plan_prune},
+    apply::{
+        ApplyError,
+        inventory::{PruneGuards, plan_prune},
+    },
 };
+
+/// Why pruning on deletion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Prune(#[from] ApplyError),
+    /// No client to prune with (e.g. impersonation could not be set up).
+    #[error("{0}")]
+    Identity(String),
+}
 
 /// How many failed clean-ups on deletion keep the finalizer; after that the GitRepository is
 /// released and what it applied stays, so that a ServiceAccount that lost its rights cannot
@@ -61,8 +74,8 @@ pub(super) async fn cleanup(
         Ok(applier) => applier
             .prune(&plan.delete, &name, &namespace)
             .await
-            .map_err(|error| error.to_string()),
-        Err(failure) => Err(failure.message),
+            .map_err(CleanupError::Prune),
+        Err(failure) => Err(CleanupError::Identity(failure.message)),
     };
     match pruned {
         Ok(pruned) => {
@@ -88,22 +101,24 @@ pub(super) async fn cleanup(
 async fn give_up_after_attempts(
     repository: &GitRepository,
     context: &Context,
-    reason: String,
+    reason: CleanupError,
 ) -> Result<Action, Error> {
     let namespace = repository.namespace().unwrap_or_default();
     let name = repository.name_any();
     let attempts = context.cleanup_failures.record(&namespace, &name);
     if attempts < CLEANUP_ATTEMPTS {
-        return Err(Error::Cleanup(format!(
-            "attempt {attempts} of {CLEANUP_ATTEMPTS}: {reason}"
-        )));
+        return Err(Error::Cleanup {
+            attempt: attempts,
+            attempts: CLEANUP_ATTEMPTS,
+            source: reason,
+        });
     }
     context.cleanup_failures.clear(&namespace, &name);
     let note = format!(
         "Pruning on deletion failed {attempts} times; releasing the finalizer and leaving the \
          remaining objects in place: {reason}"
     );
-    warn!(namespace, name, reason, "clean-up abandoned");
+    warn!(namespace, name, %reason, "clean-up abandoned");
     report::publish(
         &context.recorder,
         repository,

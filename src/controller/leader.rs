@@ -319,7 +319,7 @@ impl Leadership {
     /// Records the Lease as seen now and returns the observation.
     fn observe(&self, lease: &Lease) -> Observation {
         let record = LeaseRecord::of(&lease.spec.clone().unwrap_or_default());
-        let mut observed = self.observed.lock().expect("never poisoned");
+        let mut observed = crate::sync::lock(&self.observed);
         let observation = Observation::update(observed.take(), record, Instant::now());
         *observed = Some(observation.clone());
         observation

@@ -18,12 +18,12 @@ mod report;
 mod schedule;
 mod spec;
 mod status;
-mod webhook_tls;
 mod webhook_token;
 mod webhooks;
 
+pub use crate::webhook::WebhookTls;
 pub use leader::{LeaderElectionSettings, process_identity};
-pub use webhooks::{WebhookSettings, WebhookTls};
+pub use webhooks::WebhookSettings;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -52,7 +52,7 @@ use schedule::FailureCounts;
 use leader::Leadership;
 
 use crate::{
-    api::GitRepository,
+    api::{FINALIZER, GitRepository},
     apply::Applier,
     render::{InputLimits, RenderSettings, Renderer},
     source::{Limits, SourceEngine},
@@ -98,12 +98,26 @@ pub struct Settings {
 pub enum Error {
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
-    #[error("cleaning up on deletion: {0}")]
-    Cleanup(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-    #[error("cannot start: {0}")]
-    Startup(String),
+    #[error("cleaning up on deletion, attempt {attempt} of {attempts}: {source}")]
+    Cleanup {
+        attempt: u32,
+        attempts: u32,
+        #[source]
+        source: finalizer::CleanupError,
+    },
+    #[error("{action} the finalizer {FINALIZER}: {source}")]
+    Finalizer {
+        /// `adding` or `removing`.
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the finalizer {FINALIZER} cannot be used on this object: {0}")]
+    FinalizerUnusable(String),
+    #[error("cannot start the webhook receiver: {0}")]
+    WebhookStartup(#[source] std::io::Error),
+    #[error("cannot start leader election: {0}")]
+    LeaderElection(#[from] leader::SettingsError),
     #[error(
         "leadership was lost; in-flight reconciles were cancelled so that a new leader takes over alone"
     )]
@@ -115,9 +129,9 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Cleanup(_) => "cleanup",
-            Error::Finalizer(_) => "finalizer",
-            Error::Startup(_) => "startup",
+            Error::Cleanup { .. } => "cleanup",
+            Error::Finalizer { .. } | Error::FinalizerUnusable(_) => "finalizer",
+            Error::WebhookStartup(_) | Error::LeaderElection(_) => "startup",
             Error::LostLeadership => "lost_leadership",
         }
     }
@@ -160,12 +174,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             webhook,
             metrics.clone(),
         )
-        .map_err(|e| Error::Startup(e.to_string()))?;
+        .map_err(Error::WebhookStartup)?;
     }
     let leadership = match settings.leader_election.clone() {
-        Some(election) => Some(Arc::new(
-            Leadership::new(client.clone(), election).map_err(|e| Error::Startup(e.to_string()))?,
-        )),
+        Some(election) => Some(Arc::new(Leadership::new(client.clone(), election)?)),
         None => None,
     };
     let renewal = match &leadership {
@@ -331,7 +343,7 @@ async fn reconcile_with_finalizer(
     use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
-    finalizer(&api, crate::api::FINALIZER, repository, |event| async {
+    finalizer(&api, FINALIZER, repository, |event| async {
         match event {
             Event::Apply(repository) => {
                 reconcile::reconcile_repository(repository, context.clone()).await
@@ -344,7 +356,15 @@ async fn reconcile_with_finalizer(
         // The reconcile's and the clean-up's own errors pass through, so that each is counted
         // and logged as what it is.
         FinalizerError::ApplyFailed(error) | FinalizerError::CleanupFailed(error) => error,
-        other => Error::Finalizer(other.to_string()),
+        FinalizerError::AddFinalizer(source) => Error::Finalizer {
+            action: "adding",
+            source,
+        },
+        FinalizerError::RemoveFinalizer(source) => Error::Finalizer {
+            action: "removing",
+            source,
+        },
+        other => Error::FinalizerUnusable(other.to_string()),
     })
 }
 

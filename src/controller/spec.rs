@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use super::{Settings, conditions::Reason, failure::Failure, identity::service_account_of};
-use crate::api::{GitRepository, MAX_INTERVAL, MAX_TIMEOUT, parse_bounded_duration};
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::api::{GitRepository, SpecDurationError};
 
 /// The durations of the spec, each within its bound.
 pub(super) struct SpecDurations {
@@ -21,23 +19,13 @@ pub(super) fn check_spec(
     repository: &GitRepository,
     settings: &Settings,
 ) -> Result<SpecDurations, Failure> {
-    let spec = &repository.spec;
-    let read = |field: &str, text: Option<&str>, maximum: Duration| {
-        text.map(|text| parse_bounded_duration(text, maximum))
-            .transpose()
-            .map_err(|error| {
-                Failure::new(Reason::InvalidSpec, format!("spec.{field}: {error}")).stalled()
-            })
-    };
+    let invalid = |error: SpecDurationError| Failure::new(Reason::InvalidSpec, error).stalled();
     let durations = SpecDurations {
-        interval: read("interval", spec.interval.as_deref(), MAX_INTERVAL)?
-            .unwrap_or(settings.default_interval),
-        retry_interval: read(
-            "retryInterval",
-            spec.retry_interval.as_deref(),
-            MAX_INTERVAL,
-        )?,
-        timeout: read("timeout", spec.timeout.as_deref(), MAX_TIMEOUT)?.unwrap_or(DEFAULT_TIMEOUT),
+        interval: repository
+            .interval(settings.default_interval)
+            .map_err(invalid)?,
+        retry_interval: repository.retry_interval().map_err(invalid)?,
+        timeout: repository.timeout().map_err(invalid)?,
     };
     service_account_of(repository, settings)?;
     Ok(durations)
@@ -48,6 +36,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::api::{MAX_INTERVAL, MAX_TIMEOUT};
     use crate::controller::identity::tests::{repository, settings};
 
     #[test]

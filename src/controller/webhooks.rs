@@ -32,13 +32,14 @@ use tracing::{info, warn};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::{webhook_tls, webhook_token::read_webhook_token};
+use super::webhook_token::read_webhook_token;
 use crate::{
     api::{GitRepository, LastWebhook, RECONCILE_REQUESTED_AT},
+    sync::write,
     telemetry::metrics::Metrics,
     webhook::{
         self, BodyBudget, Delivery, DeliverySlots, RateLimit, RateLimiter, ReloadableSecrets,
-        SharedSecrets, Target, Trigger, WebhookState, router,
+        SharedSecrets, Target, Trigger, WebhookState, WebhookTls, router,
     },
 };
 
@@ -65,14 +66,6 @@ pub struct WebhookSettings {
     pub body_timeout: Duration,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when `None`.
     pub tls: Option<WebhookTls>,
-}
-
-/// The receiver's certificate and, for mutual TLS, the CA its clients must present.
-#[derive(Clone, Debug)]
-pub struct WebhookTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: Option<PathBuf>,
 }
 
 /// The receiver's writes (the trigger annotation, `status.lastWebhook`), attributed to it in
@@ -127,7 +120,7 @@ impl Trigger for AnnotationTrigger {
         let applied = self
             .store
             .get(&reference)
-            .and_then(|r| r.status.as_ref()?.last_applied_revision.clone());
+            .and_then(|r| r.applied_revision().map(str::to_owned));
         let already_applied = matches!((commit, &applied), (Some(c), Some(a)) if a.ends_with(c));
         let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
         let name = name.to_owned();
@@ -227,10 +220,10 @@ pub fn start(
     let tls = match &settings.tls {
         Some(files) => {
             let config =
-                webhook_tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
+                webhook::tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let reloadable = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            tokio::spawn(webhook_tls::keep_current(
+            tokio::spawn(webhook::tls::keep_current(
                 files.clone(),
                 reloadable.clone(),
                 settings.reload_interval,
@@ -240,7 +233,7 @@ pub fn start(
         None => None,
     };
     let app = router(state);
-    tokio::spawn(serve(
+    tokio::spawn(listen(
         settings.bind_address,
         app,
         settings.header_timeout,
@@ -252,7 +245,7 @@ pub fn start(
 /// Re-reads the shared secrets every `interval` and serves them once they changed. A read
 /// that fails keeps the secrets in use: a half-written mount must not disable a receiver.
 async fn keep_secrets_current(dir: PathBuf, secrets: ReloadableSecrets, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
+    let mut ticks = tokio::time::interval(interval.max(webhook::tls::MIN_RELOAD_INTERVAL));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -272,11 +265,8 @@ async fn keep_secrets_current(dir: PathBuf, secrets: ReloadableSecrets, interval
 /// Wait before reading a webhook token Secret again after the API failed to answer.
 const TOKEN_READ_RETRY: Duration = Duration::from_secs(5);
 
-/// Re-reading files more often than this costs more than a rotation is worth waiting for.
-pub(super) const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
-
 /// Serves the receiver over HTTP, or HTTPS (mutual TLS when a client CA is set).
-async fn serve(
+async fn listen(
     address: SocketAddr,
     app: axum::Router,
     header_timeout: Duration,
@@ -286,7 +276,7 @@ async fn serve(
     match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => {
             info!(%address, scheme, "webhook receiver listening");
-            webhook::serve(listener, app, header_timeout, tls).await;
+            webhook::serve_connections(listener, app, header_timeout, tls).await;
         }
         Err(error) => warn!(%error, %address, "webhook receiver could not listen"),
     }
@@ -325,10 +315,7 @@ async fn keep_index(
                 let _ = registrations.send(object);
             }
         }
-        let mut index = state
-            .targets
-            .write()
-            .expect("the target index is never poisoned");
+        let mut index = write(&state.targets);
         match event {
             watcher::Event::Init => relisted.clear(),
             watcher::Event::InitApply(repository) => relisted.extend(target_of(&repository)),
@@ -351,11 +338,7 @@ async fn keep_index(
                 );
                 index.remove(&object.0, &object.1);
                 token_secrets.remove(&object);
-                state
-                    .object_hooks
-                    .write()
-                    .expect("never poisoned")
-                    .remove(&object.0, &object.1);
+                write(&state.object_hooks).remove(&object.0, &object.1);
                 // A registration still queued finds the object gone and removes it again.
             }
         }
@@ -437,7 +420,7 @@ async fn keep_object_hooks(
             },
             None => None,
         };
-        let mut hooks = state.object_hooks.write().expect("never poisoned");
+        let mut hooks = write(&state.object_hooks);
         match token {
             Some(token) => {
                 hooks.insert(&namespace, &name, &token);
@@ -465,7 +448,7 @@ mod tests {
         let reload = tokio::spawn(keep_secrets_current(
             dir.path().to_owned(),
             secrets.clone(),
-            MIN_RELOAD_INTERVAL,
+            webhook::tls::MIN_RELOAD_INTERVAL,
         ));
         std::fs::write(dir.path().join("github"), "after\n").unwrap();
         std::fs::write(dir.path().join("gitlab"), "added").unwrap();

@@ -48,9 +48,7 @@ impl RenderCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .expect("the render cache is never poisoned")
+        crate::sync::lock(&self.inner)
     }
 
     /// The input digest remembered for a unit of a tree.

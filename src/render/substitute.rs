@@ -11,7 +11,7 @@ use serde_json::Value;
 /// The opt-out keys, accepted as an annotation or a label.
 pub const OPT_OUT_KEYS: [&str; 2] = [
     "kustomize.toolkit.fluxcd.io/substitute",
-    "driftless.dev/substitute",
+    crate::api::SUBSTITUTE_ANNOTATION,
 ];
 
 /// A variable used without a value or default, or a malformed expression.

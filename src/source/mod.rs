@@ -155,12 +155,12 @@ struct Slots(Mutex<HashMap<String, Slot>>);
 
 impl Slots {
     fn get(&self, key: &str) -> Slot {
-        let mut slots = self.0.lock().expect("the slot table is never poisoned");
+        let mut slots = crate::sync::lock(&self.0);
         slots.entry(key.to_owned()).or_default().clone()
     }
 
     fn release(&self, key: &str) {
-        let mut slots = self.0.lock().expect("the slot table is never poisoned");
+        let mut slots = crate::sync::lock(&self.0);
         // Slots are cloned only under this lock, so a count of one (the table's) is final.
         if slots
             .get(key)
@@ -171,10 +171,7 @@ impl Slots {
     }
 
     fn len(&self) -> usize {
-        self.0
-            .lock()
-            .expect("the slot table is never poisoned")
-            .len()
+        crate::sync::lock(&self.0).len()
     }
 }
 

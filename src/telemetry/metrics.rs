@@ -333,7 +333,7 @@ async fn serve_readiness(State(endpoints): State<Endpoints>) -> impl IntoRespons
 }
 
 /// Serves the endpoints on `address` until the process ends.
-pub async fn serve(
+pub async fn serve_endpoints(
     address: SocketAddr,
     metrics: Metrics,
     readiness: Readiness,

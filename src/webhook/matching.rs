@@ -63,20 +63,20 @@ impl Target {
         if semver { None } else { push.commit.as_deref() }
     }
 
-    fn object_key(&self) -> ObjectKey {
+    fn object_name(&self) -> ObjectName {
         (self.namespace.clone(), self.name.clone())
     }
 }
 
 /// `(namespace, name)` of a GitRepository.
-type ObjectKey = (String, String);
+type ObjectName = (String, String);
 
 /// Targets by repository URL key, with a reverse map so that updates by namespace/name need no
 /// scan either.
 #[derive(Debug, Default, Clone)]
 pub struct TargetIndex {
-    by_url: HashMap<String, HashMap<ObjectKey, Target>>,
-    url_of: HashMap<ObjectKey, String>,
+    by_url: HashMap<String, HashMap<ObjectName, Target>>,
+    url_of: HashMap<ObjectName, String>,
 }
 
 impl TargetIndex {
@@ -88,7 +88,7 @@ impl TargetIndex {
     /// Adds a target or replaces the one with the same namespace/name (whose URL may have
     /// changed). Returns the replaced target.
     pub fn insert(&mut self, target: Target) -> Option<Target> {
-        let key = target.object_key();
+        let key = target.object_name();
         let previous = self.remove(&key.0, &key.1);
         self.url_of.insert(key.clone(), target.url_key.clone());
         self.by_url
@@ -139,7 +139,7 @@ impl TargetIndex {
     pub fn matches(&self, push: &Push) -> Vec<(String, String)> {
         self.matching_targets(push)
             .into_iter()
-            .map(Target::object_key)
+            .map(Target::object_name)
             .collect()
     }
 

@@ -8,14 +8,16 @@
 //! patching the reconcile-requested annotation.
 
 pub mod budget;
+pub mod connections;
+pub mod delivery;
 pub mod matching;
 pub mod object_hooks;
 pub mod payload;
 pub mod provider;
 pub mod rate_limit;
 pub mod replay;
-pub mod serve;
 pub mod server;
+pub mod tls;
 pub mod verify;
 
 #[cfg(test)]
@@ -24,15 +26,16 @@ mod tests;
 pub use budget::{
     BodyBudget, DEFAULT_BODY_BUDGET, DEFAULT_MAX_IN_FLIGHT_DELIVERIES, DeliverySlots,
 };
+pub use connections::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve_connections};
+pub use delivery::TriggerRetry;
 pub use matching::{Target, TargetIndex};
 pub use object_hooks::{ObjectHook, ObjectHooks, object_hook_id, object_hook_path};
 pub use payload::{Event, Push};
 pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use replay::{DeliveryKey, MAX_DELIVERY_ID_LEN, ReplayCache, bounded_delivery_id};
-pub use serve::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve};
 pub use server::{
-    DEFAULT_BODY_LIMIT, Delivery, ReloadableSecrets, SharedSecrets, Trigger, TriggerRetry,
-    WebhookState, router,
+    DEFAULT_BODY_LIMIT, Delivery, ReloadableSecrets, SharedSecrets, Trigger, WebhookState, router,
 };
+pub use tls::WebhookTls;
 pub use verify::VerifyError;

@@ -7,7 +7,7 @@
 //! a forged request from a real one; polling remains the fallback for a delivery refused then.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::provider::Provider;
@@ -133,7 +133,7 @@ impl RateLimiter {
         if !limit.enabled() {
             return Ok(());
         }
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = crate::sync::lock(&self.buckets);
         if buckets.len() >= PRUNE_ABOVE && !buckets.contains_key(receiver) {
             buckets.retain(|_, bucket| !bucket.is_full(limit, now));
         }
@@ -145,7 +145,7 @@ impl RateLimiter {
 
     #[cfg(test)]
     fn bucket_count(&self) -> usize {
-        self.buckets.lock().unwrap().len()
+        crate::sync::lock(&self.buckets).len()
     }
 }
 

@@ -155,11 +155,8 @@ impl ReplayCache {
         self.len() == 0
     }
 
-    /// A panic while holding the lock leaves the set consistent enough to keep using.
     fn lock(&self) -> std::sync::MutexGuard<'_, SeenDeliveries> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 }
 

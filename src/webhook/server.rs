@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
@@ -40,55 +40,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
-use futures::{StreamExt, stream};
 use serde::Serialize;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 
 use super::budget::{BodyBudget, DeliverySlots};
+use super::connections::DEFAULT_BODY_TIMEOUT;
+use super::delivery::{TriggerRetry, deliver};
 use super::matching::{TargetIndex, reference_matches};
 use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
 use super::payload::{Event, Push, parse_event};
 use super::provider::Provider;
 use super::rate_limit::{RateLimit, RateLimiter, ReceiverKey, retry_after_seconds};
 use super::replay::{DeliveryKey, ReplayCache, bounded_delivery_id};
-use super::serve::DEFAULT_BODY_TIMEOUT;
 use super::verify::{VerifyError, verify_request};
+use crate::sync::read;
 use crate::telemetry::metrics::Metrics;
 
 /// Largest accepted request body. Push payloads are far smaller; the limit keeps a sender from
 /// exhausting memory (Argo CD's CVE-2024-40634).
 pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 
-/// How many triggers run at once for one delivery, so a push to a repository with hundreds of
-/// objects does not flood the API server.
-const MAX_CONCURRENT_TRIGGERS: usize = 16;
-
 /// `Retry-After` of a 503: deliveries finish within seconds, so room comes back quickly.
 const OVERLOADED_RETRY_AFTER_SECONDS: u64 = 5;
-
-/// Upper bound for one attempt of one trigger.
-const TRIGGER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often a trigger that failed is tried again after the answer was sent.
-#[derive(Clone, Copy, Debug)]
-pub struct TriggerRetry {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled before each further one.
-    pub first_backoff: Duration,
-}
-
-impl Default for TriggerRetry {
-    /// 5 attempts over about 7.5 s: covers an API server restart or a leader change without
-    /// holding work for long.
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            first_backoff: Duration::from_millis(500),
-        }
-    }
-}
 
 /// Asks the controller to reconcile an object soon. The controller implements it by patching
 /// the reconcile-requested annotation; it must return once the request is recorded, not when
@@ -207,7 +180,7 @@ impl ReloadableSecrets {
 
     /// Serves `secrets` from the next request on.
     pub fn replace(&self, secrets: SharedSecrets) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(secrets);
+        *crate::sync::write(&self.0) = Arc::new(secrets);
     }
 }
 
@@ -491,7 +464,7 @@ async fn receive_shared(
     let sent_id = pushes[0].delivery_id.as_deref();
     let replay_key = DeliveryKey::of_delivery(provider, "", sent_id, body);
     let delivery = Delivery::new(provider, sent_id, received_at);
-    trigger_once(state, replay_key, matched, delivery).await
+    accept_first_delivery(state, replay_key, matched, delivery).await
 }
 
 async fn receive_for_object(
@@ -510,7 +483,7 @@ async fn receive_for_object(
     // Scoped to the object: the same delivery may legitimately reach several hooks.
     let replay_key = DeliveryKey::of_delivery(provider, id, sent_id, body);
     let delivery = Delivery::new(provider, sent_id, received_at);
-    trigger_once(state, replay_key, matched, delivery).await
+    accept_first_delivery(state, replay_key, matched, delivery).await
 }
 
 /// Verifies, then parses. Anything but a push ends here with its response.
@@ -526,19 +499,19 @@ fn verified_pushes(
     match parse_event(provider, headers, body) {
         Ok(Event::Push(pushes)) if !pushes.is_empty() => Ok(pushes),
         Ok(Event::Push(_)) => Err(Box::new(labelled(
-            outcome(StatusCode::OK, Outcome::default()),
+            answer(StatusCode::OK, Answer::default()),
             RequestOutcome::Ignored,
         ))),
         Ok(Event::Ping) => Err(Box::new(labelled(
-            outcome(StatusCode::OK, Outcome::default()),
+            answer(StatusCode::OK, Answer::default()),
             RequestOutcome::Ping,
         ))),
         Ok(Event::Ignored(kind)) => {
-            let ignored = Outcome {
+            let ignored = Answer {
                 ignored: Some(kind),
-                ..Outcome::default()
+                ..Answer::default()
             };
-            Err(Box::new(outcome(StatusCode::OK, ignored)))
+            Err(Box::new(answer(StatusCode::OK, ignored)))
         }
         Err(error) => Err(Box::new(error_response(
             StatusCode::BAD_REQUEST,
@@ -592,25 +565,22 @@ fn object_match(state: &WebhookState, hook: &ObjectHook, pushes: &[Push]) -> Tri
 }
 
 /// `(namespace, name)` → commit, ordered for stable responses.
-type Triggers = BTreeMap<(String, String), Option<String>>;
+pub(super) type Triggers = BTreeMap<(String, String), Option<String>>;
 
-/// Drops redeliveries; answers the rest at once with how many objects matched and triggers
-/// them right after ([`deliver`]), in one of the bounded delivery slots.
-async fn trigger_once(
+/// Drops redeliveries; answers the rest at once with how many objects matched, and starts
+/// their triggers in one of the bounded delivery slots ([`super::delivery`]).
+async fn accept_first_delivery(
     state: &WebhookState,
     replay_key: DeliveryKey,
     matched: Triggers,
     delivery: Delivery,
 ) -> Response {
     if !state.replay.first_delivery(replay_key) {
-        let duplicate = Outcome {
+        let duplicate = Answer {
             duplicate: true,
-            ..Outcome::default()
+            ..Answer::default()
         };
-        return labelled(
-            outcome(StatusCode::OK, duplicate),
-            RequestOutcome::Duplicate,
-        );
+        return labelled(answer(StatusCode::OK, duplicate), RequestOutcome::Duplicate);
     }
     let slot = if matched.is_empty() {
         None
@@ -624,106 +594,21 @@ async fn trigger_once(
             }
         }
     };
-    let accepted = Outcome {
+    let accepted = Answer {
         triggered: matched.len(),
-        ..Outcome::default()
+        ..Answer::default()
     };
     if let Some(slot) = slot {
         state
             .in_flight
             .spawn(deliver(state.clone(), replay_key, matched, delivery, slot));
     }
-    outcome(StatusCode::ACCEPTED, accepted)
-}
-
-/// Triggers every matched object (with retries) and records the delivery on it; when a trigger
-/// still fails, forgets the delivery id so that a redelivery is processed.
-async fn deliver(
-    state: WebhookState,
-    replay_key: DeliveryKey,
-    matched: Triggers,
-    delivery: Delivery,
-    _slot: OwnedSemaphorePermit,
-) {
-    let failed = trigger_all(&state, matched, &delivery).await;
-    if failed.is_empty() {
-        return;
-    }
-    if let Some(metrics) = &state.metrics {
-        metrics.count_webhook_trigger_failures(failed.len());
-    }
-    state.replay.forget(replay_key);
-}
-
-/// Runs the triggers concurrently (bounded), each retried, and records the delivery on every
-/// matched object alongside. Returns the objects whose trigger failed.
-async fn trigger_all(state: &WebhookState, matched: Triggers, delivery: &Delivery) -> Vec<String> {
-    let trigger = &state.trigger;
-    let retry = state.retry;
-    let results: Vec<(String, Result<(), String>)> = stream::iter(matched)
-        .map(|((namespace, name), commit)| {
-            let record = trigger.record_delivery(&namespace, &name, delivery);
-            async move {
-                let object = format!("{namespace}/{name}");
-                let request = || trigger.trigger(&namespace, &name, commit.as_deref());
-                let (result, recorded) =
-                    futures::join!(with_retries(request, retry), within_timeout(record));
-                if let Err(error) = recorded {
-                    tracing::warn!(%object, %error, "could not record the webhook delivery");
-                }
-                (object, result)
-            }
-        })
-        .buffer_unordered(MAX_CONCURRENT_TRIGGERS)
-        .collect()
-        .await;
-    let mut triggered = Vec::new();
-    let mut failed = Vec::new();
-    for (object, result) in results {
-        match result {
-            Ok(()) => triggered.push(object),
-            Err(error) => {
-                tracing::warn!(%object, %error, "could not request a reconcile; polling will catch up");
-                failed.push(object);
-            }
-        }
-    }
-    triggered.sort();
-    failed.sort();
-    tracing::info!(?triggered, ?failed, "webhook delivery handled");
-    failed
-}
-
-/// Calls `attempt` until it succeeds or `retry.attempts` calls failed, doubling the wait.
-async fn with_retries(
-    attempt: impl Fn() -> BoxFuture<'static, Result<(), String>>,
-    retry: TriggerRetry,
-) -> Result<(), String> {
-    let mut backoff = retry.first_backoff;
-    let mut tries = 1;
-    loop {
-        match within_timeout(attempt()).await {
-            Err(error) if tries < retry.attempts.max(1) => {
-                tracing::debug!(%error, tries, "trigger failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                tries += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<(), String> {
-    match tokio::time::timeout(TRIGGER_TIMEOUT, call).await {
-        Ok(result) => result,
-        Err(_) => Err("timed out".to_string()),
-    }
+    answer(StatusCode::ACCEPTED, accepted)
 }
 
 /// The JSON body of every non-error response.
 #[derive(Debug, Default, Serialize)]
-struct Outcome {
+struct Answer {
     /// How many objects were asked to reconcile.
     triggered: usize,
     /// The event kind when nothing was done because of it.
@@ -734,7 +619,7 @@ struct Outcome {
     duplicate: bool,
 }
 
-fn outcome(status: StatusCode, body: Outcome) -> Response {
+fn answer(status: StatusCode, body: Answer) -> Response {
     (status, Json(body)).into_response()
 }
 
@@ -745,8 +630,4 @@ struct ErrorBody<'a> {
 
 fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
 }

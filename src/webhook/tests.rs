@@ -594,7 +594,7 @@ mod deadlines {
         let address = listener.local_addr().unwrap();
         let mut state = harness.state.clone();
         state.body_timeout = DEADLINE;
-        tokio::spawn(serve(listener, router(state), DEADLINE, tls));
+        tokio::spawn(serve_connections(listener, router(state), DEADLINE, tls));
         address
     }
 

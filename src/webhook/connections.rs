@@ -37,7 +37,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// clients) within `header_timeout`. `tls` is a reloadable handle: each handshake uses the
 /// configuration it holds at that moment, so a rotated certificate is served to new
 /// connections without a restart.
-pub async fn serve(
+pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     header_timeout: Duration,

@@ -5,19 +5,32 @@
 //! rotate them in place, and a receiver that kept serving the expired certificate until a
 //! restart would fail every delivery.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum_server::tls_rustls::RustlsConfig;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-
-use super::webhooks::{MIN_RELOAD_INTERVAL, WebhookTls};
 
 use rustls::{
     ServerConfig,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     server::WebPkiClientVerifier,
 };
+
+/// The receiver's certificate and, for mutual TLS, the CA its clients must present.
+#[derive(Clone, Debug)]
+pub struct WebhookTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Re-reading files more often than this costs more than a rotation is worth waiting for.
+pub const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why the TLS files cannot be used; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +81,7 @@ pub fn server_config(
     let mut config = builder
         .with_single_cert(chain, private_key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    // HTTP/1.1 only: the receiver serves no HTTP/2 (see `webhook::serve`).
+    // HTTP/1.1 only: the receiver serves no HTTP/2 (see `webhook::connections`).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

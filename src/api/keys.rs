@@ -1,0 +1,43 @@
+//! Every `driftless.dev/*` label, annotation and finalizer driftless reads or writes on
+//! Kubernetes objects: part of the API users and tools rely on, so each is defined here once
+//! and every use refers to it.
+
+/// Annotation whose new value asks for an immediate reconcile (webhooks and `driftless
+/// reconcile` set it to the current time).
+pub const RECONCILE_REQUESTED_AT: &str = "driftless.dev/reconcile-requested-at";
+
+/// The finalizer that lets the controller delete (or deliberately orphan) what a GitRepository
+/// applied before the GitRepository itself goes away.
+pub const FINALIZER: &str = "driftless.dev/finalizer";
+
+/// Annotation holding a hash of the desired object as last applied: when the live object carries
+/// the hash of the current desired object, any difference found by the dry run is drift made by
+/// hand, not a change in Git.
+pub const APPLIED_HASH_ANNOTATION: &str = "driftless.dev/applied-hash";
+
+/// Per-object opt-out annotation; `if-not-present` creates the object once and never updates it.
+pub const APPLY_ANNOTATION: &str = "driftless.dev/apply";
+
+/// Value of [`APPLY_ANNOTATION`] that makes an object create-only.
+pub const IF_NOT_PRESENT: &str = "if-not-present";
+
+/// Annotation that keeps one object out of pruning when set to [`PRUNE_DISABLED`].
+pub const PRUNE_ANNOTATION: &str = "driftless.dev/prune";
+
+/// The value of [`PRUNE_ANNOTATION`] that keeps an object.
+pub const PRUNE_DISABLED: &str = "disabled";
+
+/// The value of [`PRUNE_ANNOTATION`] a CustomResourceDefinition needs before prune deletes it.
+pub const PRUNE_ENABLED: &str = "enabled";
+
+/// Label naming the owning GitRepository; the controller puts it on every applied object, and
+/// prune deletes only objects that still carry it. Its value is the name, shortened with a hash
+/// when it is longer than a label value may be.
+pub const OWNER_NAME_LABEL: &str = "driftless.dev/name";
+
+/// Label naming the owning GitRepository's namespace (see [`OWNER_NAME_LABEL`]).
+pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
+
+/// Label or annotation that keeps one object's `${var}` expressions as they are when set to
+/// `disabled` (Flux's `kustomize.toolkit.fluxcd.io/substitute` is accepted as well).
+pub const SUBSTITUTE_ANNOTATION: &str = "driftless.dev/substitute";
