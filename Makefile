@@ -12,10 +12,14 @@ demo:
 	bash scripts/demo.sh
 
 ## Benchmarks (see BENCHMARKS.md): every scenario, or one with `make bench SCENARIO=git`
-## (git, coalesce, apply, push, receiver, scale). Writes bench-results/latest.json and latest.md.
+## (git, coalesce, apply, push, receiver, scale, render, flux-push, flux-scale, flux-overlays,
+## flux-monorepo); `make bench SCENARIO=flux` runs every side-by-side comparison with Flux
+## (its controllers are built from source on first use, cached in ~/.cache/driftless/bin).
+## Writes bench-results/latest.json and latest.md.
 bench:
 	kubeconfig=$$(bash tests/cluster/cluster.sh up) && \
 	DRIFTLESS_TEST_KUBECONFIG=$${DRIFTLESS_TEST_KUBECONFIG:-$$kubeconfig} \
+	DRIFTLESS_BENCH_COMMAND="make bench$(if $(SCENARIO), SCENARIO=$(SCENARIO))" \
 	cargo bench --bench bench -- $(SCENARIO)
 
 ## Start (or reuse) the test cluster and print its kubeconfig path.

@@ -225,7 +225,7 @@ fn merge(out_dir: &Path) -> Result<()> {
     let latest = json!({
         "machine": machine(),
         "versions": versions(),
-        "command": "make bench",
+        "command": std::env::var("DRIFTLESS_BENCH_COMMAND").unwrap_or("make bench".into()),
         "scenarios": scenarios,
     });
     std::fs::write(
@@ -306,6 +306,13 @@ fn markdown(latest: &Value) -> String {
             "\nBench process peak RSS (VmHWM): {} MiB; scenario wall time {} s.\n\n",
             scenario["bench_process_peak_rss_mib"], scenario["wall_seconds"]
         );
+        if let Some(load) = scenario.get("load_average") {
+            out += &format!(
+                "Load average (1, 5, 15 min) before: {}; after: {}.\n\n",
+                load["before"].as_str().unwrap_or("?"),
+                load["after"].as_str().unwrap_or("?")
+            );
+        }
         for note in scenario["notes"].as_array().into_iter().flatten() {
             out += &format!("- {}\n", note.as_str().unwrap_or(""));
         }
@@ -360,6 +367,7 @@ fn versions() -> Value {
         "rustc": first_line("rustc", &["--version"]).replace("rustc ", ""),
         "git": first_line("git", &["--version"]).replace("git version ", ""),
         "kubernetes": kubectl_versions(),
+        "flux": common::flux::versions(),
     })
 }
 

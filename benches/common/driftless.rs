@@ -297,7 +297,7 @@ pub fn request_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u6
     let mut by_kind = serde_json::Map::new();
     let (mut total, mut writes) = (0u64, 0u64);
     for (key, count) in after {
-        let delta = count - before.get(key).copied().unwrap_or(0);
+        let delta = count.saturating_sub(before.get(key).copied().unwrap_or(0));
         if delta == 0 {
             continue;
         }

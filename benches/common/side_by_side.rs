@@ -798,11 +798,11 @@ impl Snapshot {
         let requests = request_delta(&self.requests, &later.requests);
         json!({
             "seconds": crate::round((later.at - self.at).as_secs_f64(), 2),
-            "cpu_seconds": crate::round((later.cpu_ticks - self.cpu_ticks) as f64 / clock_ticks(), 2),
+            "cpu_seconds": crate::round(later.cpu_ticks.saturating_sub(self.cpu_ticks) as f64 / clock_ticks(), 2),
             "requests": requests["total"],
             "write_requests": requests["writes"],
             "requests_by_kind": requests["by_verb_and_resource"],
-            "git_requests": later.git_requests - self.git_requests,
+            "git_requests": later.git_requests.saturating_sub(self.git_requests),
         })
     }
 }

@@ -65,22 +65,47 @@ async fn run(name: &str, sizes: &[usize], layout: Layout, idle_secs: u64) -> Res
         let repos = GitRepos::new();
         let repo = repos.create("monorepo");
         let commit = write_monorepo(repo.path(), &workload)?;
-        let server = HttpGitServer::start(repos.root(), Default::default());
-        let url = server.url_for(&repo);
-        for (index, tool) in tools().into_iter().enumerate() {
+        let at_largest = size == largest;
+        // At the largest size the idle window runs once for driftless and Flux with its
+        // defaults at the same time, after both converged (and were resynced); Flux with its
+        // defaults then idles while driftless converges, which can only slow driftless down.
+        let mut order = tools();
+        if at_largest {
+            order.reverse();
+        }
+        let mut idling = Vec::new();
+        for tool in order {
             eprintln!("-- {name}: {size} sources, {}", tool.label());
-            let at_largest = size == largest;
-            // The idle window at each tool's default: Flux's defaults only.
-            let idle = if at_largest && index <= 1 {
-                idle_secs
-            } else {
-                0
-            };
-            let run = one_run(
-                &setup, tool, &workload, &server, &url, &commit, at_largest, idle,
+            let keep = at_largest
+                && idle_secs > 0
+                && match tool {
+                    Tool::Driftless => true,
+                    Tool::Flux(config) => config.name == flux::DEFAULTS.name,
+                };
+            // A git server per tool (same repository), so that each one's git requests are its
+            // own even while two idle at once.
+            let server = HttpGitServer::start(repos.root(), Default::default());
+            let url = server.url_for(&repo);
+            let (run, running) = one_run(
+                &setup, tool, &workload, &server, &url, &commit, at_largest, keep,
             )
             .await?;
             runs.push(run);
+            idling.extend(running.map(|r| (r, server)));
+        }
+        if !idling.is_empty() {
+            let windows = idle(&idling, idle_secs).await;
+            for (running, _server) in idling {
+                let _ = running.finish().await;
+            }
+            for (key, window) in windows? {
+                if let Some(run) = runs
+                    .iter_mut()
+                    .find(|r| r["tool"] == key.as_str() && r["size"].as_u64() == Some(size as u64))
+                {
+                    run["idle"] = window;
+                }
+            }
         }
     }
     let load_after = load_average();
@@ -107,8 +132,8 @@ async fn one_run(
     url: &str,
     commit: &str,
     at_largest: bool,
-    idle_secs: u64,
-) -> Result<Value> {
+    keep: bool,
+) -> Result<(Value, Option<Running>)> {
     let size = workload.apps;
     let running = Running::start(setup, tool, &format!("bench-flux-scale-{size}")).await?;
     let outcome = async {
@@ -141,17 +166,17 @@ async fn one_run(
         });
         if at_largest {
             result["resync"] = resync(&running, server, size).await?;
-            if idle_secs > 0 {
-                result["idle"] = idle(&running, server, idle_secs).await?;
-            }
         }
         anyhow::Ok(result)
     }
     .await;
+    if keep && outcome.is_ok() {
+        return Ok((outcome?, Some(running)));
+    }
     let cleanup = running.finish().await;
     let mut result = outcome?;
     result["cleanup_seconds"] = json!(round(cleanup?, 1));
-    Ok(result)
+    Ok((result, None))
 }
 
 /// Every object's reconcile requested at once; done when every one handled it.
@@ -183,22 +208,32 @@ async fn resync(running: &Running, server: &HttpGitServer, size: usize) -> Resul
     Ok(usage)
 }
 
-/// Nothing changes for `seconds`: what each tool costs at its default interval.
-async fn idle(running: &Running, server: &HttpGitServer, seconds: u64) -> Result<Value> {
+/// Nothing changes for `seconds`: what each tool costs at its default interval, measured for
+/// all `idling` tools over the same window.
+async fn idle(idling: &[(Running, HttpGitServer)], seconds: u64) -> Result<Vec<(String, Value)>> {
     tokio::time::sleep(Duration::from_secs(5)).await;
-    eprintln!("   idle for {seconds} s");
-    let sampler = RssSampler::start(&running.pids());
-    let before = Snapshot::take(running, server);
+    eprintln!("   idle for {seconds} s: {} tools at once", idling.len());
+    let samplers: Vec<_> = idling
+        .iter()
+        .map(|(r, _)| RssSampler::start(&r.pids()))
+        .collect();
+    let before: Vec<_> = idling
+        .iter()
+        .map(|(r, server)| Snapshot::take(r, server))
+        .collect();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let after = Snapshot::take(running, server);
-    let samples = sampler.stop();
-    let rss: Vec<f64> = samples.iter().map(|s| s.1 as f64 / 1024.0).collect();
-    let mut usage = before.usage(&after);
-    let cpu = usage["cpu_seconds"].as_f64().unwrap_or(0.0);
-    usage["cpu_percent_of_one_core"] = json!(round(cpu / seconds as f64 * 100.0, 2));
-    usage["rss_mib"] = crate::summary(&rss, 1);
-    eprintln!("   idle: {usage}");
-    Ok(usage)
+    let mut windows = Vec::new();
+    for (((running, server), before), sampler) in idling.iter().zip(before).zip(samplers) {
+        let after = Snapshot::take(running, server);
+        let rss: Vec<f64> = sampler.stop().iter().map(|s| s.1 as f64 / 1024.0).collect();
+        let mut usage = before.usage(&after);
+        let cpu = usage["cpu_seconds"].as_f64().unwrap_or(0.0);
+        usage["cpu_percent_of_one_core"] = json!(round(cpu / seconds as f64 * 100.0, 2));
+        usage["rss_mib"] = crate::summary(&rss, 1);
+        eprintln!("   idle, {}: {usage}", running.tool.label());
+        windows.push((running.tool.key(), usage));
+    }
+    Ok(windows)
 }
 
 fn find<'a>(runs: &'a [Value], tool: &str, size: usize) -> Option<&'a Value> {
@@ -333,7 +368,7 @@ fn notes(name: &str, idle_secs: u64) -> Vec<String> {
         "API requests are counted client-side by each tool: driftless from its kube-client debug log (one line per HTTP request, by verb and resource), Flux from each controller's client-go counter `rest_client_requests_total` (by method), summed over both controllers; watches count as one request each. Write-verb requests of Flux include its server-side-apply dry runs (the counter cannot tell them apart); driftless's exclude dry runs. git requests: HTTP requests the test git server received (ref advertisements and pack rounds).".to_owned(),
     ];
     if name == "flux-scale" {
-        notes.push(format!("At the largest size: a no-change resync forced by the reconcile-request annotation on every object (driftless: `driftless.dev/reconcile-requested-at` on the GitRepositories; Flux: `reconcile.fluxcd.io/requestedAt` on GitRepositories and Kustomizations, as `flux reconcile kustomization --with-source`), done when all echo it in `status.lastHandledReconcileAt`; then {idle_secs} s of idling (driftless and Flux with its defaults only)."));
+        notes.push(format!("At the largest size: a no-change resync forced by the reconcile-request annotation on every object (driftless: `driftless.dev/reconcile-requested-at` on the GitRepositories; Flux: `reconcile.fluxcd.io/requestedAt` on GitRepositories and Kustomizations, as `flux reconcile kustomization --with-source`), done when all echo it in `status.lastHandledReconcileAt`. Then {idle_secs} s of idling, driftless and Flux with its defaults over the same window (each with a git server of its own on the same repository, so git requests are per tool); at that size the runs go Flux with its benchmark settings, Flux with its defaults (which then idles on), driftless last."));
     }
     notes
 }
