@@ -13,7 +13,9 @@ mod push;
 mod receiver;
 #[path = "scenarios/scale.rs"]
 mod scale;
+// The benchmarks use a part of the integration tests' helpers; the tests use all of them.
 #[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::{

@@ -118,11 +118,6 @@ impl SshGitServer {
         &self.known_hosts_line
     }
 
-    /// The user that logs in: the one running the tests.
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
     pub fn port(&self) -> u16 {
         self.port
     }
