@@ -28,7 +28,9 @@ mod render;
 mod scale;
 #[path = "scenarios/shared_fetch.rs"]
 mod shared_fetch;
+// The benchmarks use a part of the integration tests' helpers; the tests use all of them.
 #[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::{

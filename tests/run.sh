@@ -30,5 +30,16 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# Labels this run's test namespaces, so the check below sees only what this run left behind.
+export DRIFTLESS_TEST_RUN="run-$(date +%s)-$$"
+
 step "cargo test (unit and integration, against the real cluster and git servers)"
 cargo test --locked --all-targets
+
+# Alone and last: it restarts the apiserver every other test talks to.
+step "apiserver restart (alone: kills and restarts the test cluster's kube-apiserver)"
+cargo test --locked --test it -- --ignored --exact \
+  apiserver_restart::reconcile_retries_and_converges_after_the_apiserver_restarts
+
+step "no test namespace of this run left behind"
+bash tests/leftovers.sh "$DRIFTLESS_TEST_RUN"

@@ -461,7 +461,7 @@ impl Running {
                 let home = create_namespace(&admin, &format!("{prefix}-home")).await?;
                 let cache = tempfile::tempdir()?;
                 let secrets = tempfile::tempdir()?;
-                support::replica::write_secret(secrets.path(), "github", SECRET);
+                support::webhook::write_secret(secrets.path(), "github", SECRET);
                 let mut controller = Controller::start(
                     &setup.driftless_binary,
                     [namespace.as_str(), home.as_str()],

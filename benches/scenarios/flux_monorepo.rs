@@ -25,7 +25,7 @@ use crate::{
     millis, round, row,
     support::{
         git::{GitRepos, HttpGitServer},
-        replica::github_push,
+        webhook::github_push,
     },
 };
 

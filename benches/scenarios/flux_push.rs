@@ -24,7 +24,7 @@ use crate::{
     millis, row, summary,
     support::{
         git::{GitRepos, HttpGitServer},
-        replica::github_push,
+        webhook::github_push,
     },
 };
 

@@ -44,9 +44,10 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::support::{
     cluster::{TestNamespace, install_crds},
     git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
-    replica::{
-        create_repository_named, free_port, github_push, start_replica, wait_for_port, write_secret,
-    },
+    objects::create_repository_named,
+    replica::{free_port, start_replica},
+    waiting::wait_for_port,
+    webhook::{github_push, write_secret},
 };
 use crate::{common::kubectl_apply, millis, row, summary};
 

@@ -23,7 +23,7 @@ use crate::push::{
 use crate::support::{
     cluster::{TestNamespace, admin_client, install_crds},
     controller::http_get,
-    replica::{github_push, post},
+    webhook::{github_push, post},
 };
 use crate::{millis, round, row, summary};
 

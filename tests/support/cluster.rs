@@ -1,5 +1,5 @@
 //! The real test cluster (see `tests/cluster/cluster.sh`): a kube [`Client`] for it and a
-//! fresh namespace per test, deleted when the test ends.
+//! fresh namespace per test, deleted when the test ends with nothing left holding it.
 //!
 //! The cluster is found through `DRIFTLESS_TEST_KUBECONFIG` (set by `make test`); without it,
 //! `cluster.sh up` is run once per test binary, which reuses a cluster that already serves.
@@ -93,7 +93,13 @@ impl TestNamespace {
         let namespace = Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("driftless.dev/test".to_owned(), "true".to_owned())].into()),
+                labels: Some(
+                    [
+                        ("driftless.dev/test".to_owned(), "true".to_owned()),
+                        (RUN_LABEL.to_owned(), test_run().to_owned()),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             },
             ..Default::default()
@@ -186,7 +192,7 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        // Drop cannot await, and the test's runtime may be shutting down: delete from a
+        // Drop cannot await, and the test's runtime may be shutting down: clean up from a
         // runtime of our own on a thread of its own.
         let name = self.name.clone();
         let deleted = std::thread::spawn(move || {
@@ -194,18 +200,64 @@ impl Drop for TestNamespace {
                 .enable_all()
                 .build()
                 .expect("a runtime for namespace clean-up")
-                .block_on(async move {
-                    Api::<Namespace>::all(admin_client().await)
-                        .delete(&name, &DeleteParams::background())
-                        .await
-                        .map(|_| ())
-                })
+                .block_on(delete_namespace(&name))
         })
         .join();
         if let Ok(Err(error)) = deleted {
             eprintln!("could not delete test namespace {}: {error}", self.name);
         }
     }
+}
+
+/// Deletes namespace `name` without waiting. The test's controller is gone by now, so nothing
+/// would remove driftless's finalizer from the namespace's GitRepositories and the namespace
+/// would stay Terminating for ever: the finalizers are removed first, and once more after the
+/// delete in case a controller still running put one back.
+async fn delete_namespace(name: &str) -> Result<(), kube::Error> {
+    let client = admin_client().await;
+    release_finalizers(&client, name).await;
+    Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await?;
+    release_finalizers(&client, name).await;
+    Ok(())
+}
+
+/// Removes the finalizers of every GitRepository in `namespace`; a cluster without the CRD has
+/// none to remove.
+async fn release_finalizers(client: &Client, namespace: &str) {
+    use driftless::api::GitRepository;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let api = Api::<GitRepository>::namespaced(client.clone(), namespace);
+    let Ok(repositories) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let release = serde_json::json!({ "metadata": { "finalizers": null } });
+    for repository in repositories.items {
+        if repository.metadata.finalizers.is_none_or(|f| f.is_empty()) {
+            continue;
+        }
+        let name = repository.metadata.name.unwrap_or_default();
+        if let Err(error) = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&release))
+            .await
+        {
+            eprintln!("could not release GitRepository {namespace}/{name}: {error}");
+        }
+    }
+}
+
+/// The label naming the run a test namespace belongs to, so that `tests/run.sh` can check
+/// what its own run left behind while other runs share the cluster.
+pub const RUN_LABEL: &str = "driftless.dev/test-run";
+
+/// This run's id: `DRIFTLESS_TEST_RUN` when `tests/run.sh` sets it, else one of this process.
+fn test_run() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
+        std::env::var("DRIFTLESS_TEST_RUN")
+            .unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+    })
 }
 
 /// A DNS-1123 label made of `prefix` and a suffix unique within this machine and run.
@@ -235,8 +287,13 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Held shared while [`install_crds`] writes the CRD, and exclusively by a test that installs
+/// a CRD of its own for a moment, so that no other test's install undoes it meanwhile.
+pub static CRD_SCHEMA: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Installs (or updates) driftless's CRDs and waits until they are Established.
 pub async fn install_crds() {
+    let _shared = CRD_SCHEMA.read().await;
     use driftless::api::GitRepository;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::{

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use driftless::{controller::Settings, source::Limits};
+use driftless::{controller::Settings, source::Limits, telemetry::metrics::Metrics};
 
 /// Settings for an in-process controller that watches only `namespace`, polls every
 /// `interval`, and has neither leader election nor webhooks.
@@ -39,7 +39,8 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     Some(response)
 }
 
-/// An in-process controller watching one test namespace, polling every 2 s, stopped on drop.
+/// An in-process controller watching one test namespace, polling every 2 s unless adjusted,
+/// stopped on drop.
 pub struct RunningController {
     task: tokio::task::JoinHandle<()>,
     _cache: tempfile::TempDir,
@@ -58,13 +59,23 @@ impl RunningController {
         })
     }
 
-    fn start_with(namespace: &str, adjust: impl FnOnce(&mut Settings)) -> Self {
+    /// With [`settings_for`] changed by `adjust`.
+    pub fn start_with(namespace: &str, adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_with_metrics(namespace, adjust, Metrics::default())
+    }
+
+    /// Recording into `metrics`, which the test reads.
+    pub fn start_with_metrics(
+        namespace: &str,
+        adjust: impl FnOnce(&mut Settings),
+        metrics: Metrics,
+    ) -> Self {
         let cache = tempfile::tempdir().expect("a git cache directory");
         let mut settings = settings_for(namespace, cache.path(), Duration::from_secs(2));
         adjust(&mut settings);
         let task = tokio::spawn(async move {
             let config = super::cluster::admin_config().await;
-            driftless::controller::run(config, settings, Default::default())
+            driftless::controller::run(config, settings, metrics)
                 .await
                 .expect("the controller runs");
         });

@@ -1,7 +1,10 @@
-#![allow(dead_code, unused_imports)]
+//! Helpers shared by the integration tests (`tests/it/`), by topic.
 
 pub mod admission;
 pub mod cluster;
 pub mod controller;
 pub mod git;
+pub mod objects;
 pub mod replica;
+pub mod waiting;
+pub mod webhook;

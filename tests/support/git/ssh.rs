@@ -102,7 +102,7 @@ impl SshGitServer {
     /// A PEM private key for `Cred::ssh_key_from_memory`: RSA in the traditional PEM
     /// format, which every libssh2 crypto backend parses. (With git2 0.21's libssh2 on
     /// OpenSSL, the OpenSSH-format ed25519 key and the ECDSA PEM key work too; the tests in
-    /// `tests/git_transport.rs` fetch with each.)
+    /// `tests/it/git_transport.rs` fetch with each.)
     pub fn private_key_pem(&self) -> String {
         self.private_key(ClientKey::RsaPem)
     }
@@ -116,11 +116,6 @@ impl SshGitServer {
     /// `[127.0.0.1]:PORT ssh-ed25519 AAAA...`: the server's host key as known_hosts has it.
     pub fn known_hosts_line(&self) -> &str {
         &self.known_hosts_line
-    }
-
-    /// The user that logs in: the one running the tests.
-    pub fn user(&self) -> &str {
-        &self.user
     }
 
     pub fn port(&self) -> u16 {

@@ -3,7 +3,7 @@
 //! the generated one, and `helm install` into the real test cluster in both RBAC modes, with the
 //! installed ServiceAccount's token proving what the controller may and may not do.
 
-mod support;
+use crate::support;
 
 use std::{
     path::{Path, PathBuf},

@@ -6,7 +6,7 @@
 //! - hostile: each sandbox rule refuses its attack before any process runs and leaves nothing
 //!   behind.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeMap,
@@ -757,41 +757,24 @@ mod cluster {
 
     use super::support::{
         cluster::{TestNamespace, install_crds},
+        controller::RunningController,
         git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+        objects::applied_at,
+        waiting::wait_for_named,
     };
 
-    struct RunningController {
-        task: tokio::task::JoinHandle<()>,
-        _cache: tempfile::TempDir,
-    }
-
-    impl Drop for RunningController {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
     fn start_controller(namespace: &TestNamespace, metrics: Metrics) -> RunningController {
-        let cache = tempfile::tempdir().unwrap();
-        let mut settings = super::support::controller::settings_for(
+        RunningController::start_with_metrics(
             &namespace.name,
-            cache.path(),
-            Duration::from_secs(1),
-        );
-        settings.render = RenderSettings {
-            kustomize_binary: Some(super::kustomize_binary()),
-            ..RenderSettings::default()
-        };
-        let task = tokio::spawn(async move {
-            let config = super::support::cluster::admin_config().await;
-            driftless::controller::run(config, settings, metrics)
-                .await
-                .expect("the controller runs");
-        });
-        RunningController {
-            task,
-            _cache: cache,
-        }
+            |settings| {
+                settings.default_interval = Duration::from_secs(1);
+                settings.render = RenderSettings {
+                    kustomize_binary: Some(super::kustomize_binary()),
+                    ..RenderSettings::default()
+                };
+            },
+            metrics,
+        )
     }
 
     const BASE: &str = "resources:\n- deployment.yaml\nconfigMapGenerator:\n- name: app-config\n  files:\n  - app.properties\n";
@@ -830,32 +813,13 @@ spec:
         )
     }
 
+    /// Kustomize renders under the load of the whole suite: a longer deadline than the rest.
     async fn wait_for(
         namespace: &TestNamespace,
         what: &str,
         check: impl Fn(&GitRepository) -> bool,
     ) -> GitRepository {
-        let api = namespace.api::<GitRepository>();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            let repository = api.get("app").await.unwrap();
-            if check(&repository) {
-                return repository;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; status: {:#?}",
-                repository.status
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    fn applied_at(repository: &GitRepository, commit: &str) -> bool {
-        let status = repository.status.as_ref();
-        status
-            .and_then(|s| s.last_applied_revision.as_deref())
-            .is_some_and(|r| r.ends_with(commit))
+        wait_for_named(namespace, "app", what, Duration::from_secs(90), check).await
     }
 
     fn ready(repository: &GitRepository) -> (String, String, String) {

@@ -2,7 +2,7 @@
 //! borrow a Secret its ServiceAccount may not read, and tokens pasted into `spec.url` never
 //! reach a status, an Event or a log line.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{BufRead, BufReader, Write},

@@ -1,7 +1,7 @@
 //! The GitRepository CRD: `crds/` matches the Rust types, and the real apiserver accepts the
 //! CRD (its CEL rules compile) and rejects nonsense specs at admission.
 
-mod support;
+use crate::support;
 
 use driftless::api::GitRepository;
 use kube::api::PostParams;
@@ -184,6 +184,8 @@ async fn out_of_range_durations_stored_before_the_bound_stall_and_the_controller
     support::cluster::install_crds().await;
     let namespace = TestNamespace::create("crd-stored-durations").await;
     let crds: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    // Other modules' tests install the CRD as they start: not while the old schema stands.
+    let old_schema = support::cluster::CRD_SCHEMA.write().await;
     crds.patch(
         GitRepository::crd_name(),
         &PatchParams::apply("driftless-test").force(),
@@ -229,6 +231,7 @@ async fn out_of_range_durations_stored_before_the_bound_stall_and_the_controller
         }
         created.unwrap_or_else(|error| panic!("store {name} under the old schema: {error:?}"));
     }
+    drop(old_schema);
     support::cluster::install_crds().await;
 
     let cache = tempfile::tempdir().unwrap();

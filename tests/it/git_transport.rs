@@ -3,7 +3,7 @@
 //! smart HTTP, HTTPS with basic auth and a private CA, and SSH with key auth and a pinned
 //! host key. The servers are git's own `git http-backend` and OpenSSH's `sshd`.
 
-mod support;
+use crate::support;
 
 use std::cell::Cell;
 use std::collections::HashMap;

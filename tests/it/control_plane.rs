@@ -2,7 +2,7 @@
 //! scheduler and kwok make a Deployment Available, the apiserver validates objects, and RBAC
 //! is enforced for a ServiceAccount token.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

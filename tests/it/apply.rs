@@ -3,7 +3,7 @@
 //! CRDs applied together with their custom resources, and the prune guards (a CRD only when it
 //! opts in, never an object created again since it was checked).
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeMap,

@@ -2,7 +2,7 @@
 //! server, converges; a push converges at the next interval; a bad commit keeps the last good
 //! revision running and says why; a missing Secret stalls and recovers when it appears.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -11,47 +11,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::json;
 use support::{
     cluster::{TestNamespace, install_crds},
+    controller::RunningController,
     git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+    objects::condition,
+    waiting::{wait_for, wait_for_named, wait_until_gone},
 };
 
 const USER: &str = "deployer";
 const PASSWORD: &str = "pa55word";
-
-/// A controller process of our own, watching only the test's namespace, stopped on drop.
-struct RunningController {
-    task: tokio::task::JoinHandle<()>,
-    _cache: tempfile::TempDir,
-}
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn start_controller(namespace: &TestNamespace) -> RunningController {
-    start_controller_with(namespace, |_| {})
-}
-
-fn start_controller_with(
-    namespace: &TestNamespace,
-    adjust: impl FnOnce(&mut driftless::controller::Settings),
-) -> RunningController {
-    let cache = tempfile::tempdir().unwrap();
-    let mut settings =
-        support::controller::settings_for(&namespace.name, cache.path(), Duration::from_secs(2));
-    adjust(&mut settings);
-    let task = tokio::spawn(async move {
-        let config = support::cluster::admin_config().await;
-        driftless::controller::run(config, settings, Default::default())
-            .await
-            .expect("the controller runs");
-    });
-    RunningController {
-        task,
-        _cache: cache,
-    }
-}
 
 fn configmap_manifest(value: &str) -> String {
     format!(
@@ -102,42 +69,8 @@ async fn create_credentials(namespace: &TestNamespace) {
     namespace.create_secret("git-auth", &data).await;
 }
 
-/// Polls the GitRepository until `check` accepts it, or fails with its last status.
-async fn wait_for(
-    namespace: &TestNamespace,
-    what: &str,
-    check: impl Fn(&GitRepository) -> bool,
-) -> GitRepository {
-    let api = namespace.api::<GitRepository>();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let repository = api.get("app").await.unwrap();
-        if check(&repository) {
-            return repository;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what}; status: {:#?}",
-                repository.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn ready(repository: &GitRepository) -> Option<(String, String, String)> {
     condition(repository, "Ready")
-}
-
-/// Status, reason and message of the condition `type_`.
-fn condition(repository: &GitRepository, type_: &str) -> Option<(String, String, String)> {
-    let status = repository.status.as_ref()?;
-    let condition = status.conditions.iter().find(|c| c.type_ == type_)?;
-    Some((
-        condition.status.clone(),
-        condition.reason.clone(),
-        condition.message.clone(),
-    ))
 }
 
 /// Whether the last attempt was `commit` (applied or not).
@@ -179,7 +112,7 @@ async fn git_repository_converges_follows_pushes_and_survives_a_bad_commit() {
         HttpOptions::default().basic_auth(USER, PASSWORD),
     );
     create_credentials(&namespace).await;
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository(&namespace, &server.url_for(&repo), Some("git-auth")).await;
 
     let converged = wait_for(&namespace, "the first revision", |r| {
@@ -237,7 +170,7 @@ async fn missing_secret_stalls_and_recovers_when_it_appears() {
         repos.root(),
         HttpOptions::default().basic_auth(USER, PASSWORD),
     );
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository(&namespace, &server.url_for(&repo), Some("git-auth")).await;
 
     let stalled = wait_for(&namespace, "Stalled", |r| {
@@ -275,7 +208,7 @@ async fn service_account_impersonation_denies_what_the_tenant_may_not_do() {
     let repo = repos.create("app");
     push(&repo, "hello", &[]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     namespace
         .create_git_repository(
             "app",
@@ -405,16 +338,6 @@ async fn create_repository_with(
     namespace.create_git_repository("app", spec).await;
 }
 
-async fn wait_until_gone(namespace: &TestNamespace, name: &str) {
-    for _ in 0..120 {
-        if !configmap_exists(namespace, name).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("ConfigMap {name} was not deleted");
-}
-
 #[tokio::test]
 async fn removed_objects_are_pruned_with_guards_and_the_finalizer_cleans_up() {
     install_crds().await;
@@ -438,7 +361,7 @@ async fn removed_objects_are_pruned_with_guards_and_the_finalizer_cleans_up() {
         ],
     );
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
     let first = wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
     assert_eq!(first.status.unwrap().inventory.len(), 3);
@@ -498,7 +421,7 @@ async fn deleting_with_prune_disabled_leaves_objects_in_place() {
     let main = configmap("main", "");
     repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(
         &namespace,
         &server.url_for(&repo),
@@ -551,7 +474,7 @@ async fn waiting_for_health_reports_ready_only_when_deployments_are_available() 
     let repo = repos.create("app");
     let healthy = push(&repo, "hello", &[]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(
         &namespace,
         &server.url_for(&repo),
@@ -628,7 +551,7 @@ async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval(
     let repo = repos.create("app");
     let good = push(&repo, "hello", &[]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
     wait_for(&namespace, "the first revision", |r| {
         applied(r).is_some_and(|a| a.ends_with(&good))
@@ -753,7 +676,7 @@ async fn multi_kind_revision_converges_and_prune_never_deletes_the_own_namespace
         ],
     );
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
     let converged = wait_for(&namespace, "the multi-kind revision", |r| {
         applied(r).is_some_and(|a| a.ends_with(&first))
@@ -794,31 +717,6 @@ async fn multi_kind_revision_converges_and_prune_never_deletes_the_own_namespace
     );
 }
 
-/// Polls GitRepository `name` until `check` accepts it, or fails with its last status.
-async fn wait_for_named(
-    namespace: &TestNamespace,
-    name: &str,
-    what: &str,
-    within: Duration,
-    check: impl Fn(&GitRepository) -> bool,
-) -> GitRepository {
-    let api = namespace.api::<GitRepository>();
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let repository = api.get(name).await.unwrap();
-        if check(&repository) {
-            return repository;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what}; status of {name}: {:#?}",
-                repository.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn stalled(repository: &GitRepository) -> Option<(String, String, String)> {
     condition(repository, "Stalled").filter(|(status, _, _)| status == "True")
 }
@@ -837,7 +735,7 @@ async fn without_a_service_account_the_default_one_applies_or_the_object_is_refu
 
     // Restricted, with a default: the object is applied as the namespace's `tenant`, which may
     // not create the Deployment, so nothing is written.
-    let controller = start_controller_with(&namespace, |settings| {
+    let controller = RunningController::start_with(&namespace.name, |settings| {
         settings.require_service_account = true;
         settings.default_service_account = Some("tenant".into());
     });
@@ -856,7 +754,7 @@ async fn without_a_service_account_the_default_one_applies_or_the_object_is_refu
     drop(controller);
 
     // Restricted without a default: refused before anything is fetched or applied.
-    let _controller = start_controller_with(&namespace, |settings| {
+    let _controller = RunningController::start_with(&namespace.name, |settings| {
         settings.require_service_account = true;
     });
     let annotate = json!({ "metadata": { "annotations": {
@@ -898,7 +796,7 @@ async fn a_symlinked_manifest_fails_the_revision_and_prunes_nothing_unless_ignor
         ],
     );
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
     wait_for(&namespace, "the first revision", |r| {
         applied(r).is_some_and(|a| a.ends_with(&first))
@@ -978,7 +876,7 @@ async fn an_unrelated_repository_becomes_ready_while_others_wait_for_health() {
     repo.commit("eight stuck Deployments and a ConfigMap", &borrowed);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
     // More waiters than workers (the harness runs 4).
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     let url = server.url_for(&repo);
     for n in 0..waiting {
         namespace
@@ -1036,7 +934,7 @@ async fn deleting_a_suspended_repository_keeps_what_it_applied() {
     let main = configmap("main", "");
     repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(&namespace, &server.url_for(&repo), json!({})).await;
     wait_for(&namespace, "the first revision", |r| applied(r).is_some()).await;
 
@@ -1085,7 +983,7 @@ async fn a_finalizer_whose_service_account_lost_its_rights_is_released_with_a_wa
     let main = configmap("main", "");
     repo.commit("one", &[("deploy/main.yaml", main.as_str())]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(
         &namespace,
         &server.url_for(&repo),
@@ -1134,7 +1032,7 @@ async fn status_writes_clear_an_emptied_inventory_and_a_removed_webhook_path() {
     namespace
         .create_secret("hook", &[("token", b"a-webhook-token".as_slice())])
         .await;
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository_with(
         &namespace,
         &server.url_for(&repo),
@@ -1188,14 +1086,14 @@ async fn a_git_repository_with_a_name_longer_than_a_label_applies_prunes_and_cle
         ],
     );
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     namespace
         .create_git_repository(
             &name,
             json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "2s" }),
         )
         .await;
-    support::replica::wait_applied_named(&namespace, &name, &first, Duration::from_secs(60)).await;
+    support::waiting::wait_applied_named(&namespace, &name, &first, Duration::from_secs(60)).await;
     let label = driftless::apply::inventory::owner_label_value(&name);
     assert!(label.len() <= 63, "{label}");
     let labels = namespace
@@ -1209,7 +1107,7 @@ async fn a_git_repository_with_a_name_longer_than_a_label_applies_prunes_and_cle
     assert_eq!(labels.get("driftless.dev/name"), Some(&label));
 
     let second = repo.commit("only main", &[("deploy/main.yaml", main.as_str())]);
-    support::replica::wait_applied_named(&namespace, &name, &second, Duration::from_secs(60)).await;
+    support::waiting::wait_applied_named(&namespace, &name, &second, Duration::from_secs(60)).await;
     wait_until_gone(&namespace, "extra").await;
     namespace
         .api::<GitRepository>()
@@ -1242,7 +1140,7 @@ async fn each_pushed_revision_is_readable_in_the_listed_events() {
     let repo = repos.create("app");
     let first = push(&repo, "hello", &[]);
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
-    let _controller = start_controller(&namespace);
+    let _controller = RunningController::start(&namespace.name);
     create_repository(&namespace, &server.url_for(&repo), None).await;
     wait_for(&namespace, "the first revision", |r| {
         applied(r).is_some_and(|a| a.ends_with(&first))

@@ -2,7 +2,7 @@
 //! failover after SIGKILL, a leader cut off from its Lease that stops before a standby starts,
 //! and a signed push webhook that triggers an immediate reconcile.
 
-mod support;
+use crate::support;
 
 use std::{
     path::Path,
@@ -20,7 +20,10 @@ use support::{
     admission::AdmissionHook,
     cluster::{TestNamespace, install_crds},
     git::{GitRepos, HttpGitServer, HttpOptions},
+    objects::*,
     replica::*,
+    waiting::*,
+    webhook::*,
 };
 
 #[tokio::test]

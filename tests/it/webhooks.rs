@@ -4,7 +4,7 @@
 //! delivery to a replica that does not lead still triggers the leader; polling converges when
 //! no webhook ever arrives.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use support::{
     cluster::{TestNamespace, install_crds},
     git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+    objects::*,
     replica::*,
+    waiting::*,
+    webhook::*,
 };
 
 /// Polling interval of the objects whose next commit only a webhook may bring in quickly.
@@ -225,7 +228,7 @@ impl Delivery {
                 ("X-GitHub-Hook-ID", "4711".into()),
                 (
                     "X-Hub-Signature-256",
-                    format!("sha256={}", hex(GITHUB_SECRET)),
+                    github_signature(GITHUB_SECRET.as_bytes(), body),
                 ),
             ],
             Delivery::GitLabToken => vec![

@@ -1,7 +1,7 @@
 //! The source engine against real git servers on loopback: every ref kind over smart HTTP
 //! (basic auth + TLS) and SSH, the shared cache, the no-change path, and each failure.
 
-mod support;
+use crate::support;
 
 use std::{sync::atomic::Ordering, time::Duration};
 

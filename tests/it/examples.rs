@@ -3,7 +3,7 @@
 //! against the CRD's schema and CEL rules, and each GitRepository reads back as the Rust type.
 //! The quickstart's application manifests are checked with a server-side dry run.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! `get`, `reconcile --wait`, `suspend`/`resume`, `events` and `tree` against the real cluster
 //! with a controller and a git server running.
 
-mod support;
+use crate::support;
 
 use std::{
     path::Path,
@@ -17,6 +17,8 @@ use support::{
     cluster::{TestNamespace, install_crds, kubeconfig_path},
     controller::RunningController,
     git::{GitRepos, HttpGitServer, HttpOptions},
+    objects::applied_at,
+    waiting::wait_for,
 };
 
 const CONFIGMAP: &str =
@@ -178,35 +180,6 @@ fn build_of_the_quickstart_example_yields_its_objects() {
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Namespace", "Service"]);
 }
 
-async fn wait_until(
-    namespace: &TestNamespace,
-    what: &str,
-    check: impl Fn(&GitRepository) -> bool,
-) -> GitRepository {
-    let api = namespace.api::<GitRepository>();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let repository = api.get("app").await.unwrap();
-        if check(&repository) {
-            return repository;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {:#?}",
-            repository.status
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn applied(repository: &GitRepository, commit: &str) -> bool {
-    repository
-        .status
-        .as_ref()
-        .and_then(|s| s.last_applied_revision.as_deref())
-        .is_some_and(|r| r.ends_with(commit))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn get_reconcile_suspend_resume_events_and_tree_against_the_cluster() {
     install_crds().await;
@@ -223,7 +196,7 @@ async fn get_reconcile_suspend_resume_events_and_tree_against_the_cluster() {
             json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "1h" }),
         )
         .await;
-    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    wait_for(&namespace, "the first revision", |r| applied_at(r, &first)).await;
 
     let run = |args: Vec<String>| {
         let ns = ns.clone();
@@ -320,7 +293,7 @@ async fn get_reconcile_suspend_resume_events_and_tree_against_the_cluster() {
 
     let suspended = run(vec!["suspend".into(), "app".into()]).await.unwrap();
     assert!(suspended.status.success(), "{}", stderr(&suspended));
-    wait_until(&namespace, "Suspended", |r| r.spec.suspend == Some(true)).await;
+    wait_for(&namespace, "Suspended", |r| r.spec.suspend == Some(true)).await;
     let refused = run(vec!["reconcile".into(), "app".into(), "--wait".into()])
         .await
         .unwrap();
@@ -344,8 +317,8 @@ async fn get_reconcile_suspend_resume_events_and_tree_against_the_cluster() {
     );
     let resumed = run(vec!["resume".into(), "app".into()]).await.unwrap();
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    wait_until(&namespace, "the commit pushed while suspended", |r| {
-        applied(r, &third)
+    wait_for(&namespace, "the commit pushed while suspended", |r| {
+        applied_at(r, &third)
     })
     .await;
 
@@ -390,7 +363,7 @@ async fn reconcile_wait_shows_progress_on_a_terminal() {
             json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "1h" }),
         )
         .await;
-    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    wait_for(&namespace, "the first revision", |r| applied_at(r, &first)).await;
     let second = repo.commit(
         "two",
         &[
@@ -507,7 +480,7 @@ async fn applied_repository(
             json!({ "url": server.url_for(&repo), "path": "deploy" }),
         )
         .await;
-    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    wait_for(&namespace, "the first revision", |r| applied_at(r, &first)).await;
     (namespace, repos, server, controller)
 }
 
@@ -671,7 +644,7 @@ async fn diff_previews_creates_changes_prunes_and_masks_secrets() {
             json!({ "url": server.url_for(&repo), "path": "deploy", "interval": "1h" }),
         )
         .await;
-    wait_until(&namespace, "the first revision", |r| applied(r, &first)).await;
+    wait_for(&namespace, "the first revision", |r| applied_at(r, &first)).await;
     let checkout = repo.path().to_str().unwrap().to_owned();
 
     // The applied revision itself, fetched from the object's repository: nothing to do.
@@ -916,7 +889,7 @@ async fn build_yields_exactly_what_the_controller_applies() {
             json!({ "url": server.url_for(&repo), "path": "deploy" }),
         )
         .await;
-    let applied_repository = wait_until(&namespace, "the revision", |r| applied(r, &commit)).await;
+    let applied_repository = wait_for(&namespace, "the revision", |r| applied_at(r, &commit)).await;
     let mut applied: Vec<String> = applied_repository
         .status
         .unwrap()

@@ -1,0 +1,103 @@
+//! Waiting for the cluster or a process to reach a state: each waiter polls, and panics after
+//! its deadline saying what it waited for and what it saw last.
+
+use std::time::Duration;
+
+use driftless::api::GitRepository;
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::cluster::TestNamespace;
+
+/// Polls GitRepository `app` for up to 60 s until `check` accepts it.
+pub async fn wait_for(
+    namespace: &TestNamespace,
+    what: &str,
+    check: impl Fn(&GitRepository) -> bool,
+) -> GitRepository {
+    wait_for_named(namespace, "app", what, Duration::from_secs(60), check).await
+}
+
+/// Polls GitRepository `name` until `check` accepts it, or fails with its last status.
+pub async fn wait_for_named(
+    namespace: &TestNamespace,
+    name: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&GitRepository) -> bool,
+) -> GitRepository {
+    let api = namespace.api::<GitRepository>();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let repository = api.get(name).await.unwrap();
+        if check(&repository) {
+            return repository;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; status of {name}: {:#?}",
+                repository.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits up to 30 s until ConfigMap `name` no longer exists.
+pub async fn wait_until_gone(namespace: &TestNamespace, name: &str) {
+    for _ in 0..120 {
+        if namespace
+            .api::<ConfigMap>()
+            .get_opt(name)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("ConfigMap {name} was not deleted");
+}
+
+/// Waits until GitRepository `app` reports `commit` applied; returns how long that took.
+pub async fn wait_applied(namespace: &TestNamespace, commit: &str, within: Duration) -> Duration {
+    wait_applied_named(namespace, "app", commit, within).await
+}
+
+/// Waits until GitRepository `name` reports `commit` in `status.lastAppliedRevision`. A failed
+/// read is retried: the apiserver may be restarting.
+pub async fn wait_applied_named(
+    namespace: &TestNamespace,
+    name: &str,
+    commit: &str,
+    within: Duration,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    let api = namespace.api::<GitRepository>();
+    let mut last = None;
+    while started.elapsed() < within {
+        last = Some(api.get(name).await.map(|repository| repository.status));
+        if let Some(Ok(Some(status))) = &last {
+            if status
+                .last_applied_revision
+                .as_deref()
+                .is_some_and(|applied| applied.ends_with(commit))
+            {
+                return started.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{commit} was not applied to {name} within {within:?}; last read: {last:?}");
+}
+
+/// Waits until something accepts connections on `port`.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
