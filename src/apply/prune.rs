@@ -79,8 +79,8 @@ impl Applier {
     pub(super) async fn api_for(
         &self,
         key: &ObjectKey,
-    ) -> Result<Option<Api<DynamicObject>>, String> {
-        let discovery = self.kinds.current().await.map_err(|e| reason_of(&e))?;
+    ) -> Result<Option<Api<DynamicObject>>, kube::Error> {
+        let discovery = self.kinds.current().await?;
         let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
         let Some((resource, scope)) = discovered(&discovery, &gvk) else {
             return Ok(None);
@@ -108,12 +108,12 @@ impl Applier {
         for key in keys {
             let reference = ObjectRef::from(key);
             match self.prune_one(key, owner_name, owner_namespace).await {
-                Ok(None) => report.deleted.push(reference),
-                Ok(Some(why)) => report.skipped.push((reference, why)),
-                Err(reason) => failures.push(ObjectFailure {
+                Ok(PruneResult::Deleted) => report.deleted.push(reference),
+                Ok(PruneResult::Kept(why)) => report.skipped.push((reference, why.to_string())),
+                Err(error) => failures.push(ObjectFailure {
                     origin: "inventory".into(),
                     object: reference,
-                    reason,
+                    reason: reason_of(&error),
                 }),
             }
         }
@@ -124,18 +124,18 @@ impl Applier {
         }
     }
 
-    /// `Ok(None)` when deleted, `Ok(Some(why))` when deliberately left in place.
+    /// Deletes one object unless a guard keeps it; an error is the API's.
     async fn prune_one(
         &self,
         key: &ObjectKey,
         owner_name: &str,
         owner_namespace: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<PruneResult, kube::Error> {
         let Some(api) = self.api_for(key).await? else {
-            return Ok(Some("its kind is no longer served".into()));
+            return Ok(PruneResult::Kept(KeptBecause::KindNotServed));
         };
-        let Some(live) = api.get_opt(&key.name).await.map_err(|e| reason_of(&e))? else {
-            return Ok(Some("already gone".into()));
+        let Some(live) = api.get_opt(&key.name).await? else {
+            return Ok(PruneResult::Kept(KeptBecause::AlreadyGone));
         };
         if let Err(why) = may_delete(
             key,
@@ -147,19 +147,42 @@ impl Applier {
             owner_name,
             owner_namespace,
         ) {
-            return Ok(Some(why));
+            return Ok(PruneResult::Kept(KeptBecause::Guarded(why)));
         }
         match api.delete(&key.name, &delete_only(&live)).await {
-            Ok(_) => Ok(None),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some("already gone".into())),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Some(
-                "it was deleted and created again after it was checked, so it is not the object \
-                 driftless applied"
-                    .into(),
-            )),
-            Err(error) => Err(reason_of(&error)),
+            Ok(_) => Ok(PruneResult::Deleted),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                Ok(PruneResult::Kept(KeptBecause::AlreadyGone))
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok(PruneResult::Kept(KeptBecause::Recreated))
+            }
+            Err(error) => Err(error),
         }
     }
+}
+
+/// What pruning did to one object.
+enum PruneResult {
+    Deleted,
+    Kept(KeptBecause),
+}
+
+/// Why an object that left the repository is still in the cluster; shown to the user as is.
+#[derive(Debug, thiserror::Error)]
+enum KeptBecause {
+    #[error("its kind is no longer served")]
+    KindNotServed,
+    #[error("already gone")]
+    AlreadyGone,
+    #[error(
+        "it was deleted and created again after it was checked, so it is not the object \
+         driftless applied"
+    )]
+    Recreated,
+    /// Opted out, owned by someone else, or a CRD without its prune opt-in.
+    #[error("{0}")]
+    Guarded(String),
 }
 
 /// A delete of exactly the object `checked`: if the name has since been deleted and created

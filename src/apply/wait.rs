@@ -93,7 +93,7 @@ impl Applier {
         let api = match self.api_for(&key).await {
             Ok(Some(api)) => api,
             Ok(None) => return Health::InProgress(format!("{} is not served", key.kind)),
-            Err(reason) => return Health::InProgress(reason),
+            Err(error) => return Health::InProgress(reason_of(&error)),
         };
         match api.get_opt(&key.name).await {
             Ok(Some(live)) => health_of(&live),

@@ -39,7 +39,7 @@ use crate::{
     telemetry::metrics::Metrics,
     webhook::{
         self, BodyBudget, Delivery, DeliverySlots, RateLimit, RateLimiter, ReloadableSecrets,
-        SharedSecrets, Target, Trigger, WebhookState, WebhookTls, router,
+        SharedSecrets, Target, Trigger, TriggerError, WebhookState, WebhookTls, router,
     },
 };
 
@@ -115,7 +115,7 @@ impl Trigger for AnnotationTrigger {
         namespace: &str,
         name: &str,
         commit: Option<&str>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let reference = ObjectRef::new(name).within(namespace);
         let applied = self
             .store
@@ -133,7 +133,7 @@ impl Trigger for AnnotationTrigger {
             api.patch(&name, &webhook_write(), &Patch::Merge(&patch))
                 .await
                 .map(|_| ())
-                .map_err(|error| error.to_string())
+                .map_err(|error| TriggerError::Failed(Box::new(error)))
         })
     }
 
@@ -145,7 +145,7 @@ impl Trigger for AnnotationTrigger {
         namespace: &str,
         name: &str,
         delivery: &Delivery,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
         let name = name.to_owned();
         let record = last_webhook(delivery);
@@ -154,7 +154,7 @@ impl Trigger for AnnotationTrigger {
             api.patch_status(&name, &webhook_write(), &Patch::Merge(&patch))
                 .await
                 .map(|_| ())
-                .map_err(|error| error.to_string())
+                .map_err(|error| TriggerError::Failed(Box::new(error)))
         })
     }
 }

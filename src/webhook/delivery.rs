@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::replay::DeliveryKey;
-use super::server::{Delivery, Triggers, WebhookState};
+use super::server::{Delivery, TriggerError, Triggers, WebhookState};
 
 /// How many triggers run at once for one delivery, so a push to a repository with hundreds of
 /// objects does not flood the API server.
@@ -63,7 +63,7 @@ pub(super) async fn deliver(
 async fn trigger_all(state: &WebhookState, matched: Triggers, delivery: &Delivery) -> Vec<String> {
     let trigger = &state.trigger;
     let retry = state.retry;
-    let results: Vec<(String, Result<(), String>)> = stream::iter(matched)
+    let results: Vec<(String, Result<(), TriggerError>)> = stream::iter(matched)
         .map(|((namespace, name), commit)| {
             let record = trigger.record_delivery(&namespace, &name, delivery);
             async move {
@@ -99,9 +99,9 @@ async fn trigger_all(state: &WebhookState, matched: Triggers, delivery: &Deliver
 
 /// Calls `attempt` until it succeeds or `retry.attempts` calls failed, doubling the wait.
 async fn with_retries(
-    attempt: impl Fn() -> BoxFuture<'static, Result<(), String>>,
+    attempt: impl Fn() -> BoxFuture<'static, Result<(), TriggerError>>,
     retry: TriggerRetry,
-) -> Result<(), String> {
+) -> Result<(), TriggerError> {
     let mut backoff = retry.first_backoff;
     let mut tries = 1;
     loop {
@@ -117,9 +117,11 @@ async fn with_retries(
     }
 }
 
-async fn within_timeout(call: BoxFuture<'static, Result<(), String>>) -> Result<(), String> {
+async fn within_timeout(
+    call: BoxFuture<'static, Result<(), TriggerError>>,
+) -> Result<(), TriggerError> {
     match tokio::time::timeout(TRIGGER_TIMEOUT, call).await {
         Ok(result) => result,
-        Err(_) => Err("timed out".to_string()),
+        Err(_) => Err(TriggerError::TimedOut(TRIGGER_TIMEOUT)),
     }
 }

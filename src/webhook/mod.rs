@@ -35,7 +35,8 @@ pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use replay::{DeliveryKey, MAX_DELIVERY_ID_LEN, ReplayCache, bounded_delivery_id};
 pub use server::{
-    DEFAULT_BODY_LIMIT, Delivery, ReloadableSecrets, SharedSecrets, Trigger, WebhookState, router,
+    DEFAULT_BODY_LIMIT, Delivery, ReloadableSecrets, SharedSecrets, Trigger, TriggerError,
+    WebhookState, router,
 };
 pub use tls::WebhookTls;
 pub use verify::VerifyError;

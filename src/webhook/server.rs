@@ -63,6 +63,16 @@ pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;
 /// `Retry-After` of a 503: deliveries finish within seconds, so room comes back quickly.
 const OVERLOADED_RETRY_AFTER_SECONDS: u64 = 5;
 
+/// Why a trigger or a delivery record failed. The webhook module makes no API call itself, so
+/// the implementation's own error is carried as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("the request failed: {0}")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no answer within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
 /// Asks the controller to reconcile an object soon. The controller implements it by patching
 /// the reconcile-requested annotation; it must return once the request is recorded, not when
 /// the reconcile is done.
@@ -74,7 +84,7 @@ pub trait Trigger: Send + Sync {
         namespace: &str,
         name: &str,
         commit: Option<&str>,
-    ) -> BoxFuture<'static, Result<(), String>>;
+    ) -> BoxFuture<'static, Result<(), TriggerError>>;
 
     /// Records that a verified delivery matched `namespace/name`, whether or not a reconcile is
     /// needed (the controller writes `status.lastWebhook`). Best effort: a failure is logged
@@ -84,7 +94,7 @@ pub trait Trigger: Send + Sync {
         namespace: &str,
         name: &str,
         delivery: &Delivery,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let _ = (namespace, name, delivery);
         Box::pin(async { Ok(()) })
     }

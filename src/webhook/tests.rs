@@ -41,7 +41,7 @@ impl Trigger for RecordingTrigger {
         namespace: &str,
         name: &str,
         commit: Option<&str>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let object = format!("{namespace}/{name}");
         self.calls.lock().unwrap().push((
             namespace.to_string(),
@@ -51,7 +51,7 @@ impl Trigger for RecordingTrigger {
         let fail = self.failing.lock().unwrap().contains(&object);
         Box::pin(async move {
             if fail {
-                Err("api server unavailable".to_string())
+                Err(TriggerError::Failed("api server unavailable".into()))
             } else {
                 Ok(())
             }
@@ -63,7 +63,7 @@ impl Trigger for RecordingTrigger {
         namespace: &str,
         name: &str,
         delivery: &Delivery,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let object = format!("{namespace}/{name}");
         self.deliveries
             .lock()
@@ -404,11 +404,11 @@ impl Trigger for FlakyTrigger {
         _namespace: &str,
         _name: &str,
         _commit: Option<&str>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
         Box::pin(async move {
             if attempt == 0 {
-                Err("connection reset".to_string())
+                Err(TriggerError::Failed("connection reset".into()))
             } else {
                 Ok(())
             }
@@ -971,7 +971,7 @@ impl Trigger for Arc<HeldTrigger> {
         _namespace: &str,
         _name: &str,
         _commit: Option<&str>,
-    ) -> BoxFuture<'static, Result<(), String>> {
+    ) -> BoxFuture<'static, Result<(), TriggerError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let held = self.clone();
         Box::pin(async move {
