@@ -210,7 +210,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
                 .filter(|repository| {
                     repository.namespace() == namespace
                         && (uses_secret(repository, &name)
-                            || render::substitutes_from_secret(&repository.spec, &name))
+                            || render::renders_from(&repository.spec, "Secret", &name))
                 })
                 .map(|repository| ObjectRef::from_obj(&*repository))
                 .collect::<Vec<_>>()

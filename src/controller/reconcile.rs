@@ -512,12 +512,20 @@ async fn converge(
 ) -> Result<Step, Failure> {
     let started = Instant::now();
     refuse_skipped_paths(&artifact.revision, &artifact.skipped)?;
-    let mut inputs = revision::manifest_inputs(&context.renderer, &artifact, &repository.spec)
-        .await
-        .map_err(|errors| render_failure(&artifact, &errors))?;
-    // The variables are read as the same account that applies, so a tenant cannot publish
-    // what it may not read.
+    // Variables and values are read as the same account that applies, so a tenant cannot
+    // publish what it may not read.
     let reader = client_for(repository, namespace, context, Reason::BuildFailed)?;
+    let target = apply_options(repository, namespace, context).default_namespace;
+    let chart = super::render::chart_context(repository, &target, &context.applier, &reader)
+        .await
+        .map_err(|message| {
+            let message = format!("revision {}: {message}", artifact.revision);
+            Failure::new(Reason::BuildFailed, message).at(&artifact.revision)
+        })?;
+    let mut inputs =
+        revision::manifest_inputs(&context.renderer, &artifact, &repository.spec, &chart)
+            .await
+            .map_err(|errors| render_failure(&artifact, &errors))?;
     super::render::substitute(&mut inputs, &repository.spec, namespace, &reader)
         .await
         .map_err(|message| {
