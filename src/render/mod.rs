@@ -242,14 +242,16 @@ impl Renderer {
             .await
             .map_err(one)?;
         let tree_key = digest_of(&[helm::RENDERER, &helm.version, &root_id, &request_key]);
-        let output = self
-            .render_cached(&tree_key, Job::Helm(helm, request), source, {
-                let request = request.clone();
-                let limits = self.settings.input_limits;
-                move |tree| helm::collect_chart_inputs(tree, &request, limits)
-            })
-            .await
-            .map_err(one)?;
+        let collect = {
+            let request = request.clone();
+            let limits = self.settings.input_limits;
+            move |tree: &dyn RepositoryTree| helm::collect_chart_inputs(tree, &request, limits)
+        };
+        // Boxed: the render's future is large, and callers poll it on their own stack.
+        let output =
+            Box::pin(self.render_cached(&tree_key, Job::Helm(helm, request), source, collect))
+                .await
+                .map_err(one)?;
         Ok(RenderedUnit {
             dir: request.chart.clone(),
             output,
