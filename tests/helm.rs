@@ -510,5 +510,552 @@ async fn the_same_input_renders_once() {
     assert_eq!(harness.renderer.renders_run(), 3);
 }
 
-#[allow(dead_code)]
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(90);
+// ---- against the real cluster ----
+
+mod cluster {
+    use super::*;
+    use driftless::api::GitRepository;
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service},
+    };
+    use kube::api::{Patch, PatchParams, PostParams};
+    use support::{
+        cluster::{TestNamespace, install_crds},
+        git::{GitRepos, HttpGitServer, HttpOptions, TestRepo},
+    };
+
+    struct RunningController {
+        task: tokio::task::JoinHandle<()>,
+        _cache: tempfile::TempDir,
+    }
+
+    impl Drop for RunningController {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn start_controller(namespace: &TestNamespace, metrics: Metrics) -> RunningController {
+        let cache = tempfile::tempdir().unwrap();
+        let mut settings = support::controller::settings_for(
+            &namespace.name,
+            cache.path(),
+            Duration::from_secs(1),
+        );
+        settings.render = RenderSettings {
+            helm_binary: Some(helm_binary()),
+            ..RenderSettings::default()
+        };
+        let task = tokio::spawn(async move {
+            let config = support::cluster::admin_config().await;
+            driftless::controller::run(config, settings, metrics)
+                .await
+                .expect("the controller runs");
+        });
+        RunningController {
+            task,
+            _cache: cache,
+        }
+    }
+
+    async fn wait_for(
+        namespace: &TestNamespace,
+        what: &str,
+        check: impl Fn(&GitRepository) -> bool,
+    ) -> GitRepository {
+        let api = namespace.api::<GitRepository>();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let repository = api.get("app").await.unwrap();
+            if check(&repository) {
+                return repository;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; status: {:#?}",
+                repository.status
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn applied_at(repository: &GitRepository, commit: &str) -> bool {
+        let status = repository.status.as_ref();
+        status
+            .and_then(|s| s.last_applied_revision.as_deref())
+            .is_some_and(|r| r.ends_with(commit))
+    }
+
+    fn attempted(repository: &GitRepository, commit: &str) -> bool {
+        let status = repository.status.as_ref();
+        status
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            .is_some_and(|r| r.ends_with(commit))
+    }
+
+    fn ready(repository: &GitRepository) -> (String, String, String) {
+        let status = repository.status.as_ref().unwrap();
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    fn count(metrics: &Metrics, outcome: &str) -> u64 {
+        let text = metrics.render();
+        let series = format!("driftless_render_total{{renderer=\"helm\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// The podinfo chart of the corpus under `charts/podinfo/`, less the templates `without`,
+    /// plus `extra` files.
+    fn podinfo_files(without: &[&str], extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let chart = fixtures_dir().join("podinfo");
+        let mut files = Vec::new();
+        let mut stack = vec![chart.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let relative = path
+                    .strip_prefix(&chart)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if without.contains(&relative.as_str()) {
+                    continue;
+                }
+                files.push((
+                    format!("charts/podinfo/{relative}"),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+        files.extend(extra.iter().map(|(p, c)| (p.to_string(), c.to_string())));
+        files
+    }
+
+    fn commit(repo: &TestRepo, message: &str, files: &[(String, String)]) -> String {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &files)
+    }
+
+    async fn set_interval(namespace: &TestNamespace, interval: &str) {
+        let patch = json!({ "spec": { "interval": interval } });
+        namespace
+            .api::<GitRepository>()
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corpus_chart_rolls_out_follows_its_values_and_prunes_a_removed_template() {
+        install_crds().await;
+        let namespace = TestNamespace::create("helm-podinfo").await;
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let values = "replicaCount: 2\nui:\n  message: first\n";
+        let first = commit(
+            &repo,
+            "podinfo",
+            &podinfo_files(&[], &[("env/prod.yaml", values)]),
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let metrics = Metrics::default();
+        let _controller = start_controller(&namespace, metrics.clone());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "path": "charts/podinfo", "interval": "1s",
+                    "wait": true, "timeout": "90s",
+                    "helm": {
+                        "valuesFiles": ["env/prod.yaml"],
+                        "values": { "ui": { "color": "#224466" } },
+                    },
+                }),
+            )
+            .await;
+        let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        assert_eq!(
+            converged
+                .status
+                .as_ref()
+                .unwrap()
+                .last_applied_renderer
+                .as_deref(),
+            Some("helm v3.22.0")
+        );
+        let deployments = namespace.api::<Deployment>();
+        let deployment = deployments.get("app-podinfo").await.unwrap();
+        let status = deployment.status.clone().unwrap();
+        assert_eq!(
+            status.available_replicas,
+            Some(2),
+            "rolled out on kwok nodes"
+        );
+        let env = serde_json::to_string(&deployment.spec.unwrap().template).unwrap();
+        assert!(env.contains("first") && env.contains("#224466"), "{env}");
+        namespace.api::<Service>().get("app-podinfo").await.unwrap();
+
+        // A resync of the same commit runs helm zero times.
+        let renders = count(&metrics, "success");
+        assert_eq!(renders, 1);
+        let cached = count(&metrics, "cached");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(count(&metrics, "cached") > cached, "no resync happened");
+        assert_eq!(count(&metrics, "success"), renders, "a resync ran helm");
+
+        // A values change in Git rolls the Deployment.
+        let second = commit(
+            &repo,
+            "new message",
+            &podinfo_files(
+                &[],
+                &[("env/prod.yaml", &values.replace("first", "second"))],
+            ),
+        );
+        let converged = wait_for(&namespace, "the values change", |r| applied_at(r, &second)).await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let deployment = deployments.get("app-podinfo").await.unwrap();
+        let template = serde_json::to_string(&deployment.spec.unwrap().template).unwrap();
+        assert!(template.contains("second"), "{template}");
+        assert!(deployment.metadata.generation > Some(1));
+
+        // A template removed from the chart prunes its object.
+        let third = commit(
+            &repo,
+            "no service",
+            &podinfo_files(
+                &["templates/service.yaml"],
+                &[("env/prod.yaml", &values.replace("first", "second"))],
+            ),
+        );
+        wait_for(&namespace, "the removed template", |r| {
+            applied_at(r, &third)
+        })
+        .await;
+        let service = namespace
+            .api::<Service>()
+            .get_opt("app-podinfo")
+            .await
+            .unwrap();
+        assert!(
+            service.is_none_or(|s| s.metadata.deletion_timestamp.is_some()),
+            "the Service was not pruned"
+        );
+    }
+
+    const SMALL_CHART: [(&str, &str); 3] = [
+        (
+            "chart/Chart.yaml",
+            "apiVersion: v2\nname: small\nversion: 0.1.0\n",
+        ),
+        ("chart/values.yaml", "greeting: default\n"),
+        (
+            "chart/templates/settings.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  color: ${color}\n",
+        ),
+    ];
+
+    async fn config_map_data(
+        namespace: &TestNamespace,
+    ) -> std::collections::BTreeMap<String, String> {
+        namespace
+            .api::<ConfigMap>()
+            .get("settings")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+    }
+
+    async fn eventually_data(namespace: &TestNamespace, key: &str, value: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let data = namespace
+                .api::<ConfigMap>()
+                .get_opt("settings")
+                .await
+                .unwrap();
+            let found = data.and_then(|c| c.data).and_then(|d| d.get(key).cloned());
+            if found.as_deref() == Some(value) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key} never became {value:?} (is {found:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `valuesFrom` a Secret and `postBuild.substituteFrom` a ConfigMap: changing either
+    /// re-renders and applies at once, without a push or an annotation (the interval is an hour).
+    #[tokio::test]
+    async fn a_changed_values_secret_or_substitution_config_map_is_applied_without_a_push() {
+        install_crds().await;
+        let namespace = TestNamespace::create("helm-values-from").await;
+        namespace
+            .create_secret(
+                "app-values",
+                &[("values.yaml", b"greeting: from-secret\n".as_slice())],
+            )
+            .await;
+        let variables: ConfigMap = serde_json::from_value(json!({
+            "metadata": { "name": "vars" }, "data": { "color": "blue" },
+        }))
+        .unwrap();
+        namespace
+            .api::<ConfigMap>()
+            .create(&PostParams::default(), &variables)
+            .await
+            .unwrap();
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let first = repo.commit("small chart", &SMALL_CHART);
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "interval": "1s",
+                    "helm": {
+                        "chart": "chart",
+                        "valuesFrom": [
+                            { "kind": "Secret", "name": "app-values" },
+                            { "kind": "ConfigMap", "name": "absent", "optional": true },
+                        ],
+                    },
+                    "postBuild": { "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }] },
+                }),
+            )
+            .await;
+        let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let data = config_map_data(&namespace).await;
+        assert_eq!(data["greeting"], "from-secret");
+        assert_eq!(data["color"], "blue");
+
+        set_interval(&namespace, "1h").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let secret = json!({ "stringData": { "values.yaml": "greeting: rotated\n" } });
+        namespace
+            .api::<Secret>()
+            .patch(
+                "app-values",
+                &PatchParams::default(),
+                &Patch::Merge(&secret),
+            )
+            .await
+            .unwrap();
+        eventually_data(&namespace, "greeting", "rotated").await;
+        let variables = json!({ "data": { "color": "green" } });
+        namespace
+            .api::<ConfigMap>()
+            .patch("vars", &PatchParams::default(), &Patch::Merge(&variables))
+            .await
+            .unwrap();
+        eventually_data(&namespace, "color", "green").await;
+    }
+
+    const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.helm-test.driftless.dev
+spec:
+  group: helm-test.driftless.dev
+  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+";
+
+    #[tokio::test]
+    async fn a_chart_with_crds_and_their_custom_resources_applies_in_one_revision() {
+        use kube::{Api, api::DynamicObject, discovery::ApiResource};
+        install_crds().await;
+        let namespace = TestNamespace::create("helm-crds").await;
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let first = repo.commit(
+            "crds",
+            &[
+                ("chart/Chart.yaml", "apiVersion: v2\nname: widgets\nversion: 0.1.0\n"),
+                ("chart/crds/widgets.yaml", CRD),
+                (
+                    "chart/templates/widget.yaml",
+                    "apiVersion: helm-test.driftless.dev/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}-widget\nspec:\n  size: 3\n",
+                ),
+                (
+                    "chart/templates/test.yaml",
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: never\n  annotations:\n    helm.sh/hook: test\nspec:\n  containers: [{name: t, image: busybox}]\n",
+                ),
+                (
+                    "chart/templates/cleanup.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: on-delete\n  annotations:\n    helm.sh/hook: pre-delete\n",
+                ),
+                (
+                    "chart/templates/setup.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: on-install\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n",
+                ),
+            ],
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "interval": "1s",
+                    "helm": { "chart": "chart", "skipTests": false },
+                }),
+            )
+            .await;
+        let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
+        assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
+        let resource = ApiResource {
+            group: "helm-test.driftless.dev".into(),
+            version: "v1".into(),
+            api_version: "helm-test.driftless.dev/v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+        };
+        let widgets: Api<DynamicObject> =
+            Api::namespaced_with(namespace.client.clone(), &namespace.name, &resource);
+        let widget = widgets.get("app-widget").await.unwrap();
+        assert_eq!(widget.data["spec"]["size"], 3);
+        // The hook rule: install/upgrade hooks are applied, test and delete hooks never.
+        let configmaps = namespace.api::<ConfigMap>();
+        assert!(configmaps.get_opt("on-install").await.unwrap().is_some());
+        assert!(configmaps.get_opt("on-delete").await.unwrap().is_none());
+        let pods = namespace.api::<k8s_openapi::api::core::v1::Pod>();
+        assert!(pods.get_opt("never").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_dependency_or_a_schema_violation_fails_clearly_and_writes_nothing() {
+        install_crds().await;
+        let namespace = TestNamespace::create("helm-failures").await;
+        let repos = GitRepos::new();
+        let repo = repos.create("app");
+        let with_dependency = SMALL_CHART[0].1.to_owned()
+            + "dependencies:\n- name: postgresql\n  version: 1.x\n  repository: oci://registry.example.invalid/charts\n";
+        let first = repo.commit(
+            "missing dependency",
+            &[
+                ("chart/Chart.yaml", &with_dependency),
+                SMALL_CHART[1],
+                SMALL_CHART[2],
+            ],
+        );
+        let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+        let _controller = start_controller(&namespace, Metrics::default());
+        namespace
+            .create_git_repository(
+                "app",
+                json!({
+                    "url": server.url_for(&repo), "interval": "1s",
+                    "helm": { "chart": "chart" },
+                    "postBuild": { "substitute": { "color": "red" } },
+                }),
+            )
+            .await;
+        let failed = wait_for(&namespace, "the missing dependency", |r| {
+            attempted(r, &first)
+        })
+        .await;
+        let (status, reason, message) = ready(&failed);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BuildFailed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"postgresql\"") && message.contains("must be vendored"),
+            "{message}"
+        );
+        assert!(
+            namespace
+                .api::<ConfigMap>()
+                .get_opt("settings")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let schema = r#"{"type":"object","required":["greeting"],"properties":{"greeting":{"type":"string","maxLength":5}}}"#;
+        let second = repo.commit(
+            "schema",
+            &[
+                SMALL_CHART[0],
+                SMALL_CHART[1],
+                SMALL_CHART[2],
+                ("chart/values.schema.json", schema),
+            ],
+        );
+        let failed = wait_for(&namespace, "the schema violation", |r| {
+            attempted(r, &second)
+        })
+        .await;
+        let (status, reason, message) = ready(&failed);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BuildFailed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("`helm template chart` failed")
+                && message.contains("greeting")
+                && !message.contains("driftless-render-"),
+            "{message}"
+        );
+        assert!(
+            namespace
+                .api::<ConfigMap>()
+                .get_opt("settings")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // A values file outside the repository is refused at admission already.
+        let outside = namespace
+            .api::<GitRepository>()
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+                    "metadata": { "name": "outside" },
+                    "spec": {
+                        "url": server.url_for(&repo),
+                        "helm": { "chart": "chart", "valuesFiles": ["../../etc/passwd"] },
+                    },
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(outside.to_string().contains("valuesFiles"), "{outside}");
+    }
+}
