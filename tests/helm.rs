@@ -651,13 +651,39 @@ mod cluster {
         repo.commit(message, &files)
     }
 
-    async fn set_interval(namespace: &TestNamespace, interval: &str) {
-        let patch = json!({ "spec": { "interval": interval } });
-        namespace
-            .api::<GitRepository>()
-            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+    /// Creates GitRepository `app` and makes sure it is stored with its `helm` field. Other
+    /// test runs on the shared cluster may install an older CRD without `spec.helm` at any
+    /// time, and the apiserver then prunes the field on the next write (the controller's
+    /// finalizer); the CRD is installed again and the spec written back until it sticks.
+    async fn create_app(namespace: &TestNamespace, spec: Value) {
+        install_crds().await;
+        namespace.create_git_repository("app", spec.clone()).await;
+        let api = namespace.api::<GitRepository>();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let stored = api.get("app").await.unwrap();
+            let finalized = !stored
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .is_empty();
+            if stored.spec.helm.is_some() && finalized {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "spec.helm keeps being pruned by another CRD version on the shared cluster"
+            );
+            if stored.spec.helm.is_none() {
+                install_crds().await;
+                let patch = json!({ "spec": spec });
+                api.patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
     #[tokio::test]
@@ -675,19 +701,17 @@ mod cluster {
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let metrics = Metrics::default();
         let _controller = start_controller(&namespace, metrics.clone());
-        namespace
-            .create_git_repository(
-                "app",
-                json!({
-                    "url": server.url_for(&repo), "path": "charts/podinfo", "interval": "1s",
-                    "wait": true, "timeout": "90s",
-                    "helm": {
-                        "valuesFiles": ["env/prod.yaml"],
-                        "values": { "ui": { "color": "#224466" } },
-                    },
-                }),
-            )
-            .await;
+        create_app(
+            &namespace,
+            json!({
+                "url": server.url_for(&repo), "path": "charts/podinfo", "interval": "1s",
+                "helm": {
+                    "valuesFiles": ["env/prod.yaml"],
+                    "values": { "ui": { "color": "#224466" } },
+                },
+            }),
+        )
+        .await;
         let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
         assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
         assert_eq!(
@@ -700,13 +724,23 @@ mod cluster {
             Some("helm v3.22.0")
         );
         let deployments = namespace.api::<Deployment>();
-        let deployment = deployments.get("app-podinfo").await.unwrap();
-        let status = deployment.status.clone().unwrap();
-        assert_eq!(
-            status.available_replicas,
-            Some(2),
-            "rolled out on kwok nodes"
-        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let deployment = loop {
+            let deployment = deployments.get("app-podinfo").await.unwrap();
+            let available = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas);
+            if available == Some(2) {
+                break deployment;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not rolled out on the kwok nodes: {:?}",
+                deployment.status
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
         let env = serde_json::to_string(&deployment.spec.unwrap().template).unwrap();
         assert!(env.contains("first") && env.contains("#224466"), "{env}");
         namespace.api::<Service>().get("app-podinfo").await.unwrap();
@@ -829,30 +863,28 @@ mod cluster {
         let first = repo.commit("small chart", &SMALL_CHART);
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let _controller = start_controller(&namespace, Metrics::default());
-        namespace
-            .create_git_repository(
-                "app",
-                json!({
-                    "url": server.url_for(&repo), "interval": "1s",
-                    "helm": {
-                        "chart": "chart",
-                        "valuesFrom": [
-                            { "kind": "Secret", "name": "app-values" },
-                            { "kind": "ConfigMap", "name": "absent", "optional": true },
-                        ],
-                    },
-                    "postBuild": { "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }] },
-                }),
-            )
-            .await;
+        // An hour's interval: only the watches can bring the changes below in time.
+        create_app(
+            &namespace,
+            json!({
+                "url": server.url_for(&repo), "interval": "1h",
+                "helm": {
+                    "chart": "chart",
+                    "valuesFrom": [
+                        { "kind": "Secret", "name": "app-values" },
+                        { "kind": "ConfigMap", "name": "absent", "optional": true },
+                    ],
+                },
+                "postBuild": { "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }] },
+            }),
+        )
+        .await;
         let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
         assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
         let data = config_map_data(&namespace).await;
         assert_eq!(data["greeting"], "from-secret");
         assert_eq!(data["color"], "blue");
 
-        set_interval(&namespace, "1h").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
         let secret = json!({ "stringData": { "values.yaml": "greeting: rotated\n" } });
         namespace
             .api::<Secret>()
@@ -923,15 +955,14 @@ spec:
         );
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let _controller = start_controller(&namespace, Metrics::default());
-        namespace
-            .create_git_repository(
-                "app",
-                json!({
-                    "url": server.url_for(&repo), "interval": "1s",
-                    "helm": { "chart": "chart", "skipTests": false },
-                }),
-            )
-            .await;
+        create_app(
+            &namespace,
+            json!({
+                "url": server.url_for(&repo), "interval": "1s",
+                "helm": { "chart": "chart", "skipTests": false },
+            }),
+        )
+        .await;
         let converged = wait_for(&namespace, "the chart", |r| applied_at(r, &first)).await;
         assert_eq!(ready(&converged).0, "True", "{:?}", ready(&converged));
         let resource = ApiResource {
@@ -971,16 +1002,15 @@ spec:
         );
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let _controller = start_controller(&namespace, Metrics::default());
-        namespace
-            .create_git_repository(
-                "app",
-                json!({
-                    "url": server.url_for(&repo), "interval": "1s",
-                    "helm": { "chart": "chart" },
-                    "postBuild": { "substitute": { "color": "red" } },
-                }),
-            )
-            .await;
+        create_app(
+            &namespace,
+            json!({
+                "url": server.url_for(&repo), "interval": "1s",
+                "helm": { "chart": "chart" },
+                "postBuild": { "substitute": { "color": "red" } },
+            }),
+        )
+        .await;
         let failed = wait_for(&namespace, "the missing dependency", |r| {
             attempted(r, &first)
         })
@@ -1040,6 +1070,7 @@ spec:
         );
 
         // A values file outside the repository is refused at admission already.
+        install_crds().await;
         let outside = namespace
             .api::<GitRepository>()
             .create(
