@@ -1089,4 +1089,60 @@ spec:
             .unwrap_err();
         assert!(outside.to_string().contains("valuesFiles"), "{outside}");
     }
+
+    /// `examples/helm/`: the GitRepository's chart renders (its values files, its inline
+    /// values, the optional Secret absent) and every object passes a server-side dry run.
+    #[tokio::test]
+    async fn the_helm_example_renders_and_passes_a_server_side_dry_run() {
+        use driftless::revision::{ChartContext, chart_request};
+        use kube::{
+            Api,
+            api::{DynamicObject, GroupVersionKind},
+            discovery::pinned_kind,
+        };
+        let namespace = TestNamespace::create("helm-example").await;
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/helm");
+        let text = std::fs::read_to_string(example.join("gitrepository.yaml")).unwrap();
+        let repository: GitRepository = serde_saphyr::from_str(&text).unwrap();
+        let helm = repository
+            .spec
+            .helm
+            .as_ref()
+            .expect("the example sets spec.helm");
+        let context = ChartContext {
+            release_name: "shop".into(),
+            namespace: namespace.name.clone(),
+            values_from: Vec::new(),
+            capabilities: Some(capabilities()),
+        };
+        let request = chart_request(&repository.spec, helm, &context);
+        let harness = Harness::new().await;
+        let objects = harness.render(&example, &request).await.unwrap();
+        let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(kinds, ["PodDisruptionBudget", "Service", "Deployment"]);
+        let deployment = &objects[2];
+        assert_eq!(deployment["spec"]["replicas"], 3, "the production values");
+        assert!(
+            deployment
+                .to_string()
+                .contains("Welcome to the production shop")
+        );
+        let params = PatchParams::apply("driftless-examples-test").dry_run();
+        for mut object in objects {
+            let (group, version) = object["apiVersion"]
+                .as_str()
+                .unwrap()
+                .rsplit_once('/')
+                .unwrap_or(("", object["apiVersion"].as_str().unwrap()));
+            let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+            let (resource, _) = pinned_kind(&namespace.client, &gvk).await.unwrap();
+            object["metadata"]["namespace"] = json!(namespace.name);
+            let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(namespace.client.clone(), &namespace.name, &resource);
+            api.patch(&name, &params, &Patch::Apply(&object))
+                .await
+                .unwrap_or_else(|e| panic!("the apiserver rejects {name}: {e}"));
+        }
+    }
 }
