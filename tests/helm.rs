@@ -1146,3 +1146,20 @@ spec:
         }
     }
 }
+
+#[test]
+fn driftless_version_names_the_helm_it_would_use() {
+    let found = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args(["version", "--helm-binary"])
+        .arg(helm_binary())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(found.stdout).unwrap();
+    assert!(text.contains("helm v3.22.0 ("), "{text}");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_driftless"))
+        .args(["version", "--helm-binary", "/nonexistent/helm"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(missing.stdout).unwrap();
+    assert!(text.contains("helm is not available"), "{text}");
+}

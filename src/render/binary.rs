@@ -69,7 +69,8 @@ pub async fn render(
     work: &WorkDir,
     limits: &ProcessLimits,
 ) -> Result<Vec<u8>, RenderError> {
-    let finished = sandbox::run_with_env(binary, args, env, work, limits)
+    // Boxed: the process's future holds the pipes' read buffers.
+    let finished = Box::pin(sandbox::run_with_env(binary, args, env, work, limits))
         .await
         .map_err(|error| match error {
             RunError::TimedOut => RenderError::TimedOut {

@@ -377,7 +377,8 @@ impl Renderer {
         let digest = input_digest(&job.key(), &inputs);
         self.cache
             .remember_digest(tree_key.to_owned(), digest.clone());
-        let build = self.run_build(&job, source, inputs);
+        // Boxed: a render's future is large, and callers poll it on their own stack.
+        let build = Box::pin(self.run_build(&job, source, inputs));
         let (result, ran) = self.cache.get_or_render(&digest, build).await;
         if !ran {
             self.count(renderer, "cached", None);
