@@ -3,9 +3,9 @@
 # from the repository root. Published as ghcr.io/driftless-dev/driftless:<version>, the Helm
 # chart's default image.
 #
-# Stage 1 builds the pinned kustomize (the renderer of kustomizations) from the same Go wrapper
-# module the tests build, so its go.sum pins every module checksum; stage 2 builds the release
-# binary against the locked dependencies; stage 3 is distroless
+# Stage 1 builds the pinned kustomize and helm (the renderers of kustomizations and charts) from
+# the same Go wrapper modules the tests build, so their go.sum pin every module checksum; stage
+# 2 builds the release binary against the locked dependencies; stage 3 is distroless
 # (glibc, libgcc, CA certificates; no shell, no package manager) plus libssl3/libcrypto3/zlib for
 # libgit2's HTTPS, libssh2 and pack inflation, running as the non-root user 65532.
 
@@ -18,6 +18,14 @@ WORKDIR /kustomize
 COPY tests/cluster/modules/kustomize/go.mod tests/cluster/modules/kustomize/go.sum ./
 RUN CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" -o /out/ tool \
  && /out/kustomize version
+
+FROM ${GO_IMAGE} AS helm
+ARG HELM_VERSION=v3.22.0
+WORKDIR /helm
+COPY tests/cluster/modules/helm/go.mod tests/cluster/modules/helm/go.sum ./
+RUN CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" -o /out/ tool \
+ && /out/helm version --short
 
 FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
@@ -48,8 +56,9 @@ LABEL org.opencontainers.image.title="driftless" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/lib/ /usr/lib/
 COPY --from=build /out/driftless /usr/local/bin/driftless
-# Found on PATH by `driftless controller` (--kustomize-binary overrides it).
+# Found on PATH by `driftless controller` (--kustomize-binary and --helm-binary override them).
 COPY --from=kustomize /out/kustomize /usr/local/bin/kustomize
+COPY --from=helm /out/helm /usr/local/bin/helm
 # The git cache (an emptyDir in the chart) and the webhook secrets are mounted at run time;
 # the root file system can stay read-only.
 USER 65532:65532

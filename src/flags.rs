@@ -42,6 +42,11 @@ pub struct RenderBinaryArgs {
     /// version is checked at start; without one, only plain-YAML paths can be applied.
     #[arg(long, env = "DRIFTLESS_KUSTOMIZE_BINARY")]
     pub kustomize_binary: Option<PathBuf>,
+
+    /// The helm binary that renders `spec.helm` charts (default: `helm` on PATH). Its version
+    /// is checked at start; without one, only GitRepositories without `spec.helm` work.
+    #[arg(long, env = "DRIFTLESS_HELM_BINARY")]
+    pub helm_binary: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +131,7 @@ impl RenderArgs {
     pub fn settings(&self) -> RenderSettings {
         RenderSettings {
             kustomize_binary: self.binaries.kustomize_binary.clone(),
+            helm_binary: self.binaries.helm_binary.clone(),
             concurrency: self.render_concurrency,
             timeout: self.render_timeout,
             ..RenderSettings::default()

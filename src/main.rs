@@ -33,6 +33,11 @@ async fn main() -> ExitCode {
                 ),
                 Err(error) => println!("kustomize: {error}"),
             }
+            let binary = args.helm_binary.as_deref();
+            match driftless::render::Helm::locate(binary, None).await {
+                Ok(helm) => println!("helm {} ({})", helm.version, helm.binary.display()),
+                Err(error) => println!("helm: {error}"),
+            }
             Ok(())
         }
         Command::Completion { shell } => {

@@ -1,6 +1,6 @@
-//! A revision's desired objects: the kustomize units under `spec.path` rendered, plain
-//! manifest files passed through, `spec.postBuild` variables substituted, the manifests read
-//! and `spec.commonMetadata` set. The controller and the command line (`driftless build`,
+//! A revision's desired objects: the chart of `spec.helm` rendered, or else the kustomize units
+//! under `spec.path` rendered and plain manifest files passed through; then `spec.postBuild`
+//! variables substituted, the manifests read and `spec.commonMetadata` set. The controller and the command line (`driftless build`,
 //! `driftless diff`) both go through here, so a preview is what the controller applies. The
 //! glue between [`crate::source`]'s commit snapshots and [`crate::render`]'s tree views lives
 //! here, so neither of those knows the other.
@@ -11,12 +11,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
 use crate::{
-    api::{GitRepositorySpec, PostBuild},
+    api::{GitRepositorySpec, HelmSpec, PostBuild, ValuesReference},
     apply::DesiredObject,
     manifests::Manifest,
     render::{
-        Entry, KustomizationEdits, RenderError, RenderErrors, RenderOptions, Renderer,
-        RepositoryTree, TreeSource, substitute::substitute_stream,
+        Capabilities, ChartRequest, Entry, KustomizationEdits, RenderError, RenderErrors,
+        RenderOptions, Renderer, RepositoryTree, TreeSource, ValuesDocument,
+        substitute::substitute_stream,
     },
     source::{
         Artifact, Snapshot,
@@ -26,18 +27,34 @@ use crate::{
 
 /// How a rendered stream is named after its unit, in error messages and manifest origins.
 const RENDERED_SUFFIX: &str = " (kustomize build)";
+/// How a rendered chart's stream is named.
+const TEMPLATED_SUFFIX: &str = " (helm template)";
 
 /// The manifests as the apply engine takes them: each with its origin, and marked when
-/// kustomize rendered it (see [`DesiredObject::rendered`]).
+/// a renderer made it (see [`DesiredObject::rendered`]; Helm, like kustomize, cannot know
+/// which custom kinds are cluster-scoped, and helm's own installs drop their namespace).
 pub fn desired_objects(manifests: Vec<Manifest>) -> Vec<DesiredObject> {
     manifests
         .into_iter()
         .map(|m| DesiredObject {
             origin: format!("{}: {}", m.file, m.position),
-            rendered: m.file.ends_with(RENDERED_SUFFIX),
+            rendered: m.file.ends_with(RENDERED_SUFFIX) || m.file.ends_with(TEMPLATED_SUFFIX),
             object: m.object,
         })
         .collect()
+}
+
+/// What rendering `spec.helm` takes from outside the commit.
+#[derive(Clone, Debug, Default)]
+pub struct ChartContext {
+    /// The GitRepository's name: the default release name.
+    pub release_name: String,
+    /// The target namespace: the default release namespace.
+    pub namespace: String,
+    /// `spec.helm.valuesFrom`'s documents, read by [`read_values_from`].
+    pub values_from: Vec<ValuesDocument>,
+    /// The cluster's; without them helm renders for its defaults (`driftless build`).
+    pub capabilities: Option<Capabilities>,
 }
 
 /// The manifest streams of a revision: plain files outside every unit, then one rendered
@@ -84,12 +101,17 @@ impl ManifestInputs<'_> {
     }
 }
 
-/// Renders the units under the spec's `path` and collects what the manifest reader reads.
+/// Renders the spec's chart, or the units under its `path`, and collects what the manifest
+/// reader reads.
 pub async fn manifest_inputs<'a>(
     renderer: &Renderer,
     artifact: &'a Artifact,
     spec: &GitRepositorySpec,
+    chart: &ChartContext,
 ) -> Result<ManifestInputs<'a>, RenderErrors> {
+    if let Some(helm) = &spec.helm {
+        return chart_inputs(renderer, artifact, spec, helm, chart).await;
+    }
     let source = Arc::new(GitTree(artifact.snapshot.clone()));
     let path = spec.path.as_deref().unwrap_or_default();
     let rendered = renderer.render(source, path, &render_options(spec)).await?;
@@ -116,6 +138,140 @@ pub async fn manifest_inputs<'a>(
         rendered,
         renderer,
     })
+}
+
+/// The chart rendered alone: the files under `path` are the chart's templates, not manifests.
+async fn chart_inputs<'a>(
+    renderer: &Renderer,
+    artifact: &'a Artifact,
+    spec: &GitRepositorySpec,
+    helm: &HelmSpec,
+    context: &ChartContext,
+) -> Result<ManifestInputs<'a>, RenderErrors> {
+    let request = chart_request(spec, helm, context);
+    let source = Arc::new(GitTree(artifact.snapshot.clone()));
+    let unit = renderer.render_chart(source, &request).await?;
+    let version = renderer
+        .helm()
+        .map(|h| h.version.clone())
+        .unwrap_or_default();
+    Ok(ManifestInputs {
+        plain: Vec::new(),
+        rendered: vec![(
+            format!("{}{TEMPLATED_SUFFIX}", request.display_chart()),
+            unit.output,
+        )],
+        renderer: Some(format!("helm {version}")),
+    })
+}
+
+/// `spec.helm` with its defaults filled in: the chart at `path`, the object's name as the
+/// release, the target namespace, values files then `valuesFrom` then inline values.
+pub fn chart_request(
+    spec: &GitRepositorySpec,
+    helm: &HelmSpec,
+    context: &ChartContext,
+) -> ChartRequest {
+    let chart = helm
+        .chart
+        .as_deref()
+        .or(spec.path.as_deref())
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_owned();
+    let mut values_documents = context.values_from.clone();
+    if let Some(values) = &helm.values {
+        values_documents.push(ValuesDocument {
+            origin: "spec.helm.values".into(),
+            contents: values.to_string(),
+        });
+    }
+    ChartRequest {
+        chart,
+        release_name: helm
+            .release_name
+            .clone()
+            .unwrap_or_else(|| context.release_name.clone()),
+        namespace: helm
+            .namespace
+            .clone()
+            .unwrap_or_else(|| context.namespace.clone()),
+        values_files: helm.values_files.clone(),
+        values_documents,
+        include_crds: helm.include_crds(),
+        skip_tests: helm.skip_tests(),
+        capabilities: context.capabilities.clone(),
+    }
+}
+
+/// `spec.helm.valuesFrom`'s documents in order, read with `client` (the account the revision
+/// is applied as, as for `postBuild.substituteFrom`).
+pub async fn read_values_from(
+    client: &Client,
+    namespace: &str,
+    references: &[ValuesReference],
+) -> Result<Vec<ValuesDocument>, String> {
+    let mut documents = Vec::new();
+    for reference in references {
+        let origin = format!(
+            "helm.valuesFrom {} {namespace}/{} key {}",
+            reference.kind,
+            reference.name,
+            reference.key()
+        );
+        let optional = reference.optional == Some(true);
+        let data = read_data(client, namespace, &reference.kind, &reference.name)
+            .await
+            .map_err(|error| format!("{origin}: {error}"))?;
+        let value = match data {
+            Some(mut data) => data.remove(reference.key()),
+            None if optional => None,
+            None => {
+                return Err(format!(
+                    "{origin}: the {} does not exist (set optional: true to allow that)",
+                    reference.kind
+                ));
+            }
+        };
+        match value {
+            Some(contents) => documents.push(ValuesDocument { origin, contents }),
+            None if optional => {}
+            None => {
+                return Err(format!(
+                    "{origin}: the {} has no such key (set optional: true to allow that)",
+                    reference.kind
+                ));
+            }
+        }
+    }
+    Ok(documents)
+}
+
+/// The string data of ConfigMap or Secret `name` (a Secret's values decoded as UTF-8), `None`
+/// when it does not exist.
+async fn read_data(
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, kube::Error> {
+    if kind == "Secret" {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        Ok(secrets.get_opt(name).await?.map(|secret| {
+            secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect()
+        }))
+    } else {
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        Ok(configmaps
+            .get_opt(name)
+            .await?
+            .map(|c| c.data.unwrap_or_default()))
+    }
 }
 
 /// `spec.postBuild`'s variables: those of each `substituteFrom` object in order (read with
@@ -151,26 +307,7 @@ async fn read_variables_of(
         )),
         Err(error) => Err(format!("{what}: {error}")),
     };
-    if source.kind == "Secret" {
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let found = secrets.get_opt(&source.name).await.map(|secret| {
-            secret.map(|s| {
-                s.data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect()
-            })
-        });
-        missing(found)
-    } else {
-        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        let found = configmaps
-            .get_opt(&source.name)
-            .await
-            .map(|c| c.map(|c| c.data.unwrap_or_default()));
-        missing(found)
-    }
+    missing(read_data(client, namespace, &source.kind, &source.name).await)
 }
 
 /// The spec's Kustomize fields as edits of the kustomization at its path.

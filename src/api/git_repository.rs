@@ -27,6 +27,9 @@ use super::duration::{DurationError, MAX_INTERVAL, MAX_TIMEOUT, parse_bounded_du
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.helm) || !(has(self.namePrefix) || has(self.nameSuffix) || has(self.images) || has(self.patches) || has(self.components))"
+).message("helm renders a chart; the Kustomize fields (namePrefix, nameSuffix, images, patches, components) cannot be combined with it"))]
 pub struct GitRepositorySpec {
     /// URL of the repository: `https://`, `http://`, `ssh://` or scp-like `git@host:org/repo.git`.
     #[x_kube(validation = Rule::new(
@@ -138,6 +141,11 @@ pub struct GitRepositorySpec {
     /// rendering, as Flux's `postBuild`; strict: an unset variable without a default fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_build: Option<super::PostBuild>,
+
+    /// Helm: render the chart at `helm.chart` (default `path`) with `helm template` and apply
+    /// its objects instead of the files under `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<super::HelmSpec>,
 }
 
 /// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that

@@ -2,6 +2,7 @@
 
 mod duration;
 mod git_repository;
+mod helm;
 mod keys;
 mod kustomize;
 
@@ -10,6 +11,7 @@ pub use duration::{
     parse_duration,
 };
 pub use git_repository::*;
+pub use helm::{HelmSpec, ValuesReference};
 pub use keys::*;
 pub use kustomize::{
     CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,

@@ -71,6 +71,15 @@ pub fn client_as(
 /// tracks across revisions.
 pub const FIELD_MANAGER: &str = "driftless";
 
+/// What the cluster serves, by version strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedApis {
+    /// e.g. `v1.35.4`.
+    pub server_version: String,
+    /// Sorted; `v1` and `v1/Pod` for the core group.
+    pub api_versions: Vec<String>,
+}
+
 /// Applies revisions to one cluster, remembering API discovery between applies.
 pub struct Applier {
     client: Client,
@@ -93,6 +102,30 @@ impl Applier {
             client,
             kinds: self.kinds.clone(),
         }
+    }
+
+    /// The cluster as a chart's `.Capabilities` sees it: the server's version and every served
+    /// `group/version` and `group/version/Kind`, from the cached discovery.
+    pub async fn served_apis(&self) -> Result<ServedApis, ApplyError> {
+        let discovery = self.kinds.current().await.map_err(ApplyError::Discovery)?;
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(ApplyError::Discovery)?;
+        let mut api_versions = std::collections::BTreeSet::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                for (resource, _) in group.versioned_resources(version) {
+                    api_versions.insert(resource.api_version.clone());
+                    api_versions.insert(format!("{}/{}", resource.api_version, resource.kind));
+                }
+            }
+        }
+        Ok(ServedApis {
+            server_version: info.git_version,
+            api_versions: api_versions.into_iter().collect(),
+        })
     }
 
     /// Applies `objects`: checks all of them, then stage 1 (CRDs, Namespaces), then the rest.

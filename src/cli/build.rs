@@ -17,6 +17,7 @@ use super::{
 use crate::{
     api::{GitReference, GitRepository, GitRepositorySpec},
     manifests::Manifest,
+    revision::ChartContext,
 };
 
 #[derive(Args, Debug)]
@@ -74,10 +75,12 @@ pub async fn run(args: BuildArgs) -> Result<ExitCode, CliError> {
 
 /// The objects of the revision, or the controller's own error messages.
 pub async fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
-    let mut spec = match &args.spec_file {
-        Some(file) => read_spec(file)?.spec,
-        None => GitRepositorySpec::default(),
+    let repository = match &args.spec_file {
+        Some(file) => Some(read_spec(file)?),
+        None => None,
     };
+    let chart = offline_chart_context(repository.as_ref());
+    let mut spec = repository.map(|r| r.spec).unwrap_or_default();
     if let Some(path) = &args.path {
         spec.path = Some(path.clone());
     }
@@ -94,11 +97,18 @@ pub async fn build(args: &BuildArgs) -> Result<Vec<Manifest>, CliError> {
             }
             let fetched = objects::fetched_revision(&spec, url, None).await?;
             eprintln!("built revision {}", fetched.artifact.revision);
-            objects::objects_of(&fetched.artifact, &spec, &renderer, variables.as_ref()).await
+            objects::objects_of(
+                &fetched.artifact,
+                &spec,
+                &renderer,
+                &chart,
+                variables.as_ref(),
+            )
+            .await
         }
         None => {
             let artifact = objects::local_revision(&args.dir, &args.revision, &spec)?;
-            objects::objects_of(&artifact, &spec, &renderer, variables.as_ref()).await
+            objects::objects_of(&artifact, &spec, &renderer, &chart, variables.as_ref()).await
         }
     }
 }
@@ -114,6 +124,32 @@ fn offline_variables(spec: &GitRepositorySpec) -> Option<BTreeMap<String, String
         );
     }
     Some(post_build.substitute.clone())
+}
+
+/// Offline, a chart renders for helm's default capabilities, with the spec file's name and
+/// namespace as release name and namespace; `valuesFrom` lives in the cluster (`driftless
+/// diff` reads it).
+fn offline_chart_context(repository: Option<&GitRepository>) -> ChartContext {
+    let helm = repository.and_then(|r| r.spec.helm.as_ref());
+    if helm.is_some_and(|helm| !helm.values_from.is_empty()) {
+        eprintln!(
+            "warning: helm.valuesFrom is read from the cluster and not by build; \
+             `driftless diff` merges it"
+        );
+    }
+    let metadata = repository.map(|r| &r.metadata);
+    let spec = repository.map(|r| &r.spec);
+    ChartContext {
+        release_name: metadata
+            .and_then(|m| m.name.clone())
+            .unwrap_or_else(|| "release".into()),
+        namespace: spec
+            .and_then(|s| s.target_namespace.clone())
+            .or_else(|| metadata.and_then(|m| m.namespace.clone()))
+            .unwrap_or_else(|| "default".into()),
+        values_from: Vec::new(),
+        capabilities: None,
+    }
 }
 
 fn read_spec(path: &PathBuf) -> Result<GitRepository, CliError> {

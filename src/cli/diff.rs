@@ -25,7 +25,8 @@ use crate::{
         inventory::{ObjectKey, stale},
     },
     manifests::Manifest,
-    revision,
+    render::Capabilities,
+    revision::{self, ChartContext},
 };
 
 #[derive(Args, Debug)]
@@ -78,6 +79,34 @@ pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
     })
 }
 
+/// As the controller: `valuesFrom` read as the applying account, the cluster's capabilities.
+async fn chart_context(
+    connection: &Connection,
+    repository: &GitRepository,
+    client: &Client,
+) -> Result<ChartContext, CliError> {
+    let Some(helm) = &repository.spec.helm else {
+        return Ok(ChartContext::default());
+    };
+    let values_from = revision::read_values_from(client, &connection.namespace, &helm.values_from)
+        .await
+        .map_err(CliError::Render)?;
+    let served = Applier::new(connection.client.clone())
+        .served_apis()
+        .await
+        .map_err(|e| CliError::Output(format!("reading the cluster's capabilities: {e}")))?;
+    let options = ApplyOptions::for_repository(repository, &connection.namespace, 1);
+    Ok(ChartContext {
+        release_name: repository.name_any(),
+        namespace: options.default_namespace,
+        values_from,
+        capabilities: Some(Capabilities {
+            kube_version: served.server_version,
+            api_versions: served.api_versions,
+        }),
+    })
+}
+
 async fn desired_manifests(
     args: &DiffArgs,
     connection: &Connection,
@@ -94,10 +123,11 @@ async fn desired_manifests(
         ),
         None => None,
     };
+    let chart = chart_context(connection, repository, client).await?;
     match &args.path {
         Some(dir) => {
             let artifact = objects::local_revision(dir, &args.revision, spec)?;
-            objects::objects_of(&artifact, spec, &renderer, variables.as_ref()).await
+            objects::objects_of(&artifact, spec, &renderer, &chart, variables.as_ref()).await
         }
         None => {
             let credentials = match &spec.secret_ref {
@@ -114,7 +144,14 @@ async fn desired_manifests(
             let owner = format!("{}/{}", connection.namespace, repository.name_any());
             let fetched = objects::fetched_revision(spec, &owner, credentials).await?;
             eprintln!("previewing revision {}", fetched.artifact.revision);
-            objects::objects_of(&fetched.artifact, spec, &renderer, variables.as_ref()).await
+            objects::objects_of(
+                &fetched.artifact,
+                spec,
+                &renderer,
+                &chart,
+                variables.as_ref(),
+            )
+            .await
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     api::GitRepositorySpec,
     manifests::{self, Manifest},
     render::{RenderSettings, Renderer},
-    revision,
+    revision::{self, ChartContext},
     source::{Artifact, Credentials, FetchRequest, Limits, SourceEngine},
     telemetry::metrics::Metrics,
 };
@@ -23,12 +23,16 @@ pub struct RenderArgs {
     /// The kustomize binary (default: `kustomize` on PATH); needed only for kustomizations.
     #[arg(long, env = "DRIFTLESS_KUSTOMIZE_BINARY")]
     pub kustomize_binary: Option<std::path::PathBuf>,
+    /// The helm binary (default: `helm` on PATH); needed only for `spec.helm`.
+    #[arg(long, env = "DRIFTLESS_HELM_BINARY")]
+    pub helm_binary: Option<std::path::PathBuf>,
 }
 
 impl RenderArgs {
     pub async fn renderer(&self) -> Renderer {
         let settings = RenderSettings {
             kustomize_binary: self.kustomize_binary.clone(),
+            helm_binary: self.helm_binary.clone(),
             ..RenderSettings::default()
         };
         Renderer::new(settings, Metrics::default()).await
@@ -103,15 +107,16 @@ fn refuse_skipped_paths(artifact: &Artifact) -> Result<(), CliError> {
     }
 }
 
-/// The revision's objects: units rendered, `variables` substituted, manifests read with the
-/// controller's checks, `commonMetadata` set.
+/// The revision's objects: chart or units rendered, `variables` substituted, manifests read
+/// with the controller's checks, `commonMetadata` set.
 pub async fn objects_of(
     artifact: &Artifact,
     spec: &GitRepositorySpec,
     renderer: &Renderer,
+    chart: &ChartContext,
     variables: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<Manifest>, CliError> {
-    let mut inputs = revision::manifest_inputs(renderer, artifact, spec)
+    let mut inputs = revision::manifest_inputs(renderer, artifact, spec, chart)
         .await
         .map_err(|errors| CliError::Render(format!("revision {}: {errors}", artifact.revision)))?;
     if let Some(variables) = variables {

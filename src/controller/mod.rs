@@ -28,15 +28,16 @@ pub use webhooks::WebhookSettings;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::{Action, Error as ControllerError},
         events::Recorder,
         predicates,
-        reflector::{self, ObjectRef},
+        reflector::{self, ObjectRef, Store},
         utils::{Predicate, PredicateConfig},
         watcher,
     },
@@ -74,7 +75,8 @@ pub struct Settings {
     pub git_stall_timeout: Duration,
     /// What one fetch and one revision may bring in.
     pub source_limits: Limits,
-    /// Watch GitRepositories (and Secrets) of this namespace only; all namespaces when `None`.
+    /// Watch GitRepositories (and Secrets and ConfigMaps) of this namespace only; all
+    /// namespaces when `None`.
     pub namespace: Option<String>,
     /// The namespace the controller runs in; never pruned.
     pub controller_namespace: Option<String>,
@@ -158,12 +160,21 @@ pub struct Context {
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> Result<(), Error> {
     let client = Client::try_from(config.clone())?;
-    let (repositories, secrets): (Api<GitRepository>, Api<Secret>) = match &settings.namespace {
+    let (repositories, secrets, configmaps): (
+        Api<GitRepository>,
+        Api<PartialObjectMeta<Secret>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &settings.namespace {
         Some(namespace) => (
             Api::namespaced(client.clone(), namespace),
             Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     // Every replica receives webhooks; only the leader reconciles.
     if let Some(webhook) = settings.webhook.clone() {
@@ -218,22 +229,17 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
     let controller = Controller::for_stream(changes, store.clone());
     let reconciling = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
-        // A changed Secret re-runs the GitRepositories that use it, so a Secret created after
-        // its GitRepository unblocks it at once, and a rotated webhook token shows in the
-        // status at once.
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            let namespace = secret.namespace();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|repository| {
-                    repository.namespace() == namespace
-                        && (uses_secret(repository, &name)
-                            || render::substitutes_from_secret(&repository.spec, &name))
-                })
-                .map(|repository| ObjectRef::from_obj(&*repository))
-                .collect::<Vec<_>>()
+        // A changed Secret or ConfigMap re-runs the GitRepositories that use it, so a Secret
+        // created after its GitRepository unblocks it at once, a rotated webhook token shows
+        // in the status at once, and changed variables or values are applied without a push.
+        // Metadata-only watches: the controller never holds every Secret's data in memory; a
+        // reconcile reads the few it uses.
+        .watches_stream(metadata_changes(secrets), {
+            let store = store.clone();
+            move |secret| users_of(&store, "Secret", &secret)
+        })
+        .watches_stream(metadata_changes(configmaps), move |configmap| {
+            users_of(&store, "ConfigMap", &configmap)
         })
         .graceful_shutdown_on(termination_signal())
         .run(reconcile_with_finalizer, error_policy, context)
@@ -266,6 +272,40 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         leadership.release().await;
     }
     Ok(())
+}
+
+/// Every change (resource version) of the objects `api` lists; an `Api` of
+/// `PartialObjectMeta` lists and watches metadata only.
+fn metadata_changes<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send
+where
+    PartialObjectMeta<K>:
+        kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+}
+
+/// The GitRepositories of `object`'s namespace that read it (`kind` `Secret` or `ConfigMap`).
+fn users_of(
+    store: &Store<GitRepository>,
+    kind: &str,
+    object: &impl kube::Resource,
+) -> Vec<ObjectRef<GitRepository>> {
+    let namespace = object.namespace();
+    let name = object.name_any();
+    store
+        .state()
+        .into_iter()
+        .filter(|repository| {
+            repository.namespace() == namespace
+                && ((kind == "Secret" && uses_secret(repository, &name))
+                    || render::renders_from(&repository.spec, kind, &name))
+        })
+        .map(|repository| ObjectRef::from_obj(&*repository))
+        .collect()
 }
 
 /// Whether `repository` reads Secret `name` of its namespace: its git credentials, or its

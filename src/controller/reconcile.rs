@@ -141,12 +141,29 @@ async fn converge(
     let started = Instant::now();
     let revision = artifact.revision.clone();
     refuse_skipped_paths(&revision, &artifact.skipped)?;
-    let mut inputs = revision::manifest_inputs(&context.renderer, &artifact, &repository.spec)
-        .await
-        .map_err(|errors| render_failure(&artifact, &errors))?;
-    // The variables are read as the same account that applies, so a tenant cannot publish
-    // what it may not read.
+    // Variables and values are read as the same account that applies, so a tenant cannot
+    // publish what it may not read.
     let reader = client_for(repository, namespace, context, Reason::BuildFailed)?;
+    let options =
+        ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency);
+    let chart = super::render::chart_context(
+        repository,
+        &options.default_namespace,
+        &context.applier,
+        &reader,
+    )
+    .await
+    .map_err(|message| {
+        Failure::new(
+            Reason::BuildFailed,
+            format!("revision {revision}: {message}"),
+        )
+        .at(&revision)
+    })?;
+    let mut inputs =
+        revision::manifest_inputs(&context.renderer, &artifact, &repository.spec, &chart)
+            .await
+            .map_err(|errors| render_failure(&artifact, &errors))?;
     super::render::substitute(&mut inputs, &repository.spec, namespace, &reader)
         .await
         .map_err(|error| substitution_failure(&revision, error))?;
@@ -154,8 +171,6 @@ async fn converge(
         .map_err(|errors| manifest_failure(&revision, errors))?;
     let renderer = inputs.renderer();
     revision::apply_common_metadata(&mut manifests, &repository.spec);
-    let options =
-        ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier
         .apply(revision::desired_objects(manifests), &options)

@@ -25,23 +25,32 @@ pub enum RenderError {
     },
     #[error("{file}: {reason}")]
     InvalidKustomization { file: String, reason: String },
+    /// A chart that `helm template` must not or cannot be run on.
+    #[error("helm chart {chart}: {reason}")]
+    InvalidChart { chart: String, reason: String },
     /// The renderer's binary is missing or unusable; only objects that need it fail.
     #[error("{renderer} is not available ({reason}); plain YAML renders without it")]
     Unavailable { renderer: String, reason: String },
     /// The renderer ran and said no; `message` is its error output, paths made relative.
-    #[error("`{renderer} build {unit}` failed: {message}")]
+    #[error("`{renderer} {} {unit}` failed: {message}", verb(renderer))]
     Failed {
         renderer: String,
         unit: String,
         message: String,
     },
-    #[error("`{renderer} build {unit}` took longer than {after:?} and was stopped")]
+    #[error(
+        "`{renderer} {} {unit}` took longer than {after:?} and was stopped",
+        verb(renderer)
+    )]
     TimedOut {
         renderer: String,
         unit: String,
         after: Duration,
     },
-    #[error("`{renderer} build {unit}` printed more than {limit} bytes and was stopped")]
+    #[error(
+        "`{renderer} {} {unit}` printed more than {limit} bytes and was stopped",
+        verb(renderer)
+    )]
     OutputTooLarge {
         renderer: String,
         unit: String,
@@ -78,6 +87,7 @@ impl RenderError {
             RenderError::Refused { .. }
                 | RenderError::NotFound { .. }
                 | RenderError::InvalidKustomization { .. }
+                | RenderError::InvalidChart { .. }
                 | RenderError::Failed { .. }
                 | RenderError::OutputTooLarge { .. }
                 | RenderError::TooLarge { .. }
@@ -90,12 +100,22 @@ impl RenderError {
             RenderError::Refused { .. }
             | RenderError::NotFound { .. }
             | RenderError::InvalidKustomization { .. }
+            | RenderError::InvalidChart { .. }
             | RenderError::TooLarge { .. } => "refused",
             RenderError::TimedOut { .. } => "timeout",
             RenderError::OutputTooLarge { .. } => "output_too_large",
             RenderError::Unavailable { .. } => "unavailable",
             RenderError::Failed { .. } | RenderError::Tree(_) | RenderError::Sandbox(_) => "error",
         }
+    }
+}
+
+/// The subcommand a renderer's messages name: `kustomize build`, `helm template`.
+fn verb(renderer: &str) -> &'static str {
+    if renderer == super::helm::RENDERER {
+        "template"
+    } else {
+        "build"
     }
 }
 

@@ -56,6 +56,45 @@ pub struct Inputs {
     pub total_bytes: u64,
     /// The unit's kustomization file as edited (or generated), written instead of the commit's.
     pub edited: Option<(String, Vec<u8>)>,
+    /// Files that are not the commit's (values read from the cluster), written under the work
+    /// directory's `generated/`, by name.
+    pub generated: Vec<(String, Vec<u8>)>,
+}
+
+impl Inputs {
+    /// Adds a file of the commit, within the limits; `unit` names the render in messages.
+    pub fn add(
+        &mut self,
+        path: &str,
+        id: &str,
+        size: u64,
+        limits: InputLimits,
+        unit: &str,
+    ) -> Result<(), RenderError> {
+        let too_large = |reason: String| RenderError::TooLarge {
+            unit: unit.to_owned(),
+            reason,
+        };
+        if size > limits.max_file_bytes {
+            return Err(too_large(format!(
+                "{path}: {size} bytes exceeds the file size limit of {} bytes",
+                limits.max_file_bytes
+            )));
+        }
+        if self.files.insert(path.to_owned(), id.to_owned()).is_none() {
+            self.total_bytes += size;
+        }
+        if self.total_bytes > limits.max_total_bytes {
+            return Err(too_large(format!(
+                "its files exceed the total size limit of {} bytes",
+                limits.max_total_bytes
+            )));
+        }
+        if self.files.len() > limits.max_files {
+            return Err(too_large(format!("more than {} files", limits.max_files)));
+        }
+        Ok(())
+    }
 }
 
 /// Flux-style settings written into the kustomization at a GitRepository's path.
@@ -634,33 +673,13 @@ fn materializable_files(
         }
         covered.push(root);
     }
-    let too_large = |reason: String| RenderError::TooLarge {
-        unit: display_dir(unit),
-        reason,
-    };
+    let unit = display_dir(unit);
     for root in covered {
         tree::walk(tree, root, &mut |path, entry| {
             let Entry::File { id, size } = entry else {
                 return Ok(());
             };
-            if *size > limits.max_file_bytes {
-                return Err(too_large(format!(
-                    "{path}: {size} bytes exceeds the file size limit of {} bytes",
-                    limits.max_file_bytes
-                )));
-            }
-            inputs.total_bytes += size;
-            if inputs.total_bytes > limits.max_total_bytes {
-                return Err(too_large(format!(
-                    "its files exceed the total size limit of {} bytes",
-                    limits.max_total_bytes
-                )));
-            }
-            inputs.files.insert(path.to_owned(), id.clone());
-            if inputs.files.len() > limits.max_files {
-                return Err(too_large(format!("more than {} files", limits.max_files)));
-            }
-            Ok(())
+            inputs.add(path, id, *size, limits, &unit)
         })?;
     }
     Ok(inputs)

@@ -1,5 +1,5 @@
-//! Rendering a commit's directories into manifests: Kustomize today (the pinned upstream
-//! `kustomize` binary as a sandboxed child process), Helm later through the same machinery.
+//! Rendering a commit's directories into manifests: Kustomize and Helm, each the pinned
+//! upstream binary as a sandboxed child process, through the same machinery.
 //!
 //! The pieces every renderer shares:
 //! - [`tree`]: a read-only view of the commit (the module knows nothing of git),
@@ -8,12 +8,17 @@
 //! - [`cache`]: one run per distinct input, shared by every GitRepository asking for it,
 //! - the [`Renderer`]'s semaphore, which bounds how many renders run at once.
 //!
+//! - [`binary`]: finding a renderer's binary, its version, and one run's errors.
+//!
 //! Kustomize-specific: [`layout`] (which directories are units), [`kustomization`] (the
 //! sandbox rules checked in Rust before anything runs, and the files a build may read) and
-//! [`kustomize`] (the binary and its command line).
+//! [`kustomize`] (the binary and its command line). Helm-specific: [`helm`] (the chart's rules,
+//! the binary, its command line and the hook rule).
 
+mod binary;
 pub mod cache;
 mod error;
+pub mod helm;
 pub mod kustomization;
 pub mod kustomize;
 pub mod layout;
@@ -34,6 +39,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 pub use error::{Refusal, RenderError};
+pub use helm::{Capabilities, ChartRequest, Helm, ValuesDocument};
 pub use kustomization::{InputLimits, KustomizationEdits};
 pub use kustomize::Kustomize;
 pub use layout::Layout;
@@ -49,6 +55,8 @@ use sandbox::{ProcessLimits, WorkDir};
 pub struct RenderSettings {
     /// The kustomize binary; `None` looks for `kustomize` on `PATH`.
     pub kustomize_binary: Option<PathBuf>,
+    /// The helm binary; `None` looks for `helm` on `PATH`.
+    pub helm_binary: Option<PathBuf>,
     /// Most renders running at once, over all GitRepositories.
     pub concurrency: usize,
     pub timeout: Duration,
@@ -68,6 +76,7 @@ impl Default for RenderSettings {
     fn default() -> Self {
         Self {
             kustomize_binary: None,
+            helm_binary: None,
             concurrency: 2,
             timeout: Duration::from_secs(30),
             // Typical builds take 50-100 MiB; two at the chart's 1 GiB container limit still
@@ -137,6 +146,7 @@ fn list(errors: &[RenderError]) -> String {
 /// The render engine a controller shares between all its reconciles.
 pub struct Renderer {
     kustomize: Result<Kustomize, RenderError>,
+    helm: Result<Helm, RenderError>,
     settings: RenderSettings,
     permits: Semaphore,
     cache: RenderCache,
@@ -145,9 +155,28 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Finds and checks the kustomize binary once; without one, only paths that need no render
+    /// Finds and checks the renderer binaries once; without one, only paths that do not need it
     /// work.
     pub async fn new(settings: RenderSettings, metrics: Metrics) -> Self {
+        let helm = Helm::locate(
+            settings.helm_binary.as_deref(),
+            settings.work_dir.as_deref(),
+        )
+        .await;
+        match &helm {
+            Ok(found) if found.version != helm::PINNED_VERSION => tracing::warn!(
+                binary = %found.binary.display(),
+                version = found.version,
+                pinned = helm::PINNED_VERSION,
+                "helm is not the pinned version; output may differ from the tested one"
+            ),
+            Ok(found) => tracing::info!(
+                binary = %found.binary.display(),
+                version = found.version,
+                "helm found"
+            ),
+            Err(error) => tracing::warn!(%error, "Helm charts cannot be rendered"),
+        }
         let kustomize = Kustomize::locate(
             settings.kustomize_binary.as_deref(),
             settings.work_dir.as_deref(),
@@ -175,6 +204,7 @@ impl Renderer {
         }
         Self {
             kustomize,
+            helm,
             permits: Semaphore::new(settings.concurrency.max(1)),
             cache: RenderCache::new(settings.cache_bytes),
             settings,
@@ -186,6 +216,46 @@ impl Renderer {
     /// The kustomize in use, or why there is none.
     pub fn kustomize(&self) -> Result<&Kustomize, &RenderError> {
         self.kustomize.as_ref()
+    }
+
+    /// The helm in use, or why there is none.
+    pub fn helm(&self) -> Result<&Helm, &RenderError> {
+        self.helm.as_ref()
+    }
+
+    /// Renders one chart (from the cache when the same input was rendered before).
+    pub async fn render_chart(
+        &self,
+        source: Arc<dyn TreeSource>,
+        request: &ChartRequest,
+    ) -> Result<RenderedUnit, RenderErrors> {
+        let one = |error: RenderError| RenderErrors(vec![error]);
+        let helm = match &self.helm {
+            Ok(helm) => helm,
+            Err(error) => {
+                self.count(helm::RENDERER, "unavailable", None);
+                return Err(one(error.clone()));
+            }
+        };
+        let request_key = digest_of(&[&serde_json::to_string(request).unwrap_or_default()]);
+        let root_id = blocking(source.clone(), |tree| Ok(tree.root_id()))
+            .await
+            .map_err(one)?;
+        let tree_key = digest_of(&[helm::RENDERER, &helm.version, &root_id, &request_key]);
+        let collect = {
+            let request = request.clone();
+            let limits = self.settings.input_limits;
+            move |tree: &dyn RepositoryTree| helm::collect_chart_inputs(tree, &request, limits)
+        };
+        // Boxed: the render's future is large, and callers poll it on their own stack.
+        let output =
+            Box::pin(self.render_cached(&tree_key, Job::Helm(helm, request), source, collect))
+                .await
+                .map_err(one)?;
+        Ok(RenderedUnit {
+            dir: request.chart.clone(),
+            output,
+        })
     }
 
     /// How many renderer processes ran (cache hits run none).
@@ -223,7 +293,7 @@ impl Renderer {
         let kustomize = match &self.kustomize {
             Ok(kustomize) => kustomize,
             Err(error) => {
-                self.count("unavailable", None);
+                self.count(kustomize::RENDERER, "unavailable", None);
                 return Err(RenderErrors(vec![error.clone()]));
             }
         };
@@ -269,38 +339,61 @@ impl Renderer {
             unit,
             &options_key(options),
         ]);
-        if let Some(digest) = self.cache.digest_of(&tree_key) {
+        let limits = self.settings.input_limits;
+        let collect = {
+            let unit = unit.to_owned();
+            let edits = options.kustomization.clone();
+            move |tree: &dyn RepositoryTree| {
+                kustomization::collect_inputs(tree, &unit, &edits, limits)
+            }
+        };
+        let job = Job::Kustomize {
+            kustomize,
+            unit,
+            options,
+        };
+        self.render_cached(&tree_key, job, source, collect).await
+    }
+
+    /// The output of `job` on the tree `tree_key` names: remembered, shared with a caller
+    /// rendering the same input, or rendered now from the inputs `collect` finds.
+    async fn render_cached(
+        &self,
+        tree_key: &str,
+        job: Job<'_>,
+        source: Arc<dyn TreeSource>,
+        collect: impl FnOnce(&dyn RepositoryTree) -> Result<Inputs, RenderError> + Send + 'static,
+    ) -> RenderResult {
+        let renderer = job.renderer();
+        if let Some(digest) = self.cache.digest_of(tree_key) {
             if let Some(result) = self.cache.finished(&digest) {
-                self.count("cached", None);
+                self.count(renderer, "cached", None);
                 return result;
             }
         }
-        let limits = self.settings.input_limits;
-        let inputs = blocking(source.clone(), {
-            let unit = unit.to_owned();
-            let edits = options.kustomization.clone();
-            move |tree| kustomization::collect_inputs(tree, &unit, &edits, limits)
-        })
-        .await
-        .inspect_err(|error| self.count(error.outcome(), None))?;
-        let digest = input_digest(kustomize, unit, options, &inputs);
-        self.cache.remember_digest(tree_key, digest.clone());
-        let build = self.run_build(kustomize, source, unit, inputs);
+        let inputs = blocking(source.clone(), collect)
+            .await
+            .inspect_err(|error| self.count(renderer, error.outcome(), None))?;
+        let digest = input_digest(&job.key(), &inputs);
+        self.cache
+            .remember_digest(tree_key.to_owned(), digest.clone());
+        // Boxed: a render's future is large, and callers poll it on their own stack.
+        let build = Box::pin(self.run_build(&job, source, inputs));
         let (result, ran) = self.cache.get_or_render(&digest, build).await;
         if !ran {
-            self.count("cached", None);
+            self.count(renderer, "cached", None);
         }
         result
     }
 
-    /// Materializes the inputs and runs the build, holding one of the render permits.
+    /// Materializes the inputs and runs the job, holding one of the render permits.
     async fn run_build(
         &self,
-        kustomize: &Kustomize,
+        job: &Job<'_>,
         source: Arc<dyn TreeSource>,
-        unit: &str,
         inputs: Inputs,
     ) -> RenderResult {
+        let renderer = job.renderer();
         let _permit = self
             .permits
             .acquire()
@@ -309,7 +402,7 @@ impl Renderer {
         let work_parent = self.settings.work_dir.clone();
         let work = blocking(source, move |tree| materialize(tree, &inputs, work_parent))
             .await
-            .inspect_err(|error| self.count(error.outcome(), None))?;
+            .inspect_err(|error| self.count(renderer, error.outcome(), None))?;
         let started = Instant::now();
         self.runs.fetch_add(1, Ordering::Relaxed);
         let limits = ProcessLimits {
@@ -318,19 +411,64 @@ impl Renderer {
             max_stdout_bytes: self.settings.max_output_bytes,
             max_stderr_bytes: 64 * 1024,
         };
-        let result = kustomize.build(unit, &work, &limits).await;
+        let result = match job {
+            Job::Kustomize {
+                kustomize, unit, ..
+            } => kustomize.build(unit, &work, &limits).await,
+            Job::Helm(helm, request) => helm.template(request, &work, &limits).await,
+        };
         let outcome = match &result {
             Ok(_) => "success",
             Err(error) => error.outcome(),
         };
-        self.count(outcome, Some(started.elapsed()));
+        self.count(renderer, outcome, Some(started.elapsed()));
         drop(work);
         result.map(Arc::from)
     }
 
-    fn count(&self, outcome: &str, took: Option<Duration>) {
-        self.metrics
-            .observe_render(kustomize::RENDERER, outcome, took);
+    fn count(&self, renderer: &str, outcome: &str, took: Option<Duration>) {
+        self.metrics.observe_render(renderer, outcome, took);
+    }
+}
+
+/// One render process's worth of work.
+enum Job<'a> {
+    Kustomize {
+        kustomize: &'a Kustomize,
+        unit: &'a str,
+        options: &'a RenderOptions,
+    },
+    Helm(&'a Helm, &'a ChartRequest),
+}
+
+impl Job<'_> {
+    fn renderer(&self) -> &'static str {
+        match self {
+            Job::Kustomize { .. } => kustomize::RENDERER,
+            Job::Helm(..) => helm::RENDERER,
+        }
+    }
+
+    /// Everything but the files that the output depends on: the renderer, its version and
+    /// the options.
+    fn key(&self) -> Vec<String> {
+        match self {
+            Job::Kustomize {
+                kustomize,
+                unit,
+                options,
+            } => vec![
+                kustomize::RENDERER.into(),
+                kustomize.version.clone(),
+                (*unit).to_owned(),
+                options_key(options),
+            ],
+            Job::Helm(helm, request) => vec![
+                helm::RENDERER.into(),
+                helm.version.clone(),
+                serde_json::to_string(request).unwrap_or_default(),
+            ],
+        }
     }
 }
 
@@ -353,24 +491,18 @@ fn materialize(
     if let Some((path, contents)) = edited {
         work.write_file(path, contents).map_err(sandbox_error)?;
     }
+    for (name, contents) in &inputs.generated {
+        work.write_generated(name, contents)
+            .map_err(sandbox_error)?;
+    }
     Ok(work)
 }
 
-/// What a build's result depends on: the renderer and its version, the unit, the options and
-/// every file it may read (by content address).
-fn input_digest(
-    kustomize: &Kustomize,
-    unit: &str,
-    options: &RenderOptions,
-    inputs: &Inputs,
-) -> String {
+/// What a render's result depends on: the job's key (renderer, version, options) and every
+/// file it may read (by content address), generated ones by content.
+fn input_digest(key: &[String], inputs: &Inputs) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        kustomize::RENDERER,
-        &kustomize.version,
-        unit,
-        &options_key(options),
-    ] {
+    for part in key {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
@@ -382,6 +514,12 @@ fn input_digest(
     }
     if let Some((path, contents)) = &inputs.edited {
         hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(contents);
+    }
+    for (name, contents) in &inputs.generated {
+        hasher.update([1]);
+        hasher.update(name.as_bytes());
         hasher.update([0]);
         hasher.update(contents);
     }

@@ -63,41 +63,59 @@ impl WorkDir {
         self.root.join("repo")
     }
 
-    fn home(&self) -> PathBuf {
+    /// The process's `HOME`: empty at the start of every render.
+    pub fn home(&self) -> PathBuf {
         self.root.join("home")
+    }
+
+    /// Where files that are not the repository's go (values read from the cluster, inline
+    /// values); `../generated/<name>` from the process's working directory.
+    pub fn generated(&self) -> PathBuf {
+        self.root.join("generated")
     }
 
     /// Writes `contents` at `path` (repository-relative, already checked to be local) as a new
     /// regular file; existing entries are never followed or overwritten.
     pub fn write_file(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
-        let target = self.repo().join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(parent)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(target)?;
-        file.write_all(contents)
+        write_new_file(&self.repo().join(path), contents)
+    }
+
+    /// Writes `contents` as `generated/<name>` (`name` chosen by driftless, never by a commit).
+    pub fn write_generated(&self, name: &str, contents: &[u8]) -> std::io::Result<()> {
+        write_new_file(&self.generated().join(name), contents)
     }
 
     /// `text` with every mention of the work directory replaced: repository paths become
-    /// relative, anything else is called `<work dir>`. No temporary path reaches a status.
+    /// relative, generated files are `<generated>/name`, anything else is called `<work dir>`.
+    /// No temporary path reaches a status.
     pub fn scrub(&self, text: &str) -> String {
         let mut text = text.to_owned();
         for root in [self.root.clone(), self.dir.path().to_owned()] {
             let repo = root.join("repo");
             let repo = repo.to_string_lossy();
             text = text.replace(&format!("{repo}/"), "").replace(&*repo, ".");
+            let generated = root.join("generated");
+            text = text.replace(&*generated.to_string_lossy(), "<generated>");
             text = text.replace(&*root.to_string_lossy(), "<work dir>");
         }
-        text
+        text.replace("../generated/", "<generated>/")
     }
+}
+
+fn write_new_file(target: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)?;
+    file.write_all(contents)
 }
 
 /// How a finished process ended.
@@ -130,12 +148,25 @@ pub async fn run(
     work: &WorkDir,
     limits: &ProcessLimits,
 ) -> Result<Finished, RunError> {
+    run_with_env(program, args, &[], work, limits).await
+}
+
+/// [`run`], with `extra` variables (a renderer's own, pointing into the work directory) on top
+/// of the empty environment.
+pub async fn run_with_env(
+    program: &Path,
+    args: &[OsString],
+    extra: &[(OsString, OsString)],
+    work: &WorkDir,
+    limits: &ProcessLimits,
+) -> Result<Finished, RunError> {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .current_dir(work.repo())
         .env_clear()
         .envs(environment(work, limits))
+        .envs(extra.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

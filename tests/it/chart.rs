@@ -328,9 +328,12 @@ fn default_values_render_a_hardened_leader_elected_controller() {
                         "gitrepositories/finalizers"
                     ]))
     );
+    // Secrets and ConfigMaps: credentials, webhook tokens, substituteFrom, helm.valuesFrom.
     assert!(
-        rules.iter().any(|r| r["resources"] == json!(["secrets"])
-            && r["verbs"] == json!(["get", "list", "watch"]))
+        rules
+            .iter()
+            .any(|r| r["resources"] == json!(["secrets", "configmaps"])
+                && r["verbs"] == json!(["get", "list", "watch"]))
     );
     assert!(
         rules

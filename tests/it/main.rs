@@ -17,6 +17,7 @@ mod controller;
 mod crd;
 mod examples;
 mod git_transport;
+mod helm;
 mod kustomize;
 mod operations;
 mod source;

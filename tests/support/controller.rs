@@ -51,11 +51,13 @@ impl RunningController {
         Self::start_with(namespace, |_| {})
     }
 
-    /// With the test cluster's pinned kustomize, as `make demo` and the image have it.
+    /// With the test cluster's pinned kustomize and helm, as `make demo` and the image have
+    /// them.
     pub fn start_rendering(namespace: &str) -> Self {
         Self::start_with(namespace, |settings| {
             settings.render.kustomize_binary =
                 Some(super::cluster::binaries_dir().join("kustomize"));
+            settings.render.helm_binary = Some(super::cluster::binaries_dir().join("helm"));
         })
     }
 

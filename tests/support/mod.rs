@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod cluster;
 pub mod controller;
+pub mod dir_tree;
 pub mod git;
 pub mod objects;
 pub mod replica;
