@@ -21,7 +21,8 @@ pub fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// utime + stime of the process, in clock ticks.
+/// utime + stime of the process and of its children it has waited for (driftless's kustomize
+/// renders run as child processes; Flux builds in-process), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may contain spaces; the fields after it are space-separated.
@@ -29,7 +30,9 @@ pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
+    let cutime: u64 = fields.get(13).context("cutime")?.parse()?;
+    let cstime: u64 = fields.get(14).context("cstime")?.parse()?;
+    Ok(utime + stime + cutime + cstime)
 }
 
 pub fn clock_ticks() -> f64 {
