@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Result;
-use driftless::source::{FetchRequest, Limits, SourceEngine};
+use driftless::source::{ArtifactRequest, Limits, SourceEngine};
 use serde_json::{Value, json};
 
 use crate::{
@@ -75,8 +75,8 @@ fn pack_bytes(git_dir: &Path) -> u64 {
         .sum()
 }
 
-pub fn fetch_request(owner: &str, url: &str) -> FetchRequest {
-    FetchRequest {
+pub fn artifact_request(owner: &str, url: &str) -> ArtifactRequest {
+    ArtifactRequest {
         owner: owner.into(),
         url: url.into(),
         reference: None,
@@ -132,7 +132,9 @@ pub async fn scenario() -> Result<Value> {
         let dir = scratch.path().join(format!("driftless-fresh-{run}"));
         let fresh = engine_in(&dir);
         let started = Instant::now();
-        let artifact = fresh.fetch(&fetch_request("bench/fresh", &url)).await?;
+        let artifact = fresh
+            .artifact(&artifact_request("bench/fresh", &url))
+            .await?;
         let elapsed = started.elapsed();
         assert!(artifact.fetched && artifact.files.len() == TREE_FILES);
         if run > 0 {
@@ -210,7 +212,9 @@ pub async fn scenario() -> Result<Value> {
     for run in 0..=NO_CHANGE_RUNS {
         let before = engine.stats().bytes_received.load(Ordering::Relaxed);
         let started = Instant::now();
-        let artifact = engine.fetch(&fetch_request("bench/check", &url)).await?;
+        let artifact = engine
+            .artifact(&artifact_request("bench/check", &url))
+            .await?;
         let elapsed = started.elapsed();
         assert!(!artifact.fetched, "nothing changed, so nothing is fetched");
         let received = engine.stats().bytes_received.load(Ordering::Relaxed) - before;
@@ -237,7 +241,7 @@ pub async fn scenario() -> Result<Value> {
         let before = engine.stats().bytes_received.load(Ordering::Relaxed);
         let started = Instant::now();
         let artifact = engine
-            .fetch(&fetch_request("bench/incremental", &url))
+            .artifact(&artifact_request("bench/incremental", &url))
             .await?;
         let elapsed = started.elapsed();
         assert!(artifact.fetched && artifact.commit == tip);

@@ -8,7 +8,7 @@ use driftless::source::SourceEngine;
 use serde_json::{Value, json};
 
 use crate::{
-    git_fetch::{HISTORY, engine_in, fetch_request, serve_history},
+    git_fetch::{HISTORY, artifact_request, engine_in, serve_history},
     millis, row, summary,
 };
 
@@ -26,10 +26,10 @@ pub async fn scenario() -> Result<Value> {
         // driftless: one engine (one controller), 50 GitRepositories on one URL at once.
         let engine = engine_in(&scratch.path().join(format!("shared-{run}")));
         let requests: Vec<_> = (0..SHARERS)
-            .map(|i| fetch_request(&format!("team-{i}/app"), &url))
+            .map(|i| artifact_request(&format!("team-{i}/app"), &url))
             .collect();
         let started = Instant::now();
-        let results = futures::future::join_all(requests.iter().map(|r| engine.fetch(r))).await;
+        let results = futures::future::join_all(requests.iter().map(|r| engine.artifact(r))).await;
         let elapsed = started.elapsed();
         for result in results {
             result?;
@@ -44,7 +44,7 @@ pub async fn scenario() -> Result<Value> {
             engines
                 .iter()
                 .zip(&requests)
-                .map(|(engine, request)| engine.fetch(request)),
+                .map(|(engine, request)| engine.artifact(request)),
         )
         .await;
         let separate_elapsed = started.elapsed();

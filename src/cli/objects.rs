@@ -13,7 +13,7 @@ use crate::{
     manifests::{self, Manifest},
     render::{RenderSettings, Renderer},
     revision::{self, ChartContext},
-    source::{Artifact, Credentials, FetchRequest, Limits, SourceEngine},
+    source::{Artifact, ArtifactRequest, Credentials, Limits, SourceEngine},
     telemetry::metrics::Metrics,
 };
 
@@ -77,7 +77,7 @@ pub async fn fetched_revision(
     let cache =
         tempfile::tempdir().map_err(|e| CliError::Output(format!("a temporary git cache: {e}")))?;
     let engine = SourceEngine::new(cache.path(), Limits::default(), Duration::from_secs(30));
-    let request = FetchRequest {
+    let request = ArtifactRequest {
         owner: owner.to_owned(),
         url: spec.url.clone(),
         reference: spec.reference.clone(),
@@ -87,7 +87,7 @@ pub async fn fetched_revision(
         timeout: Duration::from_secs(120),
     };
     let artifact = engine
-        .fetch(&request)
+        .artifact(&request)
         .await
         .map_err(|e| CliError::Output(e.to_string()))?;
     refuse_skipped_paths(&artifact)?;

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     api::GitRepository,
-    source::{Artifact, Credentials, FetchRequest},
+    source::{Artifact, ArtifactRequest, Credentials},
 };
 
 /// Resolves the ref and fetches its files (from the cache when the commit is known).
@@ -25,9 +25,9 @@ pub(super) async fn artifact_of(
     timeout: Duration,
 ) -> Result<Artifact, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
-    let request = fetch_request(repository, namespace, credentials, timeout);
+    let request = artifact_request(repository, namespace, credentials, timeout);
     let fetch_started = Instant::now();
-    let fetched = context.source.fetch(&request).await;
+    let fetched = context.source.artifact(&request).await;
     context
         .metrics
         .fetch_duration
@@ -73,14 +73,14 @@ async fn read_credentials(
         .map_err(|error| missing(error.to_string()))
 }
 
-fn fetch_request(
+fn artifact_request(
     repository: &GitRepository,
     namespace: &str,
     credentials: Option<Credentials>,
     timeout: Duration,
-) -> FetchRequest {
+) -> ArtifactRequest {
     let spec = &repository.spec;
-    FetchRequest {
+    ArtifactRequest {
         owner: format!("{namespace}/{}", repository.name_any()),
         url: spec.url.clone(),
         reference: spec.reference.clone(),

@@ -76,7 +76,7 @@ impl Default for Limits {
 
 /// What to fetch, for whom.
 #[derive(Clone)]
-pub struct FetchRequest {
+pub struct ArtifactRequest {
     /// `namespace/name` of the GitRepository, for error messages.
     pub owner: String,
     pub url: String,
@@ -90,12 +90,12 @@ pub struct FetchRequest {
 }
 
 // `url` may hold a token: print it redacted, like every other place a URL is shown.
-impl std::fmt::Debug for FetchRequest {
+impl std::fmt::Debug for ArtifactRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let url = RepositoryUrl::parse(&self.url)
             .map(|url| url.redacted())
             .unwrap_or_else(|_| url::redact_unparsed(&self.url));
-        f.debug_struct("FetchRequest")
+        f.debug_struct("ArtifactRequest")
             .field("owner", &self.owner)
             .field("url", &url)
             .field("reference", &self.reference)
@@ -255,7 +255,7 @@ impl SourceEngine {
 
     /// Resolves the request's ref, fetches it when the cache lacks it, and reads the manifest
     /// files under its path.
-    pub async fn fetch(&self, request: &FetchRequest) -> Result<Artifact, SourceError> {
+    pub async fn artifact(&self, request: &ArtifactRequest) -> Result<Artifact, SourceError> {
         let url = RepositoryUrl::parse(&request.url)
             .map_err(|e| failure(request, &url::redact_unparsed(&request.url), e.into()))?;
         let fail = |kind: SourceErrorKind| failure(request, &url.redacted(), scrubbed(&url, kind));
@@ -270,7 +270,7 @@ impl SourceEngine {
 
     async fn resolve_and_read(
         &self,
-        request: &FetchRequest,
+        request: &ArtifactRequest,
         url: RepositoryUrl,
         cancelled: Arc<AtomicBool>,
     ) -> Result<Artifact, SourceErrorKind> {
@@ -414,7 +414,7 @@ fn scrubbed(url: &RepositoryUrl, kind: SourceErrorKind) -> SourceErrorKind {
     }
 }
 
-fn failure(request: &FetchRequest, url: &str, kind: SourceErrorKind) -> SourceError {
+fn failure(request: &ArtifactRequest, url: &str, kind: SourceErrorKind) -> SourceError {
     SourceError {
         owner: request.owner.clone(),
         url: url.to_owned(),
@@ -698,12 +698,12 @@ mod tests {
     }
 
     #[test]
-    fn fetch_requests_print_their_url_redacted() {
+    fn artifact_requests_print_their_url_redacted() {
         for url in [
             "https://deployer:hunter2@git.example.com/org/repo.git",
             "https://deployer:hun/ter2@git.example.com/org/repo.git",
         ] {
-            let request = FetchRequest {
+            let request = ArtifactRequest {
                 owner: "team-a/app".into(),
                 url: url.into(),
                 reference: None,

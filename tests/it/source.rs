@@ -8,7 +8,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use driftless::{
     api::GitReference,
     source::{
-        Artifact, CacheLimits, Credentials, FetchRequest, Limits, SourceEngine, SourceError,
+        Artifact, ArtifactRequest, CacheLimits, Credentials, Limits, SourceEngine, SourceError,
         SourceErrorKind,
     },
 };
@@ -27,8 +27,8 @@ fn request(
     url: &str,
     reference: Option<GitReference>,
     credentials: Option<Credentials>,
-) -> FetchRequest {
-    FetchRequest {
+) -> ArtifactRequest {
+    ArtifactRequest {
         owner: "team-a/app".into(),
         url: url.into(),
         reference,
@@ -129,7 +129,7 @@ async fn every_ref_kind(
         let request = request(url, reference, Some(credentials.clone()));
         async move {
             engine
-                .fetch(&request)
+                .artifact(&request)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         }
@@ -226,8 +226,8 @@ async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
     let (_dir, engine) = engine();
     let url = server.url_for(&releases.repo);
 
-    let first = engine.fetch(&request(&url, None, None)).await.unwrap();
-    let second = engine.fetch(&request(&url, None, None)).await.unwrap();
+    let first = engine.artifact(&request(&url, None, None)).await.unwrap();
+    let second = engine.artifact(&request(&url, None, None)).await.unwrap();
     assert!(
         first.fetched && !second.fetched,
         "the second check finds the commit cached"
@@ -239,7 +239,7 @@ async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
         "three",
         &[("deploy/config.yaml", "kind: ConfigMap\nversion: 3\n")],
     );
-    let third = engine.fetch(&request(&url, None, None)).await.unwrap();
+    let third = engine.artifact(&request(&url, None, None)).await.unwrap();
     assert!(third.fetched);
     assert_eq!(third.commit, next);
 }
@@ -258,10 +258,10 @@ async fn fifty_requests_on_one_url_share_one_fetch() {
         format!("{url}/"),
     ];
 
-    let requests: Vec<FetchRequest> = (0..50)
+    let requests: Vec<ArtifactRequest> = (0..50)
         .map(|i| request(&spellings[i % 3], None, None))
         .collect();
-    let results = futures::future::join_all(requests.iter().map(|r| engine.fetch(r))).await;
+    let results = futures::future::join_all(requests.iter().map(|r| engine.artifact(r))).await;
     for result in results {
         assert_eq!(result.unwrap().commit, releases.v2_0);
     }
@@ -277,9 +277,9 @@ async fn fifty_requests_on_one_url_share_one_fetch() {
     );
 }
 
-async fn failure(engine: &SourceEngine, request: FetchRequest) -> SourceError {
+async fn failure(engine: &SourceEngine, request: ArtifactRequest) -> SourceError {
     let error = engine
-        .fetch(&request)
+        .artifact(&request)
         .await
         .expect_err("this request must fail");
     let message = error.to_string();
@@ -480,7 +480,7 @@ async fn ignore_rules_from_the_spec_and_the_repository_leave_files_out() {
     let mut with_ignore = request(&server.url_for(&repo), None, None);
     with_ignore.ignore = vec!["*.json".into()];
 
-    let artifact = engine.fetch(&with_ignore).await.unwrap();
+    let artifact = engine.artifact(&with_ignore).await.unwrap();
     let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["deploy/app.yaml", "deploy/nested/svc.yml"]);
 }
@@ -510,12 +510,12 @@ async fn incremental_fetch_transfers_the_change_not_the_tree() {
     let (_dir, engine) = engine();
     let url = server.url_for(&repo);
 
-    engine.fetch(&request(&url, None, None)).await.unwrap();
+    engine.artifact(&request(&url, None, None)).await.unwrap();
     let first = engine.stats().bytes_received.load(Ordering::Relaxed);
     let mut changed = files.clone();
     changed[0].1 = "kind: ConfigMap\ndata: changed\n";
     repo.commit("one change", &changed);
-    engine.fetch(&request(&url, None, None)).await.unwrap();
+    engine.artifact(&request(&url, None, None)).await.unwrap();
     let incremental = engine.stats().bytes_received.load(Ordering::Relaxed) - first;
 
     eprintln!("first shallow fetch: {first} bytes; after one changed file: {incremental} bytes");
@@ -553,7 +553,7 @@ async fn symlinks_are_reported_and_never_followed() {
     let (_dir, engine) = engine();
 
     let artifact = engine
-        .fetch(&request(&server.url_for(&repo), None, None))
+        .artifact(&request(&server.url_for(&repo), None, None))
         .await
         .unwrap();
     let paths: Vec<&str> = artifact.files.iter().map(|f| f.path.as_str()).collect();
@@ -590,15 +590,15 @@ async fn private_content_is_never_shared_with_other_credentials_on_one_url() {
             // `join!` polls in order: the first one listed takes the URL first.
             let (authenticated, anonymous, wrong_password) = if round % 2 == 0 {
                 tokio::join!(
-                    engine.fetch(&authenticated),
-                    engine.fetch(&anonymous),
-                    engine.fetch(&wrong_password)
+                    engine.artifact(&authenticated),
+                    engine.artifact(&anonymous),
+                    engine.artifact(&wrong_password)
                 )
             } else {
                 let (anonymous, wrong_password, authenticated) = tokio::join!(
-                    engine.fetch(&anonymous),
-                    engine.fetch(&wrong_password),
-                    engine.fetch(&authenticated)
+                    engine.artifact(&anonymous),
+                    engine.artifact(&wrong_password),
+                    engine.artifact(&authenticated)
                 );
                 (authenticated, anonymous, wrong_password)
             };
@@ -673,7 +673,7 @@ async fn credentials_in_urls_never_appear_in_errors() {
         let mut request = request(url, None, None);
         request.timeout = Duration::from_secs(5);
         let error = engine
-            .fetch(&request)
+            .artifact(&request)
             .await
             .expect_err("no server answers these");
         for printed in [error.to_string(), format!("{error:?}")] {
@@ -730,8 +730,8 @@ async fn listings_are_dropped_once_no_request_needs_them() {
     let server = HttpGitServer::start(repos.root(), HttpOptions::default());
     let (_dir, engine) = engine();
     let url = server.url_for(&releases.repo);
-    let requests: Vec<FetchRequest> = (0..20).map(|_| request(&url, None, None)).collect();
-    let results = futures::future::join_all(requests.iter().map(|r| engine.fetch(r))).await;
+    let requests: Vec<ArtifactRequest> = (0..20).map(|_| request(&url, None, None)).collect();
+    let results = futures::future::join_all(requests.iter().map(|r| engine.artifact(r))).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(
         engine.entries_in_use(),
@@ -739,9 +739,9 @@ async fn listings_are_dropped_once_no_request_needs_them() {
         "no listing outlives its requests"
     );
     let missing = request(&url, branch("no-such-branch"), None);
-    engine.fetch(&missing).await.unwrap_err();
+    engine.artifact(&missing).await.unwrap_err();
     let unreachable = request("http://127.0.0.1:1/app.git", None, None);
-    engine.fetch(&unreachable).await.unwrap_err();
+    engine.artifact(&unreachable).await.unwrap_err();
     assert_eq!(engine.entries_in_use(), 0, "failures keep nothing either");
 }
 
@@ -755,7 +755,7 @@ async fn entries_unused_for_longer_than_the_maximum_age_are_evicted() {
     let url = server.url_for(&releases.repo);
     assert!(
         engine
-            .fetch(&request(&url, None, None))
+            .artifact(&request(&url, None, None))
             .await
             .unwrap()
             .fetched
@@ -771,7 +771,7 @@ async fn entries_unused_for_longer_than_the_maximum_age_are_evicted() {
     assert!(report.bytes_freed > 0, "{report:?}");
     assert!(cache_entries(dir.path()).is_empty());
 
-    let again = engine.fetch(&request(&url, None, None)).await.unwrap();
+    let again = engine.artifact(&request(&url, None, None)).await.unwrap();
     assert!(again.fetched, "an evicted entry is fetched again");
     assert_eq!(again.commit, releases.v2_0);
 }
@@ -787,12 +787,12 @@ async fn the_least_recently_used_entries_go_first_when_over_the_size_bound() {
     let dir = tempfile::tempdir().unwrap();
     let unbounded = engine_with_cache_limits(dir.path(), Duration::ZERO, 0);
     unbounded
-        .fetch(&request(&server.url_for(&first), None, None))
+        .artifact(&request(&server.url_for(&first), None, None))
         .await
         .unwrap();
     let older = cache_entries(dir.path());
     unbounded
-        .fetch(&request(&server.url_for(&second), None, None))
+        .artifact(&request(&server.url_for(&second), None, None))
         .await
         .unwrap();
     age_entry(dir.path(), &older[0], Duration::from_secs(60));
@@ -829,7 +829,7 @@ async fn an_entry_in_use_is_never_evicted() {
     let mut stalling = request(&format!("http://127.0.0.1:{port}/app.git"), None, None);
     stalling.timeout = Duration::from_secs(2);
 
-    let (fetched, report) = tokio::join!(engine.fetch(&stalling), async {
+    let (fetched, report) = tokio::join!(engine.artifact(&stalling), async {
         tokio::time::sleep(Duration::from_millis(700)).await;
         engine.evict_unused().await
     });
