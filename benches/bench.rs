@@ -7,6 +7,8 @@
 //! them into `bench-results/latest.json` and `bench-results/latest.md` (the tables of
 //! BENCHMARKS.md) and prints the tables.
 
+#[path = "scenarios/helm.rs"]
+mod helm;
 #[path = "scenarios/push.rs"]
 mod push;
 #[path = "scenarios/receiver.rs"]
@@ -39,7 +41,9 @@ use serde_json::{Value, json};
 use support::git::{GitRepos, HttpGitServer, HttpOptions, TestRepo};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 6] = ["git", "coalesce", "apply", "push", "receiver", "scale"];
+const SCENARIOS: [&str; 7] = [
+    "git", "coalesce", "apply", "push", "receiver", "scale", "helm",
+];
 
 /// Commits in the history of the git scenarios' repository.
 const HISTORY: usize = 5_000;
@@ -113,6 +117,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "push" => push::push_scenario().await,
             "receiver" => receiver::receiver_scenario().await,
             "scale" => scale::scenario().await,
+            "helm" => helm::helm_scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;
