@@ -18,6 +18,8 @@ mod flux_push;
 mod flux_scale;
 #[path = "scenarios/git_fetch.rs"]
 mod git_fetch;
+#[path = "scenarios/helm.rs"]
+mod helm;
 #[path = "scenarios/push.rs"]
 mod push;
 #[path = "scenarios/receiver.rs"]
@@ -44,7 +46,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "git",
     "coalesce",
     "apply",
@@ -52,6 +54,7 @@ const SCENARIOS: [&str; 11] = [
     "receiver",
     "scale",
     "render",
+    "helm",
     "flux-push",
     "flux-scale",
     "flux-overlays",
@@ -130,6 +133,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "receiver" => receiver::receiver_scenario().await,
             "scale" => scale::scenario().await,
             "render" => render::scenario().await,
+            "helm" => helm::helm_scenario().await,
             "flux-push" => flux_push::scenario().await,
             "flux-scale" => flux_scale::scenario().await,
             "flux-overlays" => flux_scale::overlays().await,
