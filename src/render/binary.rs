@@ -19,7 +19,7 @@ const MAX_MESSAGE_CHARS: usize = 2048;
 
 /// The binary (`binary`, or `renderer` on `PATH`, `flag` naming the option that overrides it)
 /// and what `binary version_args...` printed on stdout.
-pub async fn probe(
+async fn probe(
     renderer: &str,
     flag: &str,
     binary: Option<&Path>,
@@ -57,6 +57,54 @@ pub async fn probe(
     }
     let output = String::from_utf8_lossy(&finished.stdout).into_owned();
     Ok((binary, output))
+}
+
+/// What driftless expects of a renderer binary, to find it and check its version.
+pub struct Expected<'a> {
+    pub renderer: &'a str,
+    /// The option that names the binary when it is not on `PATH`.
+    pub flag: &'a str,
+    pub version_args: &'a [&'a str],
+    /// The major version driftless works with, e.g. `v5`.
+    pub major: &'a str,
+    /// The version driftless is tested with, named in the message of a mismatch.
+    pub pinned: &'a str,
+}
+
+/// The binary (`binary`, or the renderer on `PATH`) and its version, refused unless it is of
+/// the expected major version.
+pub async fn locate(
+    expected: &Expected<'_>,
+    binary: Option<&Path>,
+    work_parent: Option<&Path>,
+) -> Result<(PathBuf, String), RenderError> {
+    let Expected {
+        renderer,
+        flag,
+        version_args,
+        major,
+        pinned,
+    } = expected;
+    let (binary, output) = probe(renderer, flag, binary, version_args, work_parent).await?;
+    let unavailable = |reason: String| RenderError::Unavailable {
+        renderer: (*renderer).to_owned(),
+        reason,
+    };
+    let version = parse_version(&output).ok_or_else(|| {
+        unavailable(format!(
+            "`{} {}` printed {:?}, not a {renderer} version",
+            binary.display(),
+            version_args.join(" "),
+            output.trim()
+        ))
+    })?;
+    if !version.starts_with(&format!("{major}.")) {
+        return Err(unavailable(format!(
+            "{} is {renderer} {version}; driftless needs {renderer} {major} ({pinned})",
+            binary.display()
+        )));
+    }
+    Ok((binary, version))
 }
 
 /// Runs one render and returns its stdout; `unit` names what is rendered in messages.

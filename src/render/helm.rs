@@ -97,31 +97,14 @@ impl Helm {
         binary: Option<&Path>,
         work_parent: Option<&Path>,
     ) -> Result<Self, RenderError> {
-        let (binary, output) = binary::probe(
-            RENDERER,
-            "--helm-binary",
-            binary,
-            &["version", "--short"],
-            work_parent,
-        )
-        .await?;
-        let unavailable = |reason: String| RenderError::Unavailable {
-            renderer: RENDERER.to_owned(),
-            reason,
+        let expected = binary::Expected {
+            renderer: RENDERER,
+            flag: "--helm-binary",
+            version_args: &["version", "--short"],
+            major: "v3",
+            pinned: PINNED_VERSION,
         };
-        let version = binary::parse_version(&output).ok_or_else(|| {
-            unavailable(format!(
-                "`{} version --short` printed {:?}, not a helm version",
-                binary.display(),
-                output.trim()
-            ))
-        })?;
-        if !version.starts_with("v3.") {
-            return Err(unavailable(format!(
-                "{} is helm {version}; driftless needs helm v3 ({PINNED_VERSION})",
-                binary.display()
-            )));
-        }
+        let (binary, version) = binary::locate(&expected, binary, work_parent).await?;
         Ok(Self { binary, version })
     }
 

@@ -33,31 +33,14 @@ impl Kustomize {
         binary: Option<&Path>,
         work_parent: Option<&Path>,
     ) -> Result<Self, RenderError> {
-        let (binary, output) = binary::probe(
-            RENDERER,
-            "--kustomize-binary",
-            binary,
-            &["version"],
-            work_parent,
-        )
-        .await?;
-        let unavailable = |reason: String| RenderError::Unavailable {
-            renderer: RENDERER.to_owned(),
-            reason,
+        let expected = binary::Expected {
+            renderer: RENDERER,
+            flag: "--kustomize-binary",
+            version_args: &["version"],
+            major: "v5",
+            pinned: PINNED_VERSION,
         };
-        let version = binary::parse_version(&output).ok_or_else(|| {
-            unavailable(format!(
-                "`{} version` printed {:?}, not a kustomize version",
-                binary.display(),
-                output.trim()
-            ))
-        })?;
-        if !version.starts_with("v5.") {
-            return Err(unavailable(format!(
-                "{} is kustomize {version}; driftless needs kustomize v5 ({PINNED_VERSION})",
-                binary.display()
-            )));
-        }
+        let (binary, version) = binary::locate(&expected, binary, work_parent).await?;
         Ok(Self { binary, version })
     }
 

@@ -15,14 +15,11 @@ use std::{
 };
 
 use driftless::{
-    render::{
-        Entry, Refusal, RenderError, RenderOptions, RenderSettings, Renderer, RepositoryTree,
-        TreeSource,
-    },
+    render::{Refusal, RenderError, RenderOptions, RenderSettings, Renderer},
     telemetry::metrics::Metrics,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use support::dir_tree::DirTree;
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize")
@@ -36,100 +33,6 @@ fn kustomize_binary() -> PathBuf {
         binary.display()
     );
     binary
-}
-
-/// A directory of the test's file system as a commit's tree.
-struct DirTree {
-    root: PathBuf,
-}
-
-impl TreeSource for DirTree {
-    fn open(&self) -> Result<Box<dyn RepositoryTree + '_>, RenderError> {
-        Ok(Box::new(OpenDirTree {
-            root: self.root.clone(),
-            id: content_id(&self.root),
-        }))
-    }
-}
-
-struct OpenDirTree {
-    root: PathBuf,
-    id: String,
-}
-
-/// A digest of every path and file under `dir`, standing in for git's tree id.
-fn content_id(dir: &Path) -> String {
-    let mut hasher = Sha256::new();
-    let mut files = Vec::new();
-    collect_files(dir, &mut files);
-    for file in files {
-        hasher.update(file.to_string_lossy().as_bytes());
-        if let Ok(bytes) = std::fs::read(&file) {
-            hasher.update(&bytes);
-        }
-    }
-    format!("{:x}", hasher.finalize())
-}
-
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() && !path.is_symlink() {
-            collect_files(&path, files);
-        } else {
-            files.push(path);
-        }
-    }
-}
-
-impl OpenDirTree {
-    fn kind(path: &Path) -> Option<Entry> {
-        let metadata = std::fs::symlink_metadata(path).ok()?;
-        Some(if metadata.is_symlink() {
-            Entry::Symlink
-        } else if metadata.is_dir() {
-            Entry::Directory
-        } else {
-            let bytes = std::fs::read(path).ok()?;
-            Entry::File {
-                id: format!("{:x}", Sha256::digest(&bytes)),
-                size: metadata.len(),
-            }
-        })
-    }
-}
-
-impl RepositoryTree for OpenDirTree {
-    fn root_id(&self) -> String {
-        self.id.clone()
-    }
-
-    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {
-        Ok(Self::kind(&self.root.join(path)))
-    }
-
-    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError> {
-        let mut entries = Vec::new();
-        for entry in
-            std::fs::read_dir(self.root.join(path)).map_err(|e| RenderError::Tree(e.to_string()))?
-        {
-            let entry = entry.map_err(|e| RenderError::Tree(e.to_string()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(kind) = Self::kind(&entry.path()) {
-                entries.push((name, kind));
-            }
-        }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(entries)
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError> {
-        std::fs::read(self.root.join(path)).map_err(|e| RenderError::Tree(e.to_string()))
-    }
 }
 
 struct Harness {
