@@ -21,6 +21,8 @@ pub type ResolvedKind = (ApiResource, Scope);
 pub struct KindCache {
     client: Client,
     discovery: RwLock<Option<Arc<Discovery>>>,
+    /// The apiserver's `gitVersion`, forgotten with each refresh like the discovery.
+    server_version: RwLock<Option<String>>,
 }
 
 impl KindCache {
@@ -28,6 +30,7 @@ impl KindCache {
         Self {
             client,
             discovery: RwLock::new(None),
+            server_version: RwLock::new(None),
         }
     }
 
@@ -44,7 +47,19 @@ impl KindCache {
         let mut slot = self.discovery.write().await;
         let discovery = Arc::new(self.discover().await?);
         *slot = Some(discovery.clone());
+        *self.server_version.write().await = None;
         Ok(discovery)
+    }
+
+    /// The apiserver's version, asked once and again after a refresh, so a resync that renders
+    /// nothing new costs no request for it.
+    pub async fn server_version(&self) -> Result<String, kube::Error> {
+        if let Some(version) = self.server_version.read().await.as_ref() {
+            return Ok(version.clone());
+        }
+        let version = self.client.apiserver_version().await?.git_version;
+        *self.server_version.write().await = Some(version.clone());
+        Ok(version)
     }
 
     /// Aggregated discovery is two requests; older servers only offer the per-group endpoints.

@@ -108,9 +108,9 @@ impl Applier {
     /// `group/version` and `group/version/Kind`, from the cached discovery.
     pub async fn served_apis(&self) -> Result<ServedApis, ApplyError> {
         let discovery = self.kinds.current().await.map_err(ApplyError::Discovery)?;
-        let info = self
-            .client
-            .apiserver_version()
+        let server_version = self
+            .kinds
+            .server_version()
             .await
             .map_err(ApplyError::Discovery)?;
         let mut api_versions = std::collections::BTreeSet::new();
@@ -123,7 +123,7 @@ impl Applier {
             }
         }
         Ok(ServedApis {
-            server_version: info.git_version,
+            server_version,
             api_versions: api_versions.into_iter().collect(),
         })
     }
