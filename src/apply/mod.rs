@@ -45,7 +45,7 @@ use kube::{
 };
 
 pub use error::{ApplyError, ObjectFailure};
-pub use object::{DesiredObject, ObjectRef};
+pub use object::{DesiredObject, ObjectRef, digest_of};
 pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport};

@@ -27,6 +27,23 @@ pub struct DesiredObject {
     pub rendered: bool,
 }
 
+/// Digest of what applying `objects` asks of the cluster: equal for two revisions exactly
+/// when they would apply the same objects, whatever files they came from.
+pub fn digest_of(objects: &[DesiredObject]) -> String {
+    let mut hasher = Sha256::new();
+    for desired in objects {
+        hasher.update([u8::from(desired.rendered)]);
+        let json = serde_json::to_vec(&desired.object).unwrap_or_default();
+        hasher.update(json.len().to_le_bytes());
+        hasher.update(&json);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Identifies an object in reports and error messages: `apps/v1 Deployment ns/name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectRef {

@@ -17,6 +17,8 @@ pub(super) struct Converged {
     pub(super) inventory: Vec<InventoryEntry>,
     /// `kustomize <version>` when the revision had kustomizations.
     pub(super) renderer: Option<String>,
+    /// Digest of the objects applied (see [`crate::apply::digest_of`]).
+    pub(super) digest: String,
 }
 
 impl Converged {

@@ -9,7 +9,7 @@
 //!   inventory it carries, so the next reconcile still knows, and retries, what it owns.
 
 use super::{conditions::Outcome, converged::Converged, failure::Failure, status::ready_message};
-use crate::api::{ApplyCounts, GitRepositoryStatus, InventoryEntry};
+use crate::api::{ApplyCounts, GitRepositoryStatus, InventoryEntry, LastWebhook};
 
 /// The status a finished reconcile writes: its conditions and the fields it sets.
 #[derive(Debug, PartialEq)]
@@ -22,6 +22,8 @@ pub(super) struct Decision {
     /// `None` keeps the counts of the last apply that did something.
     last_apply: Option<ApplyCounts>,
     webhook_path: Option<String>,
+    /// The push delivery that started this reconcile, recorded with its status.
+    delivery: Option<LastWebhook>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -36,6 +38,7 @@ pub(super) fn after_success(
     previous: Option<&GitRepositoryStatus>,
     converged: &Converged,
     webhook_path: Option<String>,
+    delivery: Option<LastWebhook>,
 ) -> Decision {
     let revision = &converged.revision;
     let applied_before = previous.and_then(|s| s.last_applied_revision.as_deref());
@@ -55,11 +58,16 @@ pub(super) fn after_success(
         inventory: Some(converged.inventory.clone()),
         last_apply: (!resync).then(|| converged.counts()),
         webhook_path,
+        delivery,
     }
 }
 
 /// The status after `failure`: the last applied revision stays as it was.
-pub(super) fn after_failure(failure: &Failure, webhook_path: Option<String>) -> Decision {
+pub(super) fn after_failure(
+    failure: &Failure,
+    webhook_path: Option<String>,
+    delivery: Option<LastWebhook>,
+) -> Decision {
     let (reason, message) = (failure.reason, failure.message.clone());
     let outcome = if failure.stalled {
         Outcome::Stalled { reason, message }
@@ -73,6 +81,7 @@ pub(super) fn after_failure(failure: &Failure, webhook_path: Option<String>) -> 
         inventory: failure.inventory.clone(),
         last_apply: None,
         webhook_path,
+        delivery,
     }
 }
 
@@ -94,6 +103,9 @@ impl Decision {
         }
         if let Some(counts) = &self.last_apply {
             status.last_apply = Some(counts.clone());
+        }
+        if let Some(delivery) = &self.delivery {
+            status.last_webhook = Some(delivery.clone());
         }
     }
 }
@@ -143,6 +155,7 @@ mod tests {
             },
             inventory: vec![entry("a")],
             renderer: None,
+            digest: "d".into(),
         }
     }
 
@@ -165,7 +178,7 @@ mod tests {
     #[test]
     fn a_resync_that_changed_nothing_keeps_the_message_and_counts() {
         let previous = applied_before("Applied revision main@sha1:0123: 2 configured");
-        let decision = after_success(Some(&previous), &converged(0, 0), None);
+        let decision = after_success(Some(&previous), &converged(0, 0), None, None);
         assert_eq!(
             decision.outcome,
             Outcome::Ready {
@@ -182,7 +195,7 @@ mod tests {
         let previous = applied_before("an older message");
         for (writes, pruned) in [(1, 0), (0, 1)] {
             let done = converged(writes, pruned);
-            let decision = after_success(Some(&previous), &done, None);
+            let decision = after_success(Some(&previous), &done, None, None);
             assert_eq!(
                 decision.outcome,
                 Outcome::Ready {
@@ -200,7 +213,7 @@ mod tests {
         let mut previous = applied_before("old");
         previous.last_applied_revision = Some("main@sha1:ffff".into());
         let done = converged(0, 0);
-        let decision = after_success(Some(&previous), &done, Some("/hooks/x".into()));
+        let decision = after_success(Some(&previous), &done, Some("/hooks/x".into()), None);
         let mut status = previous;
         decision.apply_to(&mut status);
         assert_eq!(status.last_applied_revision.as_deref(), Some(REVISION));
@@ -213,7 +226,7 @@ mod tests {
     fn only_a_failure_the_user_must_fix_stalls() {
         let failed = Failure::new(Reason::GitOperationFailed, "timed out");
         assert!(matches!(
-            after_failure(&failed, None).outcome,
+            after_failure(&failed, None, None).outcome,
             Outcome::Failed {
                 reason: Reason::GitOperationFailed,
                 ..
@@ -221,7 +234,7 @@ mod tests {
         ));
         let stalled = Failure::new(Reason::SecretNotFound, "no Secret").stalled();
         assert!(matches!(
-            after_failure(&stalled, None).outcome,
+            after_failure(&stalled, None, None).outcome,
             Outcome::Stalled {
                 reason: Reason::SecretNotFound,
                 ..
@@ -237,7 +250,7 @@ mod tests {
             inventory: vec![entry("old")],
             ..previous.clone()
         };
-        after_failure(&bare, None).apply_to(&mut status);
+        after_failure(&bare, None, None).apply_to(&mut status);
         assert_eq!(status.inventory, vec![entry("old")]);
         assert_eq!(status.last_applied_revision.as_deref(), Some(REVISION));
         assert_eq!(status.last_attempted_revision, None);
@@ -245,7 +258,7 @@ mod tests {
         let prune_failed = Failure::new(Reason::PruneFailed, "forbidden")
             .at("main@sha1:4567")
             .keeping(vec![entry("new"), entry("old")]);
-        after_failure(&prune_failed, None).apply_to(&mut status);
+        after_failure(&prune_failed, None, None).apply_to(&mut status);
         assert_eq!(status.inventory, vec![entry("new"), entry("old")]);
         assert_eq!(
             status.last_attempted_revision.as_deref(),

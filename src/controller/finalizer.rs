@@ -49,6 +49,7 @@ pub(super) async fn cleanup(
     let name = repository.name_any();
     context.metrics.forget(&namespace, &name);
     context.health_waits.forget(&namespace, &name);
+    context.applied.forget(&namespace, &name);
     // A GitRepository created again under this name starts without the old one's backoff.
     context.failures.clear(&namespace, &name);
     let inventory = previous_inventory(repository);

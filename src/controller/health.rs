@@ -19,7 +19,7 @@ use super::{
     status::{is_new_work, write_status},
 };
 use crate::{
-    api::{GitRepository, RECONCILE_REQUESTED_AT},
+    api::{GitRepository, LastWebhook, RECONCILE_REQUESTED_AT},
     apply::{Applier, HealthCheck, ObjectRef},
     sync::lock,
 };
@@ -166,6 +166,7 @@ pub(super) async fn record_waiting(
     repository: &GitRepository,
     wait: &HealthWait,
     webhook_path: &Option<String>,
+    delivery: Option<LastWebhook>,
 ) -> Result<(), Error> {
     let revision = &wait.converged.revision;
     if !is_new_work(repository, revision) {
@@ -184,6 +185,9 @@ pub(super) async fn record_waiting(
             status.last_attempted_revision = Some(revision.clone());
             status.inventory = wait.converged.inventory.clone();
             status.webhook_path = webhook_path.clone();
+            if delivery.is_some() {
+                status.last_webhook = delivery;
+            }
         },
     )
     .await?;

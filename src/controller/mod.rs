@@ -12,12 +12,14 @@ mod health;
 mod identity;
 mod leader;
 mod prune;
+mod pushes;
 mod reconcile;
 mod render;
 mod report;
 mod schedule;
 mod spec;
 mod status;
+mod unchanged;
 mod webhook_token;
 mod webhooks;
 
@@ -155,6 +157,10 @@ pub struct Context {
     cleanup_failures: FailureCounts,
     /// Revisions applied and waiting to become healthy, checked again at each requeue.
     health_waits: health::HealthWaits,
+    /// Pushes this replica received, for the reconciles they start.
+    pushes: Arc<pushes::Pushes>,
+    /// What the last full reconcile of each object applied.
+    applied: unchanged::AppliedDigests,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -177,12 +183,15 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         ),
     };
     // Every replica receives webhooks; only the leader reconciles.
+    let (pushes, queued_pushes) = pushes::Pushes::new();
+    let pushes = Arc::new(pushes);
     if let Some(webhook) = settings.webhook.clone() {
         webhooks::start(
             client.clone(),
             repositories.clone(),
             settings.namespace.as_deref(),
             webhook,
+            pushes.clone(),
             metrics.clone(),
         )
         .map_err(Error::WebhookStartup)?;
@@ -211,6 +220,8 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         failures: FailureCounts::default(),
         cleanup_failures: FailureCounts::default(),
         health_waits: health::HealthWaits::default(),
+        pushes: pushes.clone(),
+        applied: unchanged::AppliedDigests::default(),
         client,
         settings: settings.clone(),
         metrics,
@@ -241,23 +252,26 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .watches_stream(metadata_changes(configmaps), move |configmap| {
             users_of(&store, "ConfigMap", &configmap)
         })
+        .reconcile_on(queued(queued_pushes))
         .graceful_shutdown_on(termination_signal())
-        .run(reconcile_with_finalizer, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // The watch restarts by itself (e.g. after "too old resource version").
-                Err(ControllerError::QueueError(error)) => {
-                    info!(%error, "GitRepository watch interrupted; resuming")
-                }
-                Err(ControllerError::ObjectNotFound(object)) => {
-                    info!(%object, "skipped a reconcile of a deleted GitRepository")
-                }
-                // Logged with its object by `error_policy`.
-                Err(ControllerError::ReconcilerFailed(..)) => {}
-                Err(error) => warn!(%error, "reconcile failed"),
+        .run(reconcile_with_finalizer, error_policy, context);
+    // From here this replica leads (or there is no election): pushes go to its queue.
+    pushes.start_leading();
+    let reconciling = reconciling.for_each(|result| async move {
+        match result {
+            Ok(_) => {}
+            // The watch restarts by itself (e.g. after "too old resource version").
+            Err(ControllerError::QueueError(error)) => {
+                info!(%error, "GitRepository watch interrupted; resuming")
             }
-        });
+            Err(ControllerError::ObjectNotFound(object)) => {
+                info!(%object, "skipped a reconcile of a deleted GitRepository")
+            }
+            // Logged with its object by `error_policy`.
+            Err(ControllerError::ReconcilerFailed(..)) => {}
+            Err(error) => warn!(%error, "reconcile failed"),
+        }
+    });
     // Losing the Lease drops every in-flight reconcile at once, applies included: a graceful
     // drain would keep writing while another replica may already lead.
     tokio::select! {
@@ -286,6 +300,13 @@ where
     watcher(api, watcher::Config::default())
         .default_backoff()
         .touched_objects()
+}
+
+/// The objects the webhook receiver queued, as a stream for the reconcile loop.
+fn queued(
+    mut pushes: pushes::Queued,
+) -> impl futures::Stream<Item = ObjectRef<GitRepository>> + Send {
+    futures::stream::poll_fn(move |cx| pushes.poll_recv(cx))
 }
 
 /// The GitRepositories of `object`'s namespace that read it (`kind` `Secret` or `ConfigMap`).

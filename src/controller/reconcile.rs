@@ -2,7 +2,10 @@
 //! wait for health, then record and report the outcome. Each step's failure becomes a
 //! [`Failure`] the status, the events and the metrics report.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use kube::{Api, ResourceExt, runtime::controller::Action};
 
@@ -27,7 +30,7 @@ use super::{
 };
 use crate::{
     api::GitRepository,
-    apply::{ApplyOptions, ObjectRef},
+    apply::{ApplyOptions, DesiredObject, ObjectRef, digest_of},
     manifests, revision,
     source::Artifact,
 };
@@ -41,8 +44,10 @@ pub(super) async fn reconcile_repository(
     let name = repository.name_any();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
     let started = Instant::now();
+    let push = context.pushes.take(&namespace, &name);
     if repository.spec.suspend == Some(true) {
         context.health_waits.forget(&namespace, &name);
+        context.applied.forget(&namespace, &name);
         write_status(&api, &repository, &Outcome::Suspended, |_| {}).await?;
         return Ok(Action::await_change());
     }
@@ -52,14 +57,30 @@ pub(super) async fn reconcile_repository(
         .map(|durations| durations.interval)
         .unwrap_or(context.settings.default_interval);
     let retry_interval = checked.as_ref().ok().and_then(|d| d.retry_interval);
-    let (repository, result) = match checked {
-        Ok(durations) => work(&api, repository, &context, &namespace, &durations).await?,
-        Err(failure) => (repository, Err(failure)),
+    let pushed = push.is_some();
+    let worked = match checked {
+        Ok(durations) => work(&api, repository, &context, &namespace, &durations, pushed).await?,
+        Err(failure) => Work::Done(repository, Err(failure)),
+    };
+    let (repository, result) = match worked {
+        Work::Done(repository, result) => (repository, result),
+        Work::Unchanged { drift_check_in } => {
+            context
+                .metrics
+                .observe_reconcile("unchanged", started.elapsed());
+            tracing::debug!(
+                namespace,
+                name,
+                "the pushed commit applies the same objects"
+            );
+            return Ok(Action::requeue(drift_check_in));
+        }
     };
     let webhook_path = webhook_path_of(&repository, &context.client, &namespace).await;
+    let delivery = push.and_then(|push| push.delivery);
     match result {
         Ok(Step::Waiting(wait)) => {
-            record_waiting(&api, &repository, &wait, &webhook_path).await?;
+            record_waiting(&api, &repository, &wait, &webhook_path, delivery).await?;
             let again = wait.look_again_in();
             context.health_waits.insert(&namespace, &name, wait);
             Ok(Action::requeue(again))
@@ -67,8 +88,9 @@ pub(super) async fn reconcile_repository(
         Ok(Step::Converged { converged, started }) => {
             report_success(&context, &repository, &converged, started.elapsed()).await;
             let previous = repository.status.as_ref();
-            let decided = decision::after_success(previous, &converged, webhook_path);
+            let decided = decision::after_success(previous, &converged, webhook_path, delivery);
             record(&api, &repository, &decided).await?;
+            context.applied.remember(&repository, &converged.digest);
             context.failures.clear(&namespace, &name);
             Ok(Action::requeue(jittered(interval)))
         }
@@ -77,7 +99,7 @@ pub(super) async fn reconcile_repository(
             record(
                 &api,
                 &repository,
-                &decision::after_failure(&failure, webhook_path),
+                &decision::after_failure(&failure, webhook_path, delivery),
             )
             .await?;
             let failures = context.failures.record(&namespace, &name);
@@ -102,50 +124,87 @@ async fn record(
     Ok(())
 }
 
-/// Fetches and applies; or, while the applied revision waits for health, only looks at its
-/// health again, so a waiting object holds no worker between looks.
+/// How far a reconcile's work went.
+// Returned once per reconcile and matched at once, never stored: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// A push brought a commit that applies the same objects as the last full reconcile:
+    /// nothing was asked of the API; the next drift check is due in `drift_check_in`.
+    Unchanged { drift_check_in: Duration },
+    /// The object as last written, and where its work ended.
+    Done(Arc<GitRepository>, Result<Step, Failure>),
+}
+
+/// Fetches, renders and applies; or, while the applied revision waits for health, only looks
+/// at its health again, so a waiting object holds no worker between looks. A push whose commit
+/// leaves the objects to apply as they were ends before any API request.
 async fn work(
     api: &Api<GitRepository>,
     repository: Arc<GitRepository>,
     context: &Context,
     namespace: &str,
     durations: &SpecDurations,
-) -> Result<(Arc<GitRepository>, Result<Step, Failure>), Error> {
+    pushed: bool,
+) -> Result<Work, Error> {
     if let Some(wait) = context.health_waits.take(&repository) {
         let step = recheck_health(&repository, context, namespace, wait).await;
-        return Ok((repository, step));
+        return Ok(Work::Done(repository, step));
     }
-    let fetched = artifact_of(&repository, context, namespace, durations.timeout).await;
-    let repository = match &fetched {
-        Ok(artifact) if is_new_work(&repository, &artifact.revision) => {
-            mark_reconciling(api, repository, artifact).await?
-        }
-        _ => repository,
-    };
-    let step = match fetched {
-        Ok(artifact) => converge(&repository, context, namespace, artifact, durations).await,
+    let desired = match artifact_of(&repository, context, namespace, durations.timeout).await {
+        Ok(artifact) => desired_state(&repository, context, namespace, artifact).await,
         Err(failure) => Err(failure),
     };
-    Ok((repository, step))
+    let desired = match desired {
+        Ok(desired) => desired,
+        Err(failure) => return Ok(Work::Done(repository, Err(failure))),
+    };
+    let unchanged = pushed
+        .then(|| {
+            let digest = &desired.digest;
+            context
+                .applied
+                .unchanged(&repository, digest, durations.interval)
+        })
+        .flatten();
+    if let Some(drift_check_in) = unchanged {
+        return Ok(Work::Unchanged { drift_check_in });
+    }
+    // Remembered again once everything is applied: until then the cluster may hold part of
+    // another set of objects.
+    context.applied.forget(namespace, &repository.name_any());
+    let repository = if is_new_work(&repository, &desired.revision) {
+        mark_reconciling(api, repository, &desired.revision).await?
+    } else {
+        repository
+    };
+    let step = converge(&repository, context, namespace, desired, durations).await;
+    Ok(Work::Done(repository, step))
 }
 
-/// Renders, reads, applies and prunes the revision; then, with `spec.wait`, takes a first
-/// look at its health.
-async fn converge(
+/// A revision's objects as they are to be applied: rendered, read, substituted and labelled.
+struct DesiredState {
+    revision: String,
+    commit_time: String,
+    objects: Vec<DesiredObject>,
+    /// `kustomize <version>` or `helm <version>` when anything was rendered.
+    renderer: Option<String>,
+    /// See [`crate::apply::digest_of`].
+    digest: String,
+}
+
+/// Renders and reads the revision's files into the objects to apply.
+async fn desired_state(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
     artifact: Artifact,
-    durations: &SpecDurations,
-) -> Result<Step, Failure> {
-    let started = Instant::now();
+) -> Result<DesiredState, Failure> {
     let revision = artifact.revision.clone();
     refuse_skipped_paths(&revision, &artifact.skipped)?;
     // Variables and values are read as the same account that applies, so a tenant cannot
     // publish what it may not read.
     let reader = client_for(repository, namespace, context, Reason::BuildFailed)?;
-    let options =
-        ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency);
+    let options = ApplyOptions::for_repository(repository, namespace, 1);
     let chart = super::render::chart_context(
         repository,
         &options.default_namespace,
@@ -171,9 +230,32 @@ async fn converge(
         .map_err(|errors| manifest_failure(&revision, errors))?;
     let renderer = inputs.renderer();
     revision::apply_common_metadata(&mut manifests, &repository.spec);
+    let objects = revision::desired_objects(manifests);
+    Ok(DesiredState {
+        digest: digest_of(&objects),
+        revision,
+        commit_time: artifact.commit_time,
+        objects,
+        renderer,
+    })
+}
+
+/// Applies and prunes the revision's objects; then, with `spec.wait`, takes a first look at
+/// their health.
+async fn converge(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    desired: DesiredState,
+    durations: &SpecDurations,
+) -> Result<Step, Failure> {
+    let started = Instant::now();
+    let revision = desired.revision;
+    let options =
+        ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier
-        .apply(revision::desired_objects(manifests), &options)
+        .apply(desired.objects, &options)
         .await
         .map_err(|error| apply_failure(&revision, &error))?;
     let (inventory, pruned) = prune_stale(repository, namespace, context, &applier, &report)
@@ -191,11 +273,12 @@ async fn converge(
     .collect();
     let converged = Converged {
         revision,
-        commit_time: artifact.commit_time,
+        commit_time: desired.commit_time,
         report,
         pruned,
         inventory,
-        renderer,
+        renderer: desired.renderer,
+        digest: desired.digest,
     };
     if repository.spec.wait != Some(true) {
         return Ok(Step::Converged { converged, started });

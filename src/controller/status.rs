@@ -14,7 +14,6 @@ use super::{
 use crate::{
     api::{GitRepository, GitRepositoryStatus, RECONCILE_REQUESTED_AT},
     apply::FIELD_MANAGER,
-    source::Artifact,
 };
 
 /// Writes the status only when it changed, so a steady state costs no writes; returns the
@@ -46,7 +45,7 @@ pub(super) async fn write_status(
                 field_manager: Some(FIELD_MANAGER.to_owned()),
                 ..Default::default()
             },
-            &kube::api::Patch::Merge(status_patch(status)),
+            &kube::api::Patch::Merge(status_patch(status, &previous)),
         )
         .await?;
     Ok(Some(written))
@@ -67,15 +66,15 @@ pub(super) fn is_new_work(repository: &GitRepository, revision: &str) -> bool {
 pub(super) async fn mark_reconciling(
     api: &Api<GitRepository>,
     repository: Arc<GitRepository>,
-    artifact: &Artifact,
+    revision: &str,
 ) -> Result<Arc<GitRepository>, Error> {
-    let message = format!("Applying revision {}", artifact.revision);
+    let message = format!("Applying revision {revision}");
     let written = write_status(
         api,
         &repository,
         &Outcome::Reconciling { message },
         |status| {
-            status.last_fetched_revision = Some(artifact.revision.clone());
+            status.last_fetched_revision = Some(revision.to_owned());
         },
     )
     .await?;
@@ -108,10 +107,16 @@ const RECONCILER_STATUS_FIELDS: [&str; 11] = [
     "lastAppliedRenderer",
 ];
 
-/// The merge patch of a status write. `lastWebhook` belongs to the webhook receiver, which may
-/// have recorded a newer delivery than the copy read here: left out, a merge patch keeps it.
-fn status_patch(mut status: GitRepositoryStatus) -> serde_json::Value {
-    status.last_webhook = None;
+/// The merge patch of a status write. `lastWebhook` is written by a replica that received a
+/// push and does not lead, which may have recorded a newer delivery than the copy read here:
+/// left out unless this write records a delivery itself, a merge patch keeps it.
+fn status_patch(
+    mut status: GitRepositoryStatus,
+    previous: &GitRepositoryStatus,
+) -> serde_json::Value {
+    if status.last_webhook == previous.last_webhook {
+        status.last_webhook = None;
+    }
     let mut fields = match serde_json::to_value(status) {
         Ok(serde_json::Value::Object(fields)) => fields,
         _ => serde_json::Map::new(),
@@ -127,25 +132,43 @@ mod tests {
     use super::*;
     use crate::api::{ApplyCounts, InventoryEntry};
 
+    fn delivery(id: &str) -> crate::api::LastWebhook {
+        crate::api::LastWebhook {
+            received_at: "2025-01-02T03:04:05Z".into(),
+            delivery_id: Some(id.into()),
+            provider: "github".into(),
+        }
+    }
+
     #[test]
-    fn status_writes_never_mention_the_last_webhook() {
-        let status = GitRepositoryStatus {
-            last_applied_revision: Some("main@sha1:0123".into()),
-            last_webhook: Some(crate::api::LastWebhook {
-                received_at: "2025-01-02T03:04:05Z".into(),
-                delivery_id: Some("d-1".into()),
-                provider: "github".into(),
-            }),
+    fn status_writes_mention_the_last_webhook_only_to_record_a_delivery() {
+        let read = GitRepositoryStatus {
+            last_webhook: Some(delivery("d-1")),
             ..GitRepositoryStatus::default()
         };
-        let patch = status_patch(status);
+        let status = GitRepositoryStatus {
+            last_applied_revision: Some("main@sha1:0123".into()),
+            ..read.clone()
+        };
+        let patch = status_patch(status.clone(), &read);
         assert!(patch["status"].get("lastWebhook").is_none(), "{patch}");
         assert_eq!(patch["status"]["lastAppliedRevision"], "main@sha1:0123");
+
+        let recording = GitRepositoryStatus {
+            last_webhook: Some(delivery("d-2")),
+            ..status
+        };
+        let patch = status_patch(recording, &read);
+        assert_eq!(
+            patch["status"]["lastWebhook"]["deliveryId"], "d-2",
+            "{patch}"
+        );
     }
 
     #[test]
     fn status_writes_clear_what_the_reconciler_emptied() {
-        let patch = status_patch(GitRepositoryStatus::default());
+        let empty = GitRepositoryStatus::default();
+        let patch = status_patch(empty.clone(), &empty);
         assert_eq!(patch["status"]["inventory"], serde_json::Value::Null);
         assert_eq!(patch["status"]["webhookPath"], serde_json::Value::Null);
         assert!(patch["status"].get("lastWebhook").is_none());

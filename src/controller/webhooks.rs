@@ -1,7 +1,8 @@
 //! Serving the push webhooks on every replica: an in-memory index of GitRepositories kept by a
-//! watch (no API list per request), and a trigger that asks for a reconcile by setting the
-//! `driftless.dev/reconcile-requested-at` annotation, which survives restarts and reaches the
-//! leader whichever replica received the push.
+//! watch (no API list per request), and a trigger that asks for a reconcile: on the leading
+//! replica straight into its reconcile queue (no API write), on any other by setting the
+//! `driftless.dev/reconcile-requested-at` annotation, which reaches the leader whichever
+//! replica received the push.
 //!
 //! Per-object hooks follow their token Secrets by a metadata watch, so a rotated token takes
 //! effect (and the old one stops working) at once, not at the object's next reconcile. The
@@ -32,7 +33,10 @@ use tracing::{info, warn};
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::webhook_token::read_webhook_token;
+use super::{
+    pushes::{Pushes, QueueError},
+    webhook_token::read_webhook_token,
+};
 use crate::{
     api::{GitRepository, LastWebhook, RECONCILE_REQUESTED_AT},
     sync::write,
@@ -102,14 +106,17 @@ pub fn read_shared_secrets(dir: Option<&Path>) -> std::io::Result<SharedSecrets>
     })
 }
 
-/// Asks for a reconcile through the API, skipping pushes whose commit is already applied so a
-/// burst of redundant deliveries causes no fetch storm.
-struct AnnotationTrigger {
+/// Asks for a reconcile of each matched object: straight into the reconcile queue on the
+/// leading replica, through the annotation on any other. Pushes whose commit is already applied
+/// are skipped, so a burst of redundant deliveries causes no fetch storm.
+struct PushTrigger {
     client: Client,
     store: Store<GitRepository>,
+    pushes: Arc<Pushes>,
+    metrics: Metrics,
 }
 
-impl Trigger for AnnotationTrigger {
+impl Trigger for PushTrigger {
     fn trigger(
         &self,
         namespace: &str,
@@ -121,24 +128,40 @@ impl Trigger for AnnotationTrigger {
             .store
             .get(&reference)
             .and_then(|r| r.applied_revision().map(str::to_owned));
-        let already_applied = matches!((commit, &applied), (Some(c), Some(a)) if a.ends_with(c));
+        if matches!((commit, &applied), (Some(c), Some(a)) if a.ends_with(c)) {
+            return Box::pin(async { Ok(()) });
+        }
+        // Queued at once, not in the future: the delivery kept by `record_delivery` just
+        // before must reach the reconcile this starts.
+        match self.pushes.trigger(namespace, name) {
+            Ok(()) => {
+                self.metrics.count_webhook_trigger("queue");
+                return Box::pin(async { Ok(()) });
+            }
+            Err(QueueError::Stopped) => {
+                let error = TriggerError::Failed(Box::new(QueueError::Stopped));
+                return Box::pin(async { Err(error) });
+            }
+            Err(QueueError::NotLeading) => {}
+        }
         let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
         let name = name.to_owned();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
-            if already_applied {
-                return Ok(());
-            }
             let now = jiff::Timestamp::now().to_string();
             let patch = json!({ "metadata": { "annotations": { RECONCILE_REQUESTED_AT: now } } });
             api.patch(&name, &webhook_write(), &Patch::Merge(&patch))
                 .await
-                .map(|_| ())
-                .map_err(|error| TriggerError::Failed(Box::new(error)))
+                .map_err(|error| TriggerError::Failed(Box::new(error)))?;
+            metrics.count_webhook_trigger("annotation");
+            Ok(())
         })
     }
 
-    /// A merge patch of `status.lastWebhook` alone, so the rest of the status (the leader's)
-    /// is untouched. The controller reconciles only on spec, annotation, deletion and finalizer
+    /// On the leading replica, the delivery is handed to the reconcile it starts, which writes
+    /// it with its own status (a delivery that starts none is not written). On any other, a
+    /// merge patch of `status.lastWebhook` alone, so the rest of the status (the leader's) is
+    /// untouched; the controller reconciles only on spec, annotation, deletion and finalizer
     /// changes, so this write starts no reconcile.
     fn record_delivery(
         &self,
@@ -146,9 +169,13 @@ impl Trigger for AnnotationTrigger {
         name: &str,
         delivery: &Delivery,
     ) -> BoxFuture<'static, Result<(), TriggerError>> {
+        let record = last_webhook(delivery);
+        if self.pushes.is_leading() {
+            self.pushes.record(namespace, name, record);
+            return Box::pin(async { Ok(()) });
+        }
         let api: Api<GitRepository> = Api::namespaced(self.client.clone(), namespace);
         let name = name.to_owned();
-        let record = last_webhook(delivery);
         Box::pin(async move {
             let patch = json!({ "status": { "lastWebhook": record } });
             api.patch_status(&name, &webhook_write(), &Patch::Merge(&patch))
@@ -176,13 +203,16 @@ pub fn start(
     repositories: Api<GitRepository>,
     namespace: Option<&str>,
     settings: WebhookSettings,
+    pushes: Arc<Pushes>,
     metrics: Metrics,
 ) -> std::io::Result<()> {
     let shared_secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
     let (store, writer) = reflector::store();
-    let trigger = Arc::new(AnnotationTrigger {
+    let trigger = Arc::new(PushTrigger {
         client: client.clone(),
         store: store.clone(),
+        pushes,
+        metrics: metrics.clone(),
     });
     let mut state = WebhookState::new(shared_secrets, trigger);
     state.metrics = Some(metrics);

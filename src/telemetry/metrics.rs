@@ -28,6 +28,13 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `queue` (straight into the leading replica's reconcile queue) or `annotation` (an API
+    /// write that reaches the leader from any replica).
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     /// What ended the reconcile before its outcome was recorded, e.g. `cleanup`, `kube`.
     pub error: String,
@@ -98,6 +105,7 @@ pub struct Metrics {
     pub webhook_requests: Family<WebhookLabels, Counter>,
     pub webhook_duration: Family<WebhookLatencyLabels, Histogram, fn() -> Histogram>,
     pub webhook_trigger_failures: Counter,
+    pub webhook_triggers: Family<TriggerLabels, Counter>,
     pub renders: Family<RenderLabels, Counter>,
     pub render_duration: Family<RendererLabels, Histogram, fn() -> Histogram>,
 }
@@ -172,6 +180,13 @@ impl Default for Metrics {
              (polling catches up at the interval)",
             webhook_trigger_failures.clone(),
         );
+        let webhook_triggers = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "webhook_triggers",
+            "Reconciles a verified webhook asked for, by route (queue: in this process; \
+             annotation: through the API, from a replica that does not lead)",
+            webhook_triggers.clone(),
+        );
         let renders = Family::<RenderLabels, Counter>::default();
         registry.register(
             "render",
@@ -197,6 +212,7 @@ impl Default for Metrics {
             webhook_requests,
             webhook_duration,
             webhook_trigger_failures,
+            webhook_triggers,
             renders,
             render_duration,
         }
@@ -269,6 +285,14 @@ impl Metrics {
         self.webhook_duration
             .get_or_create(&latency)
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts one reconcile a webhook asked for, by `route` (`queue` or `annotation`).
+    pub fn count_webhook_trigger(&self, route: &str) {
+        let labels = TriggerLabels {
+            route: route.to_owned(),
+        };
+        self.webhook_triggers.get_or_create(&labels).inc();
     }
 
     pub fn count_webhook_trigger_failures(&self, objects: usize) {

@@ -369,23 +369,6 @@ async fn requested_at(namespace: &TestNamespace, name: &str) -> Option<String> {
         .remove(RECONCILE_REQUESTED_AT)
 }
 
-/// The reconcile-requested annotation once it differs from `previous`: the receiver writes it
-/// right after its 202.
-async fn requested_after(
-    namespace: &TestNamespace,
-    name: &str,
-    previous: &Option<String>,
-) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let current = requested_at(namespace, name).await;
-        if current != *previous || tokio::time::Instant::now() > deadline {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_signed_push_of_every_provider_converges_long_before_the_interval() {
     install_crds().await;
@@ -485,7 +468,7 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
     let port = free_port();
     let mut flags = webhook_flags(port, &secrets).to_vec();
     flags.extend(["--webhook-max-body-bytes".into(), BODY_LIMIT.to_string()]);
-    let _replica = start_replica(&namespace, &strs(&flags));
+    let replica = start_replica(&namespace, &strs(&flags));
     create_repository(&namespace, &url, HOURLY).await;
     wait_applied(&namespace, &first, Duration::from_secs(60)).await;
     wait_for_port(port).await;
@@ -617,22 +600,24 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        requested_at(&namespace, "app").await,
-        None,
+        replica.counter(QUEUED_PUSHES),
+        0,
         "no bad delivery asked for a reconcile"
     );
+    assert_eq!(requested_at(&namespace, "app").await, None);
     assert!(
         applied_revision(&namespace, "app").await.ends_with(&first),
         "no bad delivery brought {second} in"
     );
 
-    // The same push, correctly signed, triggers once...
+    // The same push, correctly signed, triggers once (queued in the leading replica, with no
+    // API write)...
     let (status, response) = request(port, "POST", "/hooks/github", &signed("good-1"), &body);
     assert_eq!(status, 202, "{response}");
     assert_eq!(triggered(&response), 1, "{response}");
     wait_applied(&namespace, &second, WEBHOOK_DEADLINE).await;
-    let requested = requested_at(&namespace, "app").await;
-    assert!(requested.is_some(), "the trigger is the annotation");
+    assert_eq!(replica.counter(QUEUED_PUSHES), 1, "one reconcile queued");
+    assert_eq!(requested_at(&namespace, "app").await, None, "no annotation");
     // ...and its redelivery is answered as a duplicate and triggers nothing.
     let (status, response) = request(port, "POST", "/hooks/github", &signed("good-1"), &body);
     assert_eq!(status, 200, "{response}");
@@ -641,11 +626,10 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
         json!(true),
         "{response}"
     );
-    assert_eq!(requested_at(&namespace, "app").await, requested);
+    assert_eq!(replica.counter(QUEUED_PUSHES), 1);
 
-    // A delivery without a commit always writes the annotation (nothing says it is applied
-    // already), so its redelivery shows that the replay cache, not the applied-commit check,
-    // drops it.
+    // A delivery without a commit always triggers (nothing says it is applied already), so
+    // its redelivery shows that the replay cache, not the applied-commit check, drops it.
     let generic = serde_json::to_vec(&json!({ "url": url, "ref": "refs/heads/main" })).unwrap();
     let generic_signature = format!(
         "sha256={}",
@@ -659,9 +643,9 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
     let (status, response) = post(port, "/hooks/generic", &generic_headers, &generic);
     assert_eq!(status, 202, "{response}");
     assert_eq!(triggered(&response), 1, "{response}");
-    let requested_again = requested_after(&namespace, "app", &requested).await;
-    assert_ne!(
-        requested_again, requested,
+    assert_eq!(
+        replica.counter(QUEUED_PUSHES),
+        2,
         "a commit-less delivery requests a reconcile"
     );
     let (status, response) = post(port, "/hooks/generic", &generic_headers, &generic);
@@ -672,9 +656,9 @@ async fn bad_deliveries_get_their_status_and_trigger_nothing() {
         "{response}"
     );
     assert_eq!(
-        requested_at(&namespace, "app").await,
-        requested_again,
-        "a redelivery writes no new request"
+        replica.counter(QUEUED_PUSHES),
+        2,
+        "a redelivery requests nothing"
     );
 }
 
@@ -749,6 +733,10 @@ async fn a_push_delivered_to_a_replica_that_does_not_lead_is_applied_by_the_lead
         configmap_value(&namespace, "app").await.as_deref(),
         Some("two")
     );
+    let follower = &replicas[follower];
+    let annotated = r#"driftless_webhook_triggers_total{route="annotation"}"#;
+    assert_eq!(follower.counter(annotated), 1, "asked through the API");
+    assert_eq!(follower.counter(QUEUED_PUSHES), 0, "nothing queued");
     eprintln!("push to applied through a replica that does not lead: {took:?}");
 }
 
@@ -1018,7 +1006,7 @@ async fn huge_or_missing_delivery_ids_cost_bounded_writes() {
     write_secret(secrets.path(), "github", GITHUB_SECRET);
     write_secret(secrets.path(), "generic", GENERIC_SECRET);
     let port = free_port();
-    let _replica = start_replica(&namespace, &strs(&webhook_flags(port, &secrets)));
+    let replica = start_replica(&namespace, &strs(&webhook_flags(port, &secrets)));
     create_repository(&namespace, &url, HOURLY).await;
     wait_applied(&namespace, &first, Duration::from_secs(60)).await;
     wait_for_port(port).await;
@@ -1062,12 +1050,12 @@ async fn huge_or_missing_delivery_ids_cost_bounded_writes() {
         ("X-Signature", signature.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let before = requested_at(&namespace, "app").await;
+    let before = replica.counter(QUEUED_PUSHES);
     let (status, response) = post(port, "/hooks/generic", &headers, &generic);
     assert_eq!(status, 202, "{response}");
     assert_eq!(triggered(&response), 1, "{response}");
-    let requested = requested_after(&namespace, "app", &before).await;
-    assert_ne!(requested, before, "the first one requests a reconcile");
+    let requested = replica.counter(QUEUED_PUSHES);
+    assert_eq!(requested, before + 1, "the first one requests a reconcile");
     let (status, response) = post(port, "/hooks/generic", &headers, &generic);
     assert_eq!(status, 200, "{response}");
     assert_eq!(
@@ -1077,8 +1065,8 @@ async fn huge_or_missing_delivery_ids_cost_bounded_writes() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        requested_at(&namespace, "app").await,
+        replica.counter(QUEUED_PUSHES),
         requested,
-        "an id-less redelivery writes nothing"
+        "an id-less redelivery requests nothing"
     );
 }

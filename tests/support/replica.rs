@@ -10,6 +10,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 
 use super::cluster::{TestNamespace, kubeconfig_path};
 
+/// Reconciles the webhook receiver of a leading replica put straight into its queue.
+pub const QUEUED_PUSHES: &str = r#"driftless_webhook_triggers_total{route="queue"}"#;
+
 /// A controller process, killed when dropped.
 pub struct Replica {
     pub child: Child,
@@ -21,6 +24,17 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// The value of the counter `series` (name and labels as exported, e.g.
+    /// `driftless_webhook_triggers_total{route="queue"}`); 0 until it is first counted.
+    pub fn counter(&self, series: &str) -> u64 {
+        let text = super::controller::http_get(self.metrics_port, "/metrics")
+            .expect("the replica serves /metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().expect("a counter is an integer"))
+            .unwrap_or(0)
+    }
+
     /// Whether `holder` (a Lease's `holderIdentity`) is this replica.
     pub fn holds(&self, holder: &str) -> bool {
         holder.starts_with(&format!("{}_", self.host))
