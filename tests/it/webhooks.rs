@@ -1070,3 +1070,106 @@ async fn huge_or_missing_delivery_ids_cost_bounded_writes() {
         "an id-less redelivery requests nothing"
     );
 }
+
+/// The files of a monorepo: two plain paths and an overlay of a base outside its path, each
+/// ConfigMap's value given.
+fn monorepo_files(a: &str, b: &str, base: &str) -> Vec<(String, String)> {
+    vec![
+        ("apps/a/app.yaml".into(), manifest_named("a", a)),
+        ("apps/b/app.yaml".into(), manifest_named("b", b)),
+        (
+            "base/kustomization.yaml".into(),
+            "resources:\n- app.yaml\n".into(),
+        ),
+        ("base/app.yaml".into(), manifest_named("base", base)),
+        (
+            "apps/c/kustomization.yaml".into(),
+            "resources:\n- ../../base\nnamePrefix: c-\n".into(),
+        ),
+    ]
+}
+
+fn commit_monorepo(repo: &TestRepo, message: &str, files: &[(String, String)]) -> String {
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, contents)| (path.as_str(), contents.as_str()))
+        .collect();
+    repo.commit(message, &files)
+}
+
+#[tokio::test]
+async fn a_push_costs_the_paths_whose_objects_it_did_not_change_no_write() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-monorepo").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("mono");
+    let first = commit_monorepo(&repo, "one", &monorepo_files("1", "1", "1"));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let secrets = tempfile::tempdir().unwrap();
+    write_secret(secrets.path(), "github", GITHUB_SECRET);
+    let port = free_port();
+    let kustomize = support::cluster::binaries_dir().join("kustomize");
+    let mut flags = webhook_flags(port, &secrets).to_vec();
+    flags.extend(["--kustomize-binary".into(), kustomize.display().to_string()]);
+    let replica = start_replica(&namespace, &strs(&flags));
+    for name in ["a", "b", "c"] {
+        let spec = json!({ "url": url, "path": format!("apps/{name}"), "interval": HOURLY });
+        namespace.create_git_repository(name, spec).await;
+    }
+    for name in ["a", "b", "c"] {
+        wait_applied_named(&namespace, name, &first, Duration::from_secs(60)).await;
+    }
+    wait_for_port(port).await;
+    let api = namespace.api::<GitRepository>();
+    let versions = || async {
+        let mut versions = Vec::new();
+        for name in ["a", "b", "c"] {
+            versions.push(api.get(name).await.unwrap().metadata.resource_version);
+        }
+        versions
+    };
+    let unchanged = r#"driftless_reconcile_duration_seconds_count{result="unchanged"}"#;
+
+    // A commit to path a only: b and c apply the same objects and write nothing.
+    let before = versions().await;
+    let second = commit_monorepo(&repo, "two", &monorepo_files("2", "1", "1"));
+    let (status, response) = Delivery::GitHub.deliver(port, &repo, &url, &first, &second, "m-1");
+    assert_eq!(status, 202, "{response}");
+    assert_eq!(triggered(&response), 3, "{response}");
+    wait_applied_named(&namespace, "a", &second, WEBHOOK_DEADLINE).await;
+    assert_eq!(configmap_value(&namespace, "a").await.as_deref(), Some("2"));
+    wait_until(|| replica.counter(unchanged) == 2, "b and c end early").await;
+    let after = versions().await;
+    assert_ne!(after[0], before[0], "a recorded its new revision");
+    assert_eq!(after[1..], before[1..], "b and c were not written to");
+    assert!(applied_revision(&namespace, "b").await.ends_with(&first));
+
+    // A commit to the base outside c's path changes c's objects: c applies it.
+    let third = commit_monorepo(&repo, "three", &monorepo_files("2", "1", "3"));
+    let (status, response) = Delivery::GitHub.deliver(port, &repo, &url, &second, &third, "m-2");
+    assert_eq!(status, 202, "{response}");
+    wait_applied_named(&namespace, "c", &third, WEBHOOK_DEADLINE).await;
+    assert_eq!(
+        configmap_value(&namespace, "c-base").await.as_deref(),
+        Some("3")
+    );
+    wait_until(|| replica.counter(unchanged) == 4, "a and b end early").await;
+    let last = versions().await;
+    assert_eq!(last[..2], after[..2], "a and b were not written to");
+    let recorded = api.get("c").await.unwrap().status.unwrap().last_webhook;
+    assert_eq!(
+        recorded.and_then(|webhook| webhook.delivery_id).as_deref(),
+        Some("m-2"),
+        "the reconcile that applied records its delivery"
+    );
+}
+
+/// Polls `check` every 100 ms for up to 20 s; fails naming `what`.
+async fn wait_until(check: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
