@@ -84,6 +84,7 @@ pub fn artifact_request(owner: &str, url: &str) -> ArtifactRequest {
         ignore: vec![],
         credentials: None,
         timeout: Duration::from_secs(120),
+        listed_after: None,
     }
 }
 

@@ -85,6 +85,7 @@ pub async fn fetched_revision(
         ignore: spec.ignore.clone(),
         credentials,
         timeout: Duration::from_secs(120),
+        listed_after: None,
     };
     let artifact = engine
         .artifact(&request)

@@ -17,15 +17,20 @@ use crate::{
     source::{Artifact, ArtifactRequest, Credentials},
 };
 
-/// Resolves the ref and fetches its files (from the cache when the commit is known).
+/// Resolves the ref and fetches its files (from the cache when the commit is known). After a
+/// push, a listing of the URL made since `pushed_at` resolves the ref.
 pub(super) async fn artifact_of(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
     timeout: Duration,
+    pushed_at: Option<Instant>,
 ) -> Result<Artifact, Failure> {
     let credentials = read_credentials(repository, context, namespace).await?;
-    let request = artifact_request(repository, namespace, credentials, timeout);
+    let request = ArtifactRequest {
+        listed_after: pushed_at,
+        ..artifact_request(repository, namespace, credentials, timeout)
+    };
     let fetch_started = Instant::now();
     let fetched = context.source.artifact(&request).await;
     context
@@ -88,5 +93,6 @@ fn artifact_request(
         ignore: spec.ignore.clone(),
         credentials,
         timeout,
+        listed_after: None,
     }
 }

@@ -14,6 +14,7 @@ use std::{
         Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::Instant,
 };
 
 use kube::runtime::reflector::ObjectRef;
@@ -31,7 +32,8 @@ pub(super) struct Pushes {
 #[derive(Default)]
 struct Pending {
     delivery: Option<LastWebhook>,
-    triggered: bool,
+    /// When the last push not yet taken was queued: a listing after it shows every one.
+    queued_at: Option<Instant>,
 }
 
 /// A push that asked for the reconcile now running.
@@ -39,6 +41,8 @@ struct Pending {
 pub(super) struct Push {
     /// The delivery to record in `status.lastWebhook`.
     pub(super) delivery: Option<LastWebhook>,
+    /// When it was queued: a ref listing after this shows the pushed commit.
+    pub(super) queued_at: Instant,
 }
 
 /// Why a push could not be queued.
@@ -87,7 +91,7 @@ impl Pushes {
             return Err(QueueError::NotLeading);
         }
         let key = (namespace.to_owned(), name.to_owned());
-        lock(&self.pending).entry(key).or_default().triggered = true;
+        lock(&self.pending).entry(key).or_default().queued_at = Some(Instant::now());
         self.queue
             .send(ObjectRef::new(name).within(namespace))
             .map_err(|_| QueueError::Stopped)
@@ -97,8 +101,9 @@ impl Pushes {
     pub(super) fn take(&self, namespace: &str, name: &str) -> Option<Push> {
         let key = (namespace.to_owned(), name.to_owned());
         let pending = lock(&self.pending).remove(&key)?;
-        pending.triggered.then_some(Push {
+        Some(Push {
             delivery: pending.delivery,
+            queued_at: pending.queued_at?,
         })
     }
 }
@@ -136,12 +141,8 @@ mod tests {
             queued.try_recv().unwrap(),
             ObjectRef::new("app").within("team-a")
         );
-        assert_eq!(
-            pushes.take("team-a", "app"),
-            Some(Push {
-                delivery: Some(delivery("d-1"))
-            })
-        );
+        let push = pushes.take("team-a", "app").unwrap();
+        assert_eq!(push.delivery, Some(delivery("d-1")));
         assert_eq!(pushes.take("team-a", "app"), None, "taken once");
     }
 

@@ -57,7 +57,7 @@ pub(super) async fn reconcile_repository(
         .map(|durations| durations.interval)
         .unwrap_or(context.settings.default_interval);
     let retry_interval = checked.as_ref().ok().and_then(|d| d.retry_interval);
-    let pushed = push.is_some();
+    let pushed = push.as_ref().map(|push| push.queued_at);
     let worked = match checked {
         Ok(durations) => work(&api, repository, &context, &namespace, &durations, pushed).await?,
         Err(failure) => Work::Done(repository, Err(failure)),
@@ -144,13 +144,14 @@ async fn work(
     context: &Context,
     namespace: &str,
     durations: &SpecDurations,
-    pushed: bool,
+    pushed: Option<Instant>,
 ) -> Result<Work, Error> {
     if let Some(wait) = context.health_waits.take(&repository) {
         let step = recheck_health(&repository, context, namespace, wait).await;
         return Ok(Work::Done(repository, step));
     }
-    let desired = match artifact_of(&repository, context, namespace, durations.timeout).await {
+    let fetched = artifact_of(&repository, context, namespace, durations.timeout, pushed).await;
+    let desired = match fetched {
         Ok(artifact) => desired_state(&repository, context, namespace, artifact).await,
         Err(failure) => Err(failure),
     };
@@ -159,6 +160,7 @@ async fn work(
         Err(failure) => return Ok(Work::Done(repository, Err(failure))),
     };
     let unchanged = pushed
+        .is_some()
         .then(|| {
             let digest = &desired.digest;
             context

@@ -87,6 +87,11 @@ pub struct ArtifactRequest {
     pub credentials: Option<Credentials>,
     /// Bound on the whole request, waiting for other requests on the same URL included.
     pub timeout: Duration,
+    /// A ref listing of the URL that started after this instant answers the request, however
+    /// long ago. For a push, its arrival: a listing after it shows the pushed commit (or a
+    /// newer one), so the GitRepositories a push reaches share one listing however they are
+    /// queued. `None`: a listing that finished while the request waited.
+    pub listed_after: Option<Instant>,
 }
 
 // `url` may hold a token: print it redacted, like every other place a URL is shown.
@@ -133,8 +138,10 @@ pub struct SourceStats {
     pub bytes_received: AtomicU64,
 }
 
-/// The refs a URL advertised, and when that answer was complete.
+/// The refs a URL advertised, when the listing was sent and when its answer was complete.
+#[derive(Clone)]
 struct Answered {
+    started: Instant,
     at: Instant,
     advertisement: Advertisement,
 }
@@ -146,6 +153,41 @@ type Listing = tokio::sync::Mutex<Option<Answered>>;
 /// work they started) use the entry's directory, and take turns on the listing inside;
 /// eviction needs it exclusively, so it never deletes a directory in use.
 type Slot = Arc<tokio::sync::RwLock<Listing>>;
+
+/// Most entries whose last listing is kept for requests that follow a push.
+const MAX_RECENT_LISTINGS: usize = 256;
+
+/// The last listing of recently listed entries, by directory name, for requests that follow a
+/// push (see [`ArtifactRequest::listed_after`]): the reconciles one push starts run a few at a
+/// time, and each would otherwise list the URL again. Bounded; the oldest is dropped first.
+#[derive(Default)]
+struct RecentListings(Mutex<HashMap<String, Answered>>);
+
+impl RecentListings {
+    /// The refs of `key` as listed by a listing that started after `after`.
+    fn since(&self, key: &str, after: Instant) -> Option<Advertisement> {
+        let recent = crate::sync::lock(&self.0);
+        let answered = recent
+            .get(key)
+            .filter(|answered| answered.started >= after)?;
+        Some(answered.advertisement.clone())
+    }
+
+    fn remember(&self, key: &str, answered: Answered) {
+        let mut recent = crate::sync::lock(&self.0);
+        recent.insert(key.to_owned(), answered);
+        while recent.len() > MAX_RECENT_LISTINGS {
+            let oldest = recent
+                .iter()
+                .min_by_key(|(_, answered)| answered.started)
+                .map(|(key, _)| key.clone());
+            match oldest {
+                Some(oldest) => recent.remove(&oldest),
+                None => break,
+            };
+        }
+    }
+}
 
 /// The slots of the entries in use, by directory name. A slot is forgotten as soon as nothing
 /// holds it: a listing is only ever reused by requests that waited while it ran, so an idle
@@ -220,6 +262,7 @@ pub struct SourceEngine {
     /// would help guess a password; kept in the cache so that names survive restarts.
     identity_salt: Vec<u8>,
     stats: Arc<SourceStats>,
+    recent_listings: RecentListings,
 }
 
 impl SourceEngine {
@@ -240,6 +283,7 @@ impl SourceEngine {
             limits,
             slots: Arc::default(),
             stats: Arc::default(),
+            recent_listings: RecentListings::default(),
         }
     }
 
@@ -293,19 +337,31 @@ impl SourceEngine {
             _in_use: in_use.clone(),
         };
 
-        let advertisement = match answered.as_ref() {
-            Some(previous) if previous.at >= asked_at => previous.advertisement.clone(),
+        let answers = |previous: &Answered| match request.listed_after {
+            Some(after) => previous.started >= after,
+            None => previous.at >= asked_at,
+        };
+        let after_push = request
+            .listed_after
+            .and_then(|after| self.recent_listings.since(&entry, after));
+        let advertisement = match (answered.as_ref(), after_push) {
+            (Some(previous), _) if answers(previous) => previous.advertisement.clone(),
+            (_, Some(advertisement)) => advertisement,
             _ => {
+                let started = Instant::now();
                 let advertisement = blocking({
                     let job = job.clone();
                     move || job.advertise()
                 })
                 .await?;
                 self.stats.advertisements.fetch_add(1, Ordering::Relaxed);
-                *answered = Some(Answered {
+                let listed = Answered {
+                    started,
                     at: Instant::now(),
                     advertisement: advertisement.clone(),
-                });
+                };
+                self.recent_listings.remember(&entry, listed.clone());
+                *answered = Some(listed);
                 advertisement
             }
         };
@@ -711,6 +767,7 @@ mod tests {
                 ignore: vec![],
                 credentials: Some(basic("deployer", "hunter2")),
                 timeout: Duration::from_secs(1),
+                listed_after: None,
             };
             let printed = format!("{request:?}");
             assert!(

@@ -36,6 +36,7 @@ fn request(
         ignore: vec![],
         credentials,
         timeout: Duration::from_secs(20),
+        listed_after: None,
     }
 }
 
@@ -242,6 +243,37 @@ async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
     let third = engine.artifact(&request(&url, None, None)).await.unwrap();
     assert!(third.fetched);
     assert_eq!(third.commit, next);
+}
+
+#[tokio::test]
+async fn requests_after_a_push_share_the_listing_made_after_it() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+    engine.artifact(&request(&url, None, None)).await.unwrap();
+
+    let next = releases.repo.commit(
+        "three",
+        &[("deploy/config.yaml", "kind: ConfigMap\nversion: 3\n")],
+    );
+    let pushed_at = std::time::Instant::now();
+    let after_push = ArtifactRequest {
+        listed_after: Some(pushed_at),
+        ..request(&url, None, None)
+    };
+    let listings = || engine.stats().advertisements.load(Ordering::Relaxed);
+    assert_eq!(engine.artifact(&after_push).await.unwrap().commit, next);
+    assert_eq!(listings(), 2);
+    // One request after another, as a reconcile queue runs them: the listing made after the
+    // push answers the later ones, which see the pushed commit without listing again.
+    for _ in 0..3 {
+        assert_eq!(engine.artifact(&after_push).await.unwrap().commit, next);
+    }
+    assert_eq!(listings(), 2, "one listing after the push");
+    engine.artifact(&request(&url, None, None)).await.unwrap();
+    assert_eq!(listings(), 3, "a poll lists again");
 }
 
 #[tokio::test]
