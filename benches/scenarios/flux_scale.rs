@@ -11,7 +11,8 @@
 //!
 //! Parameters: `DRIFTLESS_BENCH_FLUX_SIZES` (default 100,500,1000),
 //! `DRIFTLESS_BENCH_FLUX_OVERLAY_SIZES` (default 500), `DRIFTLESS_BENCH_FLUX_IDLE_SECS`
-//! (default 600; 0 skips the idle window), `DRIFTLESS_BENCH_FLUX_CONFIGS`.
+//! (default 600; 0 skips the idle window), `DRIFTLESS_BENCH_FLUX_RESYNC` (default 1; 0 skips
+//! the resync, to measure the idle window alone), `DRIFTLESS_BENCH_FLUX_CONFIGS`.
 
 use std::time::{Duration, Instant};
 
@@ -164,7 +165,7 @@ async fn one_run(
             "vmhwm_sum_mib": round(running.peak_rss_mib(), 1),
             "to_ready": before.usage(&after),
         });
-        if at_largest {
+        if at_largest && env_number("FLUX_RESYNC", 1) != 0 {
             result["resync"] = resync(&running, server, size).await?;
         }
         anyhow::Ok(result)

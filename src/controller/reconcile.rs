@@ -159,15 +159,9 @@ async fn work(
         Ok(desired) => desired,
         Err(failure) => return Ok(Work::Done(repository, Err(failure))),
     };
-    let unchanged = pushed
-        .is_some()
-        .then(|| {
-            let digest = &desired.digest;
-            context
-                .applied
-                .unchanged(&repository, digest, durations.interval)
-        })
-        .flatten();
+    let applied = &context.applied;
+    let unchanged =
+        pushed.and_then(|_| applied.unchanged(&repository, &desired.digest, durations.interval));
     if let Some(drift_check_in) = unchanged {
         return Ok(Work::Unchanged { drift_check_in });
     }
