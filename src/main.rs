@@ -15,6 +15,9 @@ const PLUGIN_NAME: &str = "kubectl-driftless";
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = parse_command_line();
+    if !matches!(cli.command, Command::Controller(_)) {
+        end_quietly_when_the_reader_leaves();
+    }
     let result = match cli.command {
         Command::Client(command) => return driftless::cli::run(command).await,
         Command::Controller(args) => run_controller(*args).await,
@@ -52,6 +55,17 @@ async fn main() -> ExitCode {
             eprintln!("Error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A client command whose reader went away (`driftless get --watch | head`) ends as other Unix
+/// tools do, by SIGPIPE, instead of panicking at its next `println!` (Rust ignores SIGPIPE).
+/// Only for client commands: the controller's sockets must never end the process, and its
+/// network writes do not raise SIGPIPE anyway (they are sent with `MSG_NOSIGNAL`).
+fn end_quietly_when_the_reader_leaves() {
+    // SAFETY: restores the default disposition of one signal before any thread writes output.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -914,6 +914,7 @@ async fn get_watch_prints_a_row_per_change() {
         .args(["-n", &namespace.name])
         .env_remove("KUBECONFIG")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the driftless binary runs");
     let stdout = child.stdout.take().unwrap();
@@ -941,9 +942,27 @@ async fn get_watch_prints_a_row_per_change() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
     let seen = lines.join().unwrap();
+    // The reader has gone (its end of the pipe is closed): the next row ends the command
+    // quietly, as `get --watch | head` would, not with a panic.
+    let resumed = run_in(&namespace, &["resume", "app"]).await;
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("get --watch kept running after its reader left");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut errors).unwrap();
+    assert!(!errors.contains("panicked"), "{errors}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {errors}");
     assert!(
         seen[0].starts_with("NAME") && seen[0].contains("SUSPENDED"),
         "{seen:?}"
