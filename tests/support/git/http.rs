@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -154,14 +155,19 @@ fn spawn_server_thread(
             .build()
             .expect("build the git HTTP server's runtime");
         let service = app.into_make_service();
+        // TCP_NODELAY, as git hosts (and nginx or any proxy in front of them) answer: without
+        // it the small last write of a response (the end of a chunked body) waits for the
+        // client's delayed ACK, and every request after the first on a kept-alive connection
+        // stalls for 40 ms, which would be measured as the client's latency.
         let served = runtime.block_on(async move {
             match rustls {
                 Some(config) => {
-                    let server = axum_server::from_tcp_rustls(listener, config);
+                    let server = axum_server::from_tcp_rustls(listener, config)
+                        .map(|tls| tls.acceptor(NoDelayAcceptor));
                     server.handle(handle).serve(service).await
                 }
                 None => {
-                    let server = axum_server::from_tcp(listener);
+                    let server = axum_server::from_tcp(listener).acceptor(NoDelayAcceptor);
                     server.handle(handle).serve(service).await
                 }
             }
