@@ -58,6 +58,7 @@ struct ServerState {
     basic_auth: Option<(String, String)>,
     rejected_credentials: AtomicUsize,
     requests: AtomicUsize,
+    advertisements: AtomicUsize,
 }
 
 impl HttpGitServer {
@@ -76,6 +77,7 @@ impl HttpGitServer {
             basic_auth: options.basic_auth,
             rejected_credentials: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            advertisements: AtomicUsize::new(0),
         });
         let handle = Handle::new();
         let rustls = tls
@@ -119,6 +121,11 @@ impl HttpGitServer {
     #[allow(dead_code)]
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many of those requests asked for the ref advertisement (`GET .../info/refs`).
+    pub fn advertisements(&self) -> usize {
+        self.state.advertisements.load(Ordering::SeqCst)
     }
 
     /// How many requests carried basic-auth credentials that were wrong.
@@ -178,6 +185,9 @@ fn spawn_server_thread(
 
 async fn serve_git(State(state): State<Arc<ServerState>>, request: Request) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if request.uri().path().ends_with("/info/refs") {
+        state.advertisements.fetch_add(1, Ordering::SeqCst);
+    }
     let remote_user = match state.authenticate(request.headers()) {
         Ok(user) => user,
         Err(challenge) => return challenge.into_response(),
