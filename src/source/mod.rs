@@ -7,7 +7,7 @@
 //! itself. Content fetched with credentials is so only ever served to requests that proved
 //! access with the same credentials. Work is "resolve first, fetch second": the remote's refs
 //! are listed (one round trip), and objects are fetched, shallow and without tags, only when the
-//! wanted commit is not cached yet. Requests for one entry are serialized and coalesced: a
+//! wanted commit is not cached yet, over the connection that listed the refs. Requests for one entry are serialized and coalesced: a
 //! request that waited while another listed the refs reuses that answer instead of asking the
 //! server again. Entries unused for a while, or beyond a size bound, are evicted
 //! ([`SourceEngine::evict_unused`]), never while a request uses them.
