@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write as _},
     path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, atomic::Ordering},
@@ -35,6 +35,19 @@ impl Controller {
     ) -> Result<Self> {
         let metrics_port = free_port();
         let webhook_port = free_port();
+        // For profiling a scenario: a finer log level, and a copy of the log to read afterwards.
+        let log_level = std::env::var("DRIFTLESS_BENCH_CONTROLLER_LOG_LEVEL")
+            .unwrap_or_else(|_| "info,kube_client::client::builder=debug".to_owned());
+        let mut log_copy = match std::env::var_os("DRIFTLESS_BENCH_CONTROLLER_LOG") {
+            Some(path) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .context("opening the controller log copy")?,
+            )),
+            None => None,
+        };
         let mut child = Command::new(binary)
             .args([
                 "controller",
@@ -46,7 +59,7 @@ impl Controller {
                 "--log-format",
                 "json",
                 "--log-level",
-                "info,kube_client::client::builder=debug",
+                &log_level,
             ])
             .arg("--metrics-bind-address")
             .arg(format!("127.0.0.1:{metrics_port}"))
@@ -69,6 +82,9 @@ impl Controller {
             move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(copy) = log_copy.as_mut() {
+                        let _ = writeln!(copy, "{line}").and_then(|()| copy.flush());
+                    }
                     log.record(&line);
                 }
             }

@@ -162,6 +162,7 @@ async fn one_run(
             let previous = head.clone();
             head = commit_files(repo.path(), &format!("push {revision}"), &[file])?;
             let started = Instant::now();
+            let triggered_at = jiff::Timestamp::now();
             send_trigger(&running, trigger, &url, &previous, &head, push).await?;
             let name = format!("app-0000-cm-{object}");
             let want = revision.to_string();
@@ -171,6 +172,12 @@ async fn one_run(
                 .until_one(&name, within, &|o| o["data"]["revision"] == want.as_str())
                 .await?;
             let shown = started.elapsed();
+            if std::env::var_os("DRIFTLESS_BENCH_CONTROLLER_LOG").is_some() {
+                eprintln!(
+                    "   push {revision}: triggered at {triggered_at}, visible at {}",
+                    jiff::Timestamp::now()
+                );
+            }
             running
                 .appliers()
                 .until_one("app-0000", within, &applied(&head))

@@ -7,7 +7,7 @@
 //! itself. Content fetched with credentials is so only ever served to requests that proved
 //! access with the same credentials. Work is "resolve first, fetch second": the remote's refs
 //! are listed (one round trip), and objects are fetched, shallow and without tags, only when the
-//! wanted commit is not cached yet. Requests for one entry are serialized and coalesced: a
+//! wanted commit is not cached yet, over the connection that listed the refs. Requests for one entry are serialized and coalesced: a
 //! request that waited while another listed the refs reuses that answer instead of asking the
 //! server again. Entries unused for a while, or beyond a size bound, are evicted
 //! ([`SourceEngine::evict_unused`]), never while a request uses them.
@@ -46,7 +46,7 @@ pub use tree::{ManifestFile, TreeLimits};
 
 use crate::api::GitReference;
 use select::Selection;
-use transport::{Advertisement, Conversation};
+use transport::{Advertisement, Conversation, Listed};
 use url::RepositoryUrl;
 
 /// Limits on what one fetch may transfer and hand on.
@@ -337,6 +337,7 @@ impl SourceEngine {
             _in_use: in_use.clone(),
         };
 
+        tracing::debug!(owner = request.owner, "resolving the ref");
         let answers = |previous: &Answered| match request.listed_after {
             Some(after) => previous.started >= after,
             None => previous.at >= asked_at,
@@ -344,41 +345,40 @@ impl SourceEngine {
         let after_push = request
             .listed_after
             .and_then(|after| self.recent_listings.since(&entry, after));
-        let advertisement = match (answered.as_ref(), after_push) {
-            (Some(previous), _) if answers(previous) => previous.advertisement.clone(),
-            (_, Some(advertisement)) => advertisement,
-            _ => {
-                let started = Instant::now();
-                let advertisement = blocking({
-                    let job = job.clone();
-                    move || job.advertise()
+        let reused = match (answered.as_ref(), after_push) {
+            // Another request listed the refs while this one waited, or since the push this one
+            // follows: that answer is reused.
+            (Some(previous), _) if answers(previous) => Some(previous.advertisement.clone()),
+            (_, Some(advertisement)) => Some(advertisement),
+            _ => None,
+        };
+        let (selection, fetched) = match reused {
+            Some(advertisement) => {
+                let selection = choose(&advertisement, request.reference.as_ref())?;
+                let fetched = blocking({
+                    let (job, selection) = (job.clone(), selection.clone());
+                    move || job.fetch_unless_cached(&selection, None)
+                })
+                .await?;
+                (selection, fetched)
+            }
+            None => {
+                let (listing, chosen) = blocking({
+                    let (job, reference) = (job.clone(), request.reference.clone());
+                    move || job.list_and_fetch(reference.as_ref())
                 })
                 .await?;
                 self.stats.advertisements.fetch_add(1, Ordering::Relaxed);
-                let listed = Answered {
-                    started,
-                    at: Instant::now(),
-                    advertisement: advertisement.clone(),
-                };
-                self.recent_listings.remember(&entry, listed.clone());
-                *answered = Some(listed);
-                advertisement
+                self.recent_listings.remember(&entry, listing.clone());
+                *answered = Some(listing);
+                chosen?
             }
         };
-        if advertisement.refs.is_empty() {
-            return Err(SourceErrorKind::EmptyRepository);
-        }
-        let selection = select::select(
-            &advertisement.refs,
-            advertisement.default_branch.as_deref(),
-            request.reference.as_ref(),
-        )?;
-
-        let fetched = blocking({
-            let (job, selection) = (job.clone(), selection.clone());
-            move || job.fetch_unless_cached(&selection)
-        })
-        .await?;
+        tracing::debug!(
+            owner = request.owner,
+            fetched = fetched.is_some(),
+            "commit at hand"
+        );
         if let Some(bytes) = fetched {
             self.stats.fetches.fetch_add(1, Ordering::Relaxed);
             self.stats
@@ -397,6 +397,7 @@ impl SourceEngine {
             read_artifact(&repo_dir, &selection, &path, &ignore, limits)
         })
         .await?;
+        tracing::debug!(owner = request.owner, "read the revision");
         artifact.fetched = fetched.is_some();
         Ok(artifact)
     }
@@ -522,19 +523,48 @@ impl Job {
         )
     }
 
-    fn advertise(&self) -> Result<Advertisement, SourceErrorKind> {
+    /// Lists the refs and, on the same connection, fetches the chosen commit unless it is
+    /// cached. The listing comes back even when no commit could be chosen or fetched: requests
+    /// waiting on the same entry may want another ref of it.
+    fn list_and_fetch(
+        &self,
+        reference: Option<&GitReference>,
+    ) -> Result<(Answered, Result<Chosen, SourceErrorKind>), SourceErrorKind> {
         let repo = open_or_init(&self.repo_dir)?;
-        self.conversation().advertise(&repo)
+        let conversation = self.conversation();
+        let started = Instant::now();
+        let listed = conversation.list(&repo)?;
+        let listing = Answered {
+            started,
+            at: Instant::now(),
+            advertisement: listed.advertisement.clone(),
+        };
+        let chosen = choose(&listing.advertisement, reference).and_then(|selection| {
+            let fetched = self.fetch_unless_cached(&selection, Some((&repo, listed)))?;
+            Ok((selection, fetched))
+        });
+        Ok((listing, chosen))
     }
 
-    /// Fetches the selection unless its commit is already cached; returns the bytes received
-    /// when it fetched.
-    fn fetch_unless_cached(&self, selection: &Selection) -> Result<Option<u64>, SourceErrorKind> {
-        let repo = open_or_init(&self.repo_dir)?;
+    /// Fetches the selection unless its commit is already cached, over `listed`'s connection
+    /// when there is one; returns the bytes received when it fetched.
+    fn fetch_unless_cached(
+        &self,
+        selection: &Selection,
+        listed: Option<(&Repository, Listed<'_, '_>)>,
+    ) -> Result<Option<u64>, SourceErrorKind> {
+        let opened;
+        let (repo, listed) = match listed {
+            Some((repo, listed)) => (repo, Some(listed)),
+            None => {
+                opened = open_or_init(&self.repo_dir)?;
+                (&opened, None)
+            }
+        };
         eviction::mark_used(&self.repo_dir);
         let oid = Oid::from_str(&selection.oid)?;
         if repo.find_commit(oid).is_ok() {
-            return Ok(None);
+            return listed.map_or(Ok(()), Listed::close).map(|()| None);
         }
         let refspecs = match &selection.refspec {
             Some(name) => vec![format!("+{name}:{name}")],
@@ -543,14 +573,14 @@ impl Job {
                 selection.oid, selection.oid
             )],
         };
-        let mut received = self.fetch_refspecs(&repo, &refspecs, selection)?;
+        let mut received = self.fetch_refspecs(repo, &refspecs, selection, listed)?;
         if repo.find_commit(oid).is_err() {
             // A pinned commit behind its branch's tip: ask for the commit itself.
             let by_id = vec![format!(
                 "+{}:refs/driftless/commits/{}",
                 selection.oid, selection.oid
             )];
-            received += self.fetch_refspecs(&repo, &by_id, selection)?;
+            received += self.fetch_refspecs(repo, &by_id, selection, None)?;
         }
         if repo.find_commit(oid).is_err() {
             return Err(SourceErrorKind::CommitNotFound(selection.oid.clone()));
@@ -567,17 +597,40 @@ impl Job {
         repo: &Repository,
         refspecs: &[String],
         selection: &Selection,
+        listed: Option<Listed<'_, '_>>,
     ) -> Result<u64, SourceErrorKind> {
         let by_id = refspecs
             .iter()
             .all(|r| r.starts_with(&format!("+{}", selection.oid)));
-        match self.conversation().fetch(repo, refspecs) {
+        let fetched = match listed {
+            Some(listed) => listed.fetch(refspecs),
+            None => self.conversation().fetch(repo, refspecs),
+        };
+        match fetched {
             Err(SourceErrorKind::Git(reason)) if by_id => Err(SourceErrorKind::CommitNotFound(
                 format!("{} ({reason})", selection.oid),
             )),
             other => other,
         }
     }
+}
+
+/// The commit chosen, and the bytes received when it had to be fetched.
+type Chosen = (Selection, Option<u64>);
+
+/// The commit `reference` names among the advertised refs.
+fn choose(
+    advertisement: &Advertisement,
+    reference: Option<&GitReference>,
+) -> Result<Selection, SourceErrorKind> {
+    if advertisement.refs.is_empty() {
+        return Err(SourceErrorKind::EmptyRepository);
+    }
+    Ok(select::select(
+        &advertisement.refs,
+        advertisement.default_branch.as_deref(),
+        reference,
+    )?)
 }
 
 fn open_or_init(dir: &Path) -> Result<Repository, SourceErrorKind> {

@@ -13,7 +13,7 @@ use std::{
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
-    FetchOptions, RemoteCallbacks, Repository, cert::Cert,
+    FetchOptions, Remote, RemoteCallbacks, Repository, cert::Cert,
 };
 
 use super::{
@@ -34,6 +34,32 @@ pub(super) struct Conversation<'a> {
 
 /// A ref name no server advertises: asking for it makes a download list refs and want nothing.
 const ADVERTISE_ONLY: &str = "refs/driftless/advertise-only";
+
+/// A remote whose refs were listed, still connected.
+pub(super) struct Listed<'c, 'r> {
+    // Declared first, so dropped (and disconnected) while the callbacks it may call still live.
+    remote: Remote<'r>,
+    options: FetchOptions<'c>,
+    conversation: &'c Conversation<'c>,
+    pub advertisement: Advertisement,
+}
+
+impl Listed<'_, '_> {
+    /// Fetches `refspecs` over the listing's connection: no second ref advertisement (one
+    /// request less over HTTP, one handshake less over SSH), and the credentials the listing
+    /// was let in with. Returns the bytes received.
+    pub fn fetch(mut self, refspecs: &[String]) -> Result<u64, SourceErrorKind> {
+        self.conversation
+            .fetch_over(&mut self.remote, &mut self.options, refspecs)
+    }
+
+    /// Ends the conversation without fetching.
+    pub fn close(mut self) -> Result<(), SourceErrorKind> {
+        self.remote
+            .disconnect()
+            .map_err(|e| self.conversation.explain(e))
+    }
+}
 
 /// The refs a remote advertises, and where its HEAD points.
 #[derive(Clone, Debug)]
@@ -61,16 +87,17 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    /// Lists the remote's refs without transferring objects (like `git ls-remote`). A download
-    /// of a ref no server has is used rather than `connect`, because only the download path
-    /// sends the custom headers that bearer-token auth needs; with nothing wanted, no objects
-    /// move. (A download with no refspec at all would fetch every advertised ref.)
-    pub fn advertise(&self, repo: &Repository) -> Result<Advertisement, SourceErrorKind> {
+    /// Lists the remote's refs without transferring objects (like `git ls-remote`), and stays
+    /// connected: a fetch that follows ([`Listed::fetch`]) reuses the connection and this
+    /// listing instead of asking for the refs again. A download of a ref no server has is used
+    /// rather than `connect`, because only the download path sends the custom headers that
+    /// bearer-token auth needs; with nothing wanted, no objects move. (A download with no
+    /// refspec at all would fetch every advertised ref.)
+    pub fn list<'c, 'r>(&'c self, repo: &'r Repository) -> Result<Listed<'c, 'r>, SourceErrorKind> {
         let mut remote = repo
             .remote_anonymous(&self.url.for_libgit2())
             .map_err(|e| self.explain(e))?;
-        let headers = self.headers();
-        let mut options = self.fetch_options(&headers);
+        let mut options = self.fetch_options(&self.headers());
         remote
             .download(&[ADVERTISE_ONLY], Some(&mut options))
             .map_err(|e| self.explain(e))?;
@@ -87,24 +114,37 @@ impl<'a> Conversation<'a> {
             .default_branch()
             .ok()
             .and_then(|name| name.as_str().ok().map(str::to_owned));
-        remote.disconnect().map_err(|e| self.explain(e))?;
-        Ok(Advertisement {
-            refs,
-            default_branch,
+        Ok(Listed {
+            remote,
+            options,
+            conversation: self,
+            advertisement: Advertisement {
+                refs,
+                default_branch,
+            },
         })
     }
 
-    /// Fetches `refspecs` at depth 1, without following tags (they would un-shallow the
-    /// cache). Returns the bytes received.
+    /// Fetches `refspecs` on a connection of its own (see [`Listed::fetch`]).
     pub fn fetch(&self, repo: &Repository, refspecs: &[String]) -> Result<u64, SourceErrorKind> {
         let mut remote = repo
             .remote_anonymous(&self.url.for_libgit2())
             .map_err(|e| self.explain(e))?;
-        let headers = self.headers();
-        let mut options = self.fetch_options(&headers);
+        let mut options = self.fetch_options(&self.headers());
+        self.fetch_over(&mut remote, &mut options, refspecs)
+    }
+
+    /// Fetches `refspecs` at depth 1, without following tags (they would un-shallow the
+    /// cache); a connected `remote` stays on its connection. Returns the bytes received.
+    fn fetch_over(
+        &self,
+        remote: &mut Remote<'_>,
+        options: &mut FetchOptions<'_>,
+        refspecs: &[String],
+    ) -> Result<u64, SourceErrorKind> {
         options.depth(1);
         remote
-            .fetch(refspecs, Some(&mut options), None)
+            .fetch(refspecs, Some(options), None)
             .map_err(|e| self.explain(e))?;
         Ok(remote.stats().received_bytes() as u64)
     }

@@ -235,6 +235,11 @@ async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
     );
     assert_eq!(engine.stats().fetches.load(Ordering::Relaxed), 1);
     assert_eq!(engine.stats().advertisements.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        server.advertisements(),
+        2,
+        "one ref advertisement per check"
+    );
 
     let next = releases.repo.commit(
         "three",
@@ -243,6 +248,11 @@ async fn unchanged_ref_costs_one_advertisement_and_no_fetch() {
     let third = engine.artifact(&request(&url, None, None)).await.unwrap();
     assert!(third.fetched);
     assert_eq!(third.commit, next);
+    assert_eq!(
+        server.advertisements(),
+        3,
+        "the fetch of a moved ref uses the listing's connection, not a second advertisement"
+    );
 }
 
 #[tokio::test]

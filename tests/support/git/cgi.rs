@@ -29,7 +29,12 @@ pub(super) async fn run_http_backend(
         .envs(cgi_header_env(&parts.headers))
         .spawn()?;
     let pid = child.id().unwrap_or_default();
-    eprintln!("git http-backend pid {pid}: {} {}", parts.method, parts.uri);
+    eprintln!(
+        "git http-backend pid {pid}: {} {}{}",
+        parts.method,
+        parts.uri,
+        timing_suffix()
+    );
 
     // The request body goes in while the response comes out, so neither pipe can fill up
     // and stall the other side.
@@ -160,8 +165,26 @@ async fn log_lines(stderr: impl AsyncRead + Unpin, pid: u32) {
 
 async fn reap(mut child: Child, pid: u32) {
     match child.wait().await {
-        Ok(status) if status.success() => {}
+        Ok(status) if status.success() => {
+            if timing() {
+                eprintln!("git http-backend pid {pid}: exited{}", timing_suffix());
+            }
+        }
         Ok(status) => eprintln!("git http-backend pid {pid} exited with {status}"),
         Err(err) => eprintln!("git http-backend pid {pid}: cannot wait for it: {err}"),
+    }
+}
+
+/// `DRIFTLESS_TEST_GIT_TIMING` set: each request's start and end are logged with the wall
+/// clock, to line them up with a controller's log when profiling.
+fn timing() -> bool {
+    std::env::var_os("DRIFTLESS_TEST_GIT_TIMING").is_some()
+}
+
+fn timing_suffix() -> String {
+    if timing() {
+        format!(" at {}", jiff::Timestamp::now())
+    } else {
+        String::new()
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -57,6 +58,7 @@ struct ServerState {
     basic_auth: Option<(String, String)>,
     rejected_credentials: AtomicUsize,
     requests: AtomicUsize,
+    advertisements: AtomicUsize,
 }
 
 impl HttpGitServer {
@@ -75,6 +77,7 @@ impl HttpGitServer {
             basic_auth: options.basic_auth,
             rejected_credentials: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            advertisements: AtomicUsize::new(0),
         });
         let handle = Handle::new();
         let rustls = tls
@@ -120,6 +123,11 @@ impl HttpGitServer {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// How many of those requests asked for the ref advertisement (`GET .../info/refs`).
+    pub fn advertisements(&self) -> usize {
+        self.state.advertisements.load(Ordering::SeqCst)
+    }
+
     /// How many requests carried basic-auth credentials that were wrong.
     pub fn rejected_credentials(&self) -> usize {
         self.state.rejected_credentials.load(Ordering::SeqCst)
@@ -154,14 +162,19 @@ fn spawn_server_thread(
             .build()
             .expect("build the git HTTP server's runtime");
         let service = app.into_make_service();
+        // TCP_NODELAY, as git hosts (and nginx or any proxy in front of them) answer: without
+        // it the small last write of a response (the end of a chunked body) waits for the
+        // client's delayed ACK, and every request after the first on a kept-alive connection
+        // stalls for 40 ms, which would be measured as the client's latency.
         let served = runtime.block_on(async move {
             match rustls {
                 Some(config) => {
-                    let server = axum_server::from_tcp_rustls(listener, config);
+                    let server = axum_server::from_tcp_rustls(listener, config)
+                        .map(|tls| tls.acceptor(NoDelayAcceptor));
                     server.handle(handle).serve(service).await
                 }
                 None => {
-                    let server = axum_server::from_tcp(listener);
+                    let server = axum_server::from_tcp(listener).acceptor(NoDelayAcceptor);
                     server.handle(handle).serve(service).await
                 }
             }
@@ -172,6 +185,9 @@ fn spawn_server_thread(
 
 async fn serve_git(State(state): State<Arc<ServerState>>, request: Request) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if request.uri().path().ends_with("/info/refs") {
+        state.advertisements.fetch_add(1, Ordering::SeqCst);
+    }
     let remote_user = match state.authenticate(request.headers()) {
         Ok(user) => user,
         Err(challenge) => return challenge.into_response(),
