@@ -121,7 +121,7 @@ pub async fn scenario() -> Result<Value> {
         "load_average": {"before": load_before, "after": load_after},
         "notes": [
             format!("{pushes} sequential commits after one warm-up commit, one second apart; each changes one of the {OBJECTS} ConfigMaps. The clock starts right before the trigger is sent (the commit is already in the served repository) and stops when the changed ConfigMap carries the new value, seen by a watch from the bench process; 'status' is until the applier's `status.lastAppliedRevision` names the commit. p99 of 30 samples is their maximum."),
-            "The annotation is patched by the bench (one merge PATCH, its time included); the webhook is a POST to the receiver on loopback (its time included; the receiver then patches the annotation itself).".to_owned(),
+            "The annotation is patched by the bench (one merge PATCH, its time included); the webhook is a POST to the receiver on loopback (its time included; the receiver, on the leading replica, then queues the reconcile in-process, with no API write).".to_owned(),
             "Requests and CPU per push: over all measured pushes, divided by their number (requests counted client-side, as in flux-scale).".to_owned(),
         ],
     }))
