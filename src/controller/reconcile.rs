@@ -150,9 +150,11 @@ async fn work(
         let step = recheck_health(&repository, context, namespace, wait).await;
         return Ok(Work::Done(repository, step));
     }
+    let options =
+        ApplyOptions::for_repository(&repository, namespace, context.settings.apply_concurrency);
     let fetched = artifact_of(&repository, context, namespace, durations.timeout, pushed).await;
     let desired = match fetched {
-        Ok(artifact) => desired_state(&repository, context, namespace, artifact).await,
+        Ok(artifact) => desired_state(&repository, context, namespace, &options, artifact).await,
         Err(failure) => Err(failure),
     };
     let desired = match desired {
@@ -173,7 +175,15 @@ async fn work(
     } else {
         repository
     };
-    let step = converge(&repository, context, namespace, desired, durations).await;
+    let step = converge(
+        &repository,
+        context,
+        namespace,
+        &options,
+        desired,
+        durations,
+    )
+    .await;
     Ok(Work::Done(repository, step))
 }
 
@@ -193,6 +203,7 @@ async fn desired_state(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
+    options: &ApplyOptions,
     artifact: Artifact,
 ) -> Result<DesiredState, Failure> {
     let revision = artifact.revision.clone();
@@ -200,7 +211,6 @@ async fn desired_state(
     // Variables and values are read as the same account that applies, so a tenant cannot
     // publish what it may not read.
     let reader = client_for(repository, namespace, context, Reason::BuildFailed)?;
-    let options = ApplyOptions::for_repository(repository, namespace, 1);
     let chart = super::render::chart_context(
         repository,
         &options.default_namespace,
@@ -242,16 +252,15 @@ async fn converge(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,
+    options: &ApplyOptions,
     desired: DesiredState,
     durations: &SpecDurations,
 ) -> Result<Step, Failure> {
     let started = Instant::now();
     let revision = desired.revision;
-    let options =
-        ApplyOptions::for_repository(repository, namespace, context.settings.apply_concurrency);
     let applier = applier_for(repository, namespace, context)?;
     let report = applier
-        .apply(desired.objects, &options)
+        .apply(desired.objects, options)
         .await
         .map_err(|error| apply_failure(&revision, &error))?;
     let (inventory, pruned) = prune_stale(repository, namespace, context, &applier, &report)
