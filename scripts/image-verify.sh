@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the image scripts/image.sh built with podman, the way the chart runs it: as its default
 # user (65532), read-only root file system, every capability dropped, no privilege escalation.
-# Checks that driftless, kustomize and helm run inside it and that it holds no shell.
+# Checks that driftless, kustomize and helm run inside it, that driftless renders a
+# kustomization and a chart with them (its sandbox inside a container), and that it holds no
+# shell.
 #
 #   scripts/image-verify.sh [IMAGE_DIR]   (default target/image, as written by scripts/image.sh)
 #
@@ -79,6 +81,30 @@ uid=$(probe id -u)
 [[ $uid == 65532 ]] || fail "the container runs as uid $uid, not 65532"
 if probe touch /usr/local/bin/written 2>/dev/null; then fail "the root file system is writable"; fi
 log "runs as uid $uid; the root file system is read-only"
+
+# Renders inside the container, through driftless's sandbox: a kustomization (kustomize) and a
+# chart (helm), from a git repository mounted read-only (`driftless build` reads the commit, as
+# the controller reads a fetched revision). Owned by 65532: libgit2 refuses a repository owned
+# by another user.
+source_repo="$state/repo"
+mkdir -p "$source_repo"
+cp -r "$repo/tests/fixtures/kustomize/argocd-example-apps/sock-shop" "$source_repo/overlay"
+cp -r "$repo/tests/fixtures/helm/sealed-secrets" "$source_repo/chart"
+printf '%s\n' 'apiVersion: driftless.dev/v1alpha1' 'kind: GitRepository' \
+  'metadata: {name: chart, namespace: default}' \
+  'spec: {url: "https://git.invalid/chart.git", path: chart, helm: {}}' >"$source_repo/chart.yaml"
+git -C "$source_repo" init -q
+git -C "$source_repo" add -A
+git -C "$source_repo" -c user.name=test -c user.email=test@invalid commit -qm fixtures
+chown -R 65532:65532 "$source_repo"
+render() { run -v "$source_repo:/repo:ro" "$name" build "$@"; }
+out=$(render /repo/overlay 2>&1) || fail "driftless build of a kustomization failed: $out"
+count=$(grep -c '^kind: ' <<<"$out" || true)
+((count > 10)) || fail "driftless build of the kustomization rendered $count objects: $out"
+log "kustomize rendered $count objects inside the container"
+out=$(render /repo --spec-file /repo/chart.yaml 2>&1) || fail "driftless build of a chart failed: $out"
+grep -q '^kind: Deployment' <<<"$out" || fail "driftless build of the chart rendered no Deployment: $out"
+log "helm rendered $(grep -c '^kind: ' <<<"$out") objects inside the container"
 
 for shell in /bin/sh /bin/bash /usr/bin/sh /bin/busybox; do
   if run --entrypoint "$shell" "$name" -c true >/dev/null 2>&1; then fail "the image holds a shell: $shell"; fi
