@@ -47,6 +47,7 @@ install_missing() {
   for path in "${!debian_packages[@]}"; do
     [[ -e "$path" ]] || missing+=("${debian_packages[$path]}")
   done
+  command -v python3 >/dev/null || missing+=(python3) # the Dockerfile check
   ((${#missing[@]})) || return 0
   [[ $(id -u) -eq 0 ]] || fail "need root to install Debian packages ${missing[*]} (or install them first)"
   log "installing Debian packages: ${missing[*]}"
@@ -215,6 +216,10 @@ EOF
 }
 
 build() {
+  # Two builds into one directory (say `make image` and a test) wait for each other.
+  mkdir -p "$out"
+  exec {lock}>"$out/.lock"
+  flock "$lock"
   install_missing
   # shellcheck source=../tests/cluster/versions.env
   source "$repo/tests/cluster/versions.env"
@@ -255,7 +260,6 @@ build() {
     "$manifest_digest" "$manifest_size" "$image_name" "$image_name" >"$layout/index.json"
   printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
 
-  mkdir -p "$out"
   tar -cf "$work/driftless.oci.tar" --format=gnu --sort=name --numeric-owner --owner=0 --group=0 \
     --mtime="@$epoch" -C "$layout" blobs index.json oci-layout
   rm -rf "$out/oci"
