@@ -98,7 +98,7 @@ git -C "$source_repo" add -A
 git -C "$source_repo" -c user.name=test -c user.email=test@invalid commit -qm fixtures
 chown -R 65532:65532 "$source_repo"
 render() { run -v "$source_repo:/repo:ro" "$name" build "$@"; }
-out=$(render /repo/overlay 2>&1) || fail "driftless build of a kustomization failed: $out"
+out=$(render /repo --path overlay 2>&1) || fail "driftless build of a kustomization failed: $out"
 count=$(grep -c '^kind: ' <<<"$out" || true)
 ((count > 10)) || fail "driftless build of the kustomization rendered $count objects: $out"
 log "kustomize rendered $count objects inside the container"
