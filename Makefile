@@ -1,11 +1,17 @@
 # The two commands of the README, and a few conveniences around them.
 SHELL := /bin/bash
 
-.PHONY: test demo bench image cluster-up cluster-down crds
+.PHONY: test fuzz demo bench image cluster-up cluster-down crds
 
 ## Run every check and test on a fresh machine (installs and builds what it needs).
 test:
 	bash tests/run.sh
+
+## Fuzz every parser of untrusted input for longer than `make test` does: the harnesses of
+## tests/fuzz/ (seeded from tests/fuzz/corpus/) with DRIFTLESS_FUZZ_CASES cases each (default
+## 20000; `make test` runs 256). Needs no cluster. Overflow checks stay on (debug build).
+fuzz:
+	DRIFTLESS_FUZZ_CASES=$${DRIFTLESS_FUZZ_CASES:-20000} cargo test --locked --test fuzz
 
 ## The main job: local control plane, the controller, a git repository, a push, convergence.
 demo:

@@ -42,8 +42,16 @@ cargo test --locked --all-targets
 
 # Alone and last: it restarts the apiserver every other test talks to.
 step "apiserver restart (alone: kills and restarts the test cluster's kube-apiserver)"
+restart_log=$(mktemp)
 cargo test --locked --test it -- --ignored --exact \
-  apiserver_restart::reconcile_retries_and_converges_after_the_apiserver_restarts
+  apiserver_restart::reconcile_retries_and_converges_after_the_apiserver_restarts \
+  2>&1 | tee "$restart_log"
+# By exact name, a renamed test would match nothing and "pass" with 0 tests run.
+if ! grep -q '^test result: ok\. 1 passed' "$restart_log"; then
+  echo "the apiserver restart test did not run exactly once and pass (renamed?)" >&2
+  exit 1
+fi
+rm -f "$restart_log"
 
 step "no test namespace of this run left behind"
 bash tests/leftovers.sh "$DRIFTLESS_TEST_RUN"

@@ -123,13 +123,16 @@ fn nanos_per(unit: &str) -> Option<u128> {
     }
 }
 
-/// A whole number of hours, minutes or seconds as Go writes it (`720h`, `1h`, `90s`), for
-/// messages and CEL rules.
+/// A duration as Go writes it: whole hours or minutes (`720h`, `5m`) when it is one, else
+/// milliseconds (`90000ms`), for messages and CEL rules. Reads back to the same value, to the
+/// millisecond.
 pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds % 3600 == 0 && seconds > 0 {
+    // A fraction of a second is only kept by the milliseconds form.
+    let whole = duration.subsec_nanos() == 0 && seconds > 0;
+    if whole && seconds % 3600 == 0 {
         format!("{}h", seconds / 3600)
-    } else if seconds % 60 == 0 && seconds > 0 {
+    } else if whole && seconds % 60 == 0 {
         format!("{}m", seconds / 60)
     } else {
         format!("{}ms", duration.as_millis())
@@ -140,6 +143,16 @@ pub fn format_duration(duration: Duration) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn printed_durations_keep_their_fraction_of_a_second() {
+        let odd = Duration::from_millis(549_300_685);
+        assert_eq!(format_duration(odd), "549300685ms");
+        assert_eq!(parse_duration(&format_duration(odd)), Ok(odd));
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_millis(300_500)), "300500ms");
+    }
 
     #[test]
     fn reads_single_and_compound_units() {
@@ -173,7 +186,10 @@ mod tests {
             Err(DurationError::UnknownUnit("5d".into(), "d".into()))
         );
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero("0s".into())));
-        assert!(parse_duration("-5m").is_err());
+        assert_eq!(
+            parse_duration("-5m"),
+            Err(DurationError::UnknownUnit("-5m".into(), "-".into()))
+        );
     }
 
     #[test]

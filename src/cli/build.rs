@@ -152,7 +152,8 @@ fn offline_chart_context(repository: Option<&GitRepository>) -> ChartContext {
     }
 }
 
-fn read_spec(path: &PathBuf) -> Result<GitRepository, CliError> {
+/// Reads a `--spec-file`: a GitRepository manifest, or the reason it is not one.
+pub fn read_spec(path: &PathBuf) -> Result<GitRepository, CliError> {
     let fail = |reason: String| CliError::SpecFile {
         spec_file: path.display().to_string(),
         reason,

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 pub use build::BuildArgs;
+pub use build::read_spec;
 pub use connect::ClusterArgs;
 pub use diff::DiffArgs;
 pub use error::CliError;

@@ -574,7 +574,12 @@ mod tests {
     fn from_str_matches_parse() {
         let url: RepositoryUrl = "git@github.com:org/repo".parse().unwrap();
         assert_eq!(url, parse("git@github.com:org/repo"));
-        assert!("ftp://x/y".parse::<RepositoryUrl>().is_err());
+        assert_eq!(
+            "ftp://x/y".parse::<RepositoryUrl>(),
+            Err(UrlError::UnsupportedScheme {
+                scheme: "ftp".into()
+            })
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh restart-apiserver  kill kube-apiserver and start it again with the same command
 #                          line (for tests of what a controller does when the apiserver goes away)
+#   cluster.sh stop-apiserver / start-apiserver   the same in two steps, for a test that acts
+#                          while the apiserver is down
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -91,31 +93,58 @@ down() {
   log "cluster $name is down (${#pids[@]} processes stopped)"
 }
 
-# Kills one control-plane process and starts it again with the same command line.
-restart_component() {
+# Kills one control-plane process (a crash, not a graceful stop: that is what the tests want to
+# survive), keeping its command line to start it again.
+stop_component() {
   local name=$1 pid_file="$cluster_dir/pids/$1.pid" pid
   pid=$(cat "$pid_file")
-  local -a command
-  mapfile -d '' -t command <"/proc/$pid/cmdline" || { log "$name ($pid) is not running"; return 1; }
-  kill -9 "$pid" # a crash, not a graceful stop: that is what the tests want to survive
+  [[ -r "/proc/$pid/cmdline" ]] || { log "$name ($pid) is not running"; return 1; }
+  cp "/proc/$pid/cmdline" "$cluster_dir/pids/$name.cmdline"
+  kill -9 "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  log "$name ($pid) killed"
+}
+
+# Starts a control-plane process stopped by stop_component, with the same command line.
+start_component() {
+  local name=$1 pid_file="$cluster_dir/pids/$1.pid" saved="$cluster_dir/pids/$1.cmdline"
+  local -a command
+  [[ -f "$saved" ]] || { log "$name was not stopped by this script"; return 1; }
+  mapfile -d '' -t command <"$saved"
   (
     cd "$cluster_dir"
     nohup "${command[@]}" >>"$cluster_dir/logs/$name.log" 2>&1 </dev/null &
     echo $! >"$pid_file"
   )
-  log "$name restarted: pid $pid -> $(cat "$pid_file")"
+  rm -f "$saved"
+  log "$name started: pid $(cat "$pid_file")"
 }
 
-restart_apiserver() {
+restart_component() {
+  stop_component "$1"
+  start_component "$1"
+}
+
+stop_apiserver() {
   binaries
-  restart_component kube-apiserver
+  stop_component kube-apiserver
+  if serving; then log "kube-apiserver still answers after the kill"; return 1; fi
+}
+
+start_apiserver() {
+  binaries
+  start_component kube-apiserver
   until serving; do sleep 0.2; done
   # The controller-manager and scheduler hold leader Leases on the apiserver; after an outage
   # they may give up and exit, so they are restarted too, leaving a control plane that works.
   restart_component kube-controller-manager
   restart_component kube-scheduler
   log "kube-apiserver serving again"
+}
+
+restart_apiserver() {
+  stop_apiserver
+  start_apiserver
 }
 
 case "${1:-}" in
@@ -128,5 +157,7 @@ case "${1:-}" in
     ;;
   bin) binaries && echo "$bin" ;;
   restart-apiserver) restart_apiserver ;;
-  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver" >&2; exit 2 ;;
+  stop-apiserver) stop_apiserver ;;
+  start-apiserver) start_apiserver ;;
+  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver|stop-apiserver|start-apiserver" >&2; exit 2 ;;
 esac

@@ -866,9 +866,8 @@ async fn build_yields_exactly_what_the_controller_applies() {
     ]);
     assert!(built.status.success(), "{}", stderr(&built));
     let list: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
-    let mut built: Vec<String> = list["items"]
-        .as_array()
-        .unwrap()
+    let items = list["items"].as_array().unwrap().clone();
+    let mut built: Vec<String> = items
         .iter()
         .map(|o| {
             format!(
@@ -902,6 +901,30 @@ async fn build_yields_exactly_what_the_controller_applies() {
         .collect();
     applied.sort();
     assert_eq!(built, applied, "build printed what the controller applied");
+    // The same objects by content, not only by name: every field build printed is live with
+    // the same value (the live objects carry more: driftless's labels, server fields).
+    let configmaps = namespace.api::<ConfigMap>();
+    for item in &items {
+        assert_eq!(item["kind"], "ConfigMap", "{item}");
+        let name = item["metadata"]["name"].as_str().unwrap();
+        let live = serde_json::to_value(configmaps.get(name).await.unwrap()).unwrap();
+        assert_eq!(
+            live["data"], item["data"],
+            "{name}: data differs from build"
+        );
+        for field in ["labels", "annotations"] {
+            let printed = item["metadata"][field]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (key, value) in printed {
+                assert_eq!(
+                    live["metadata"][field][&key], value,
+                    "{name}: {field} {key} differs from build"
+                );
+            }
+        }
+    }
 }
 
 /// `get --watch` prints the table, then a row for each change, until it is stopped.
@@ -918,20 +941,35 @@ async fn get_watch_prints_a_row_per_change() {
         .spawn()
         .expect("the driftless binary runs");
     let stdout = child.stdout.take().unwrap();
+    let (rows, printed) = std::sync::mpsc::channel::<String>();
     let lines = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut seen = Vec::new();
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.unwrap();
             let suspended = line.contains(" true ");
-            seen.push(line);
+            seen.push(line.clone());
+            let _ = rows.send(line);
             if suspended {
                 break;
             }
         }
         seen
     });
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The change must come after the watch has printed the object as it was: suspending
+    // before that would put `true` in the first table and prove nothing about --watch.
+    let first_row = loop {
+        let line = printed
+            .recv_timeout(Duration::from_secs(30))
+            .expect("get --watch printed no row for the object");
+        if line.starts_with("app ") {
+            break line;
+        }
+    };
+    assert!(
+        !first_row.contains(" true "),
+        "the object was suspended before the watch started: {first_row}"
+    );
     let suspended = run_in(&namespace, &["suspend", "app"]).await;
     assert!(suspended.status.success(), "{}", stderr(&suspended));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -943,6 +981,11 @@ async fn get_watch_prints_a_row_per_change() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = lines.join().unwrap();
+    let object_rows = seen.iter().filter(|line| line.starts_with("app ")).count();
+    assert!(
+        object_rows >= 2,
+        "the suspension was not printed as a new row: {seen:?}"
+    );
     // The reader has gone (its end of the pipe is closed): the next row ends the command
     // quietly, as `get --watch | head` would, not with a panic.
     let resumed = run_in(&namespace, &["resume", "app"]).await;

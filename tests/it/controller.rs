@@ -543,6 +543,9 @@ h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
 i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 ";
 
+const WITNESS_CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: witness\ndata:\n  seen: \"yes\"\n";
+
 #[tokio::test]
 async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval() {
     install_crds().await;
@@ -610,12 +613,35 @@ async fn hostile_yaml_suspend_trigger_annotation_and_drift_at_the_next_interval(
         ready(r).is_some_and(|(_, reason, _)| reason == "Suspended")
     })
     .await;
-    let fixed = push(&repo, "while-suspended", &[]);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A witness on the same repository (its own path) applies the new commit: proof that the
+    // controller ran, fetched and applied it while `app` stayed suspended, not merely that a
+    // few seconds passed.
+    let fixed = push(
+        &repo,
+        "while-suspended",
+        &[("witness/witness.yaml", WITNESS_CONFIGMAP)],
+    );
+    namespace
+        .create_git_repository(
+            "witness",
+            json!({ "url": server.url_for(&repo), "path": "witness", "interval": "2s" }),
+        )
+        .await;
+    support::waiting::wait_applied_named(&namespace, "witness", &fixed, Duration::from_secs(60))
+        .await;
     assert_eq!(
         greeting(&namespace).await.as_deref(),
         Some("hello"),
         "suspended objects are not reconciled"
+    );
+    let suspended = api.get("app").await.unwrap().status.unwrap_or_default();
+    assert!(
+        !suspended
+            .last_applied_revision
+            .as_deref()
+            .is_some_and(|applied| applied.ends_with(&fixed)),
+        "a suspended object applied a new commit: {:?}",
+        suspended.last_applied_revision
     );
 
     // Resume, and ask for an immediate reconcile with the annotation; its value is echoed.

@@ -86,6 +86,7 @@ async fn every_example_object_is_created_in_the_cluster() {
         .into_iter()
         .filter(|path| !is_application_manifest(path))
         .collect();
+    assert!(files.len() > 5, "the examples are missing: {files:?}");
     let mut repositories = Vec::new();
     for file in &files {
         let shown = file
@@ -127,6 +128,10 @@ async fn every_example_object_is_created_in_the_cluster() {
     }
 
     // Every GitRepository reads back as the Rust type the controller works with.
+    assert!(
+        repositories.len() > 5,
+        "the examples hold too few GitRepositories to check: {repositories:?}"
+    );
     let api: Api<GitRepository> = namespace.api();
     for (file, name) in &repositories {
         let object = api

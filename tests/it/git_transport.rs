@@ -95,9 +95,12 @@ fn assert_only_head_was_fetched(fetched: &Repository, history: &History) {
     assert!(head.tree().is_ok(), "head commit's tree is present");
     for missing in [&history.parent, &history.grandparent] {
         let id = Oid::from_str(missing).expect("a SHA");
+        let absent = fetched.find_commit(id).map(|_| ());
         assert!(
-            fetched.find_commit(id).is_err(),
-            "commit {missing} is older than depth 1 and must not be fetched"
+            absent
+                .as_ref()
+                .is_err_and(|e| e.code() == ErrorCode::NotFound),
+            "commit {missing} is older than depth 1 and must not be fetched: {absent:?}"
         );
     }
 }

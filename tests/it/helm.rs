@@ -990,16 +990,10 @@ spec:
         let namespace = TestNamespace::create("helm-failures").await;
         let repos = GitRepos::new();
         let repo = repos.create("app");
+        // A good revision first: "writes nothing" then means its objects stay as they are.
+        let good = repo.commit("small chart", &SMALL_CHART);
         let with_dependency = SMALL_CHART[0].1.to_owned()
             + "dependencies:\n- name: postgresql\n  version: 1.x\n  repository: oci://registry.example.invalid/charts\n";
-        let first = repo.commit(
-            "missing dependency",
-            &[
-                ("chart/Chart.yaml", &with_dependency),
-                SMALL_CHART[1],
-                SMALL_CHART[2],
-            ],
-        );
         let server = HttpGitServer::start(repos.root(), HttpOptions::default());
         let _controller = start_controller(&namespace, Metrics::default());
         create_app(
@@ -1011,6 +1005,25 @@ spec:
             }),
         )
         .await;
+        wait_for(&namespace, "the good revision", |r| applied_at(r, &good)).await;
+        let settings = namespace.api::<ConfigMap>();
+        let before = settings.get("settings").await.unwrap();
+        let unchanged = || async {
+            let now = settings.get("settings").await.unwrap();
+            assert_eq!(
+                (&now.metadata.resource_version, &now.data),
+                (&before.metadata.resource_version, &before.data),
+                "a failed revision wrote to the applied objects"
+            );
+        };
+        let first = repo.commit(
+            "missing dependency",
+            &[
+                ("chart/Chart.yaml", &with_dependency),
+                SMALL_CHART[1],
+                SMALL_CHART[2],
+            ],
+        );
         let failed = wait_for(&namespace, "the missing dependency", |r| {
             attempted(r, &first)
         })
@@ -1025,14 +1038,7 @@ spec:
             message.contains("\"postgresql\"") && message.contains("must be vendored"),
             "{message}"
         );
-        assert!(
-            namespace
-                .api::<ConfigMap>()
-                .get_opt("settings")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        unchanged().await;
 
         let schema = r#"{"type":"object","required":["greeting"],"properties":{"greeting":{"type":"string","maxLength":5}}}"#;
         let second = repo.commit(
@@ -1060,14 +1066,7 @@ spec:
                 && !message.contains("driftless-render-"),
             "{message}"
         );
-        assert!(
-            namespace
-                .api::<ConfigMap>()
-                .get_opt("settings")
-                .await
-                .unwrap()
-                .is_none()
-        );
+        unchanged().await;
 
         // A values file outside the repository is refused at admission already.
         install_crds().await;

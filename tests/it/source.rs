@@ -337,6 +337,44 @@ async fn failure(engine: &SourceEngine, request: ArtifactRequest) -> SourceError
     error
 }
 
+/// driftless's own check of `ca.crt` (not libgit2's, not a test callback): a server whose
+/// certificate comes from another CA is refused with a message naming ca.crt, and the same
+/// server is fetched once its own CA is configured.
+#[tokio::test]
+async fn a_custom_ca_refuses_a_server_certificate_from_another_ca() {
+    let repos = GitRepos::new();
+    let releases = releases(&repos);
+    let options = || HttpOptions::default().basic_auth(USER, PASSWORD).tls();
+    let server = HttpGitServer::start(repos.root(), options());
+    // Only its CA is used: a valid CA, just not the one that signed `server`'s certificate.
+    let other = HttpGitServer::start(repos.root(), options());
+    let (_dir, engine) = engine();
+    let url = server.url_for(&releases.repo);
+
+    let other_ca = other.ca_pem().expect("a TLS server has a CA");
+    assert_ne!(Some(other_ca), server.ca_pem());
+    let wrong = request(&url, None, Some(basic_auth(Some(other_ca))));
+    let error = failure(&engine, wrong).await;
+    let SourceErrorKind::Certificate(reason) = &error.kind else {
+        panic!("refused for another reason than the certificate: {error}");
+    };
+    assert!(
+        reason.contains("not trusted by ca.crt"),
+        "the refusal is driftless's ca.crt check, not libgit2's own: {reason}"
+    );
+
+    let right = request(&url, None, Some(basic_auth(server.ca_pem())));
+    let artifact = engine
+        .artifact(&right)
+        .await
+        .expect("the server's own CA is trusted");
+    assert!(
+        artifact.revision.ends_with(&releases.v2_0),
+        "{}",
+        artifact.revision
+    );
+}
+
 #[tokio::test]
 async fn bad_credentials_and_hosts_fail_with_clear_errors() {
     let repos = GitRepos::new();

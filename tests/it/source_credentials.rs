@@ -140,21 +140,28 @@ async fn a_secret_the_service_account_may_not_read_is_never_sent() {
         ("bearerToken", b"bearer-not-for-the-tenant"),
     ];
     namespace.create_secret("team-credentials", &data).await;
+    // A second account that may read the Secret: its requests show what a request carrying
+    // these credentials looks like to the server, so the check below is not vacuous.
+    namespace
+        .grant_service_account("reader", &["secrets", "configmaps"], &["*"])
+        .await;
     let server = RecordingServer::start();
     let cache = tempfile::tempdir().unwrap();
     let log = cache.path().join("controller.log");
     let _controller = start_binary(&namespace, &cache.path().join("git"), &log);
-    namespace
-        .create_git_repository(
-            "borrower",
-            json!({
-                "url": format!("http://127.0.0.1:{}/app.git", server.port),
-                "secretRef": { "name": "team-credentials" },
-                "serviceAccountName": "tenant",
-                "interval": "2s",
-            }),
-        )
-        .await;
+    for (name, account) in [("borrower", "tenant"), ("reader", "reader")] {
+        namespace
+            .create_git_repository(
+                name,
+                json!({
+                    "url": format!("http://127.0.0.1:{}/{name}.git", server.port),
+                    "secretRef": { "name": "team-credentials" },
+                    "serviceAccountName": account,
+                    "interval": "2s",
+                }),
+            )
+            .await;
+    }
 
     let (reason, message) = ready_false(&namespace, "borrower").await;
     eprintln!("as the tenant reads it: {message}");
@@ -163,14 +170,34 @@ async fn a_secret_the_service_account_may_not_read_is_never_sent() {
         message.contains("team-credentials") && message.contains("forbidden"),
         "the status names the Secret and says it could not be read: {message}"
     );
-    // Give a reconcile that did read the Secret time to reach the server.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for head in server.heads() {
+    // Instead of waiting a while: wait until the same controller, after refusing the borrower,
+    // has sent the Secret's credentials for the reader (whose account may read it) twice, so
+    // that a reconcile of the borrower that did read the Secret would have reached the server.
+    let authorized = |path: &str| {
+        let request = format!("GET /{path}.git/");
+        server
+            .heads()
+            .into_iter()
+            .filter(|head| head.starts_with(&request))
+            .filter(|head| head.to_ascii_lowercase().contains("authorization:"))
+            .count()
+    };
+    let refused_at = authorized("reader");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while authorized("reader") < refused_at + 2 {
         assert!(
-            !head.to_ascii_lowercase().contains("authorization:"),
-            "credentials of a Secret the tenant may not read were sent: {head}"
+            tokio::time::Instant::now() < deadline,
+            "the reader's requests never carried the Secret's credentials: {:#?}",
+            server.heads()
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        authorized("borrower"),
+        0,
+        "credentials of a Secret the tenant may not read were sent: {:#?}",
+        server.heads()
+    );
 }
 
 #[tokio::test]

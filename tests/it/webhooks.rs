@@ -961,7 +961,7 @@ async fn a_rotated_tls_certificate_is_served_without_a_restart() {
         "--webhook-reload-interval".to_owned(),
         "1s".to_owned(),
     ];
-    let _replica = start_replica(&namespace, &strs(&flags));
+    let replica = start_replica(&namespace, &strs(&flags));
     wait_for_port(port).await;
     assert!(
         handshake_trusting(port, &old_der),
@@ -970,9 +970,17 @@ async fn a_rotated_tls_certificate_is_served_without_a_restart() {
 
     let (new_cert, new_key, new_der) = self_signed();
     // Key first, then certificate: the pair is mismatched in between, which the reload must
-    // survive by keeping the old pair until both fit.
+    // survive by keeping the old pair until both fit. The check below only means something
+    // once the reload has seen (and refused) the mismatched pair: wait for that, not a while.
+    let logged = replica.log_lines();
     std::fs::write(&key_path, new_key).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    replica
+        .wait_for_log(
+            logged,
+            "could not reload the webhook TLS files",
+            Duration::from_secs(30),
+        )
+        .await;
     assert!(
         handshake_trusting(port, &old_der),
         "a half-rotated pair keeps the old one"

@@ -37,9 +37,33 @@ pub fn binaries_dir() -> &'static Path {
     DIR.get_or_init(|| PathBuf::from(run_cluster_script("bin")))
 }
 
-/// Kills kube-apiserver and starts it again (etcd keeps the data), waiting until it serves.
-pub fn restart_apiserver() {
-    run_cluster_script("restart-apiserver");
+/// Kills kube-apiserver (SIGKILL) and keeps it down until [`ApiserverDown::start`] or drop, so a
+/// test can act while it is unreachable.
+pub fn stop_apiserver() -> ApiserverDown {
+    run_cluster_script("stop-apiserver");
+    ApiserverDown { started: false }
+}
+
+/// The apiserver, stopped by [`stop_apiserver`]; started again when dropped, so that a failing
+/// test does not leave the shared cluster without one.
+pub struct ApiserverDown {
+    started: bool,
+}
+
+impl ApiserverDown {
+    /// Starts kube-apiserver again with the same command line and waits until it serves.
+    pub fn start(mut self) {
+        self.started = true;
+        run_cluster_script("start-apiserver");
+    }
+}
+
+impl Drop for ApiserverDown {
+    fn drop(&mut self) {
+        if !self.started {
+            run_cluster_script("start-apiserver");
+        }
+    }
 }
 
 fn run_cluster_script(verb: &str) -> String {

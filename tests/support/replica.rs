@@ -2,8 +2,13 @@
 //! replicas, the ports they listen on, and the leader Lease.
 
 use std::{
-    process::{Child, Command},
-    sync::atomic::{AtomicU16, AtomicU32, Ordering},
+    io::BufRead,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU16, AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -20,6 +25,8 @@ pub struct Replica {
     /// The `HOSTNAME` the process runs with: its leader-election identity is
     /// `<host>_<pid hex><nanos hex>`, see [`Replica::holds`].
     pub host: String,
+    /// Every line the process logged so far (it logs to stderr); also echoed to the test's.
+    logs: Arc<Mutex<Vec<String>>>,
     _cache: tempfile::TempDir,
 }
 
@@ -33,6 +40,31 @@ impl Replica {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map(|value| value.trim().parse().expect("a counter is an integer"))
             .unwrap_or(0)
+    }
+
+    /// How many lines the process has logged so far.
+    pub fn log_lines(&self) -> usize {
+        self.logs.lock().unwrap().len()
+    }
+
+    /// Waits until a line logged after the first `after` lines contains `text`: the event a
+    /// test waits for instead of sleeping and hoping it happened.
+    pub async fn wait_for_log(&self, after: usize, text: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let found = self.logs.lock().unwrap()[after..]
+                .iter()
+                .find(|line| line.contains(text))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the replica logged no line containing {text:?} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Whether `holder` (a Lease's `holderIdentity`) is this replica.
@@ -73,7 +105,7 @@ pub fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
     );
     let cache = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_driftless"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftless"))
         .args([
             "controller",
             "--namespace",
@@ -91,12 +123,24 @@ pub fn start_replica(namespace: &TestNamespace, extra: &[&str]) -> Replica {
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", "driftless=info")
         .env("HOSTNAME", &host)
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the driftless binary starts");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let kept = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
     Replica {
         child,
         metrics_port,
         host,
+        logs,
         _cache: cache,
     }
 }
