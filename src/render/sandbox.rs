@@ -615,7 +615,10 @@ mod landlock {
         // SAFETY: the kernel just returned this descriptor to us alone.
         let ruleset = unsafe { OwnedFd::from_raw_fd(fd) };
         for (path, access) in grants {
-            allow(&ruleset, path, access.rights() & handled_access_fs)?;
+            let rights = access.rights() & handled_access_fs;
+            if rights != 0 {
+                allow(&ruleset, path, rights)?;
+            }
         }
         Ok(Some(ruleset))
     }

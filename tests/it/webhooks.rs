@@ -1215,12 +1215,11 @@ async fn a_webhook_secret_the_service_account_may_not_read_gets_no_hook() {
     install_crds().await;
     let namespace = TestNamespace::create("webhook-tenant-secret").await;
     // Both accounts may apply ConfigMaps; only `reader` may read Secrets.
-    let verbs = ["get", "list", "create", "patch", "delete"];
     namespace
-        .grant_service_account("deployer", &["configmaps"], &verbs)
+        .grant_service_account("deployer", &["configmaps"], &["*"])
         .await;
     namespace
-        .grant_service_account("reader", &["configmaps", "secrets"], &verbs)
+        .grant_service_account("reader", &["configmaps", "secrets"], &["*"])
         .await;
     namespace
         .create_secret("hook-token", &[("token", TOKEN.as_bytes())])
