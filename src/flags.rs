@@ -71,6 +71,12 @@ pub struct ControllerArgs {
     )]
     pub metrics_bind_address: std::net::SocketAddr,
 
+    /// Leave the GitRepositories' namespaces and names out of the metrics: the per-object
+    /// `driftless_ready` gauge is not exported, only `driftless_gitrepositories{ready}` counts.
+    /// For clusters where whoever scrapes `/metrics` must not learn which tenants exist.
+    #[arg(long, env = "DRIFTLESS_METRICS_WITHOUT_OBJECT_LABELS")]
+    pub metrics_without_object_labels: bool,
+
     /// Watch GitRepositories in this namespace only (default: all namespaces).
     #[arg(long, env = "DRIFTLESS_NAMESPACE")]
     pub namespace: Option<String>,

@@ -127,7 +127,9 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         ?settings,
         "starting controller"
     );
-    let metrics = Metrics::default();
+    let metrics = Metrics::new(metrics::Options {
+        object_labels: !args.metrics_without_object_labels,
+    });
     let readiness = Readiness::default();
     let endpoints = metrics::serve_endpoints(
         args.metrics_bind_address,

@@ -52,15 +52,48 @@ pub(super) fn client_for(
     context: &Context,
     reason: Reason,
 ) -> Result<kube::Client, Failure> {
-    let Some(account) = service_account_of(repository, &context.settings)? else {
-        return Ok(context.client.clone());
+    let tenants = Tenants {
+        config: &context.config,
+        client: &context.client,
+        settings: &context.settings,
     };
-    crate::apply::client_as(&context.config, namespace, &account).map_err(|error| {
-        Failure::new(
-            reason,
-            format!("impersonating ServiceAccount {account}: {error}"),
-        )
-    })
+    tenants.client_for(repository, namespace, reason)
+}
+
+/// What working out a tenant's identity needs, without a reconcile's context: the webhook
+/// receiver, which runs on every replica, reads token Secrets through it as well.
+#[derive(Clone, Copy)]
+pub(super) struct Tenants<'a> {
+    /// The controller's own connection settings, the base of impersonating clients.
+    pub(super) config: &'a kube::Config,
+    pub(super) client: &'a kube::Client,
+    pub(super) settings: &'a Settings,
+}
+
+impl Tenants<'_> {
+    /// See [`client_for`].
+    pub(super) fn client_for(
+        &self,
+        repository: &GitRepository,
+        namespace: &str,
+        reason: Reason,
+    ) -> Result<kube::Client, Failure> {
+        let Some(account) = service_account_of(repository, self.settings)? else {
+            return Ok(self.client.clone());
+        };
+        crate::apply::client_as(self.config, namespace, &account).map_err(|error| {
+            Failure::new(
+                reason,
+                format!("impersonating ServiceAccount {account}: {error}"),
+            )
+        })
+    }
+
+    /// The ServiceAccount [`Tenants::client_for`] impersonates; `None` for the controller's own
+    /// identity or when there is none to act as.
+    pub(super) fn account_of(&self, repository: &GitRepository) -> Option<String> {
+        service_account_of(repository, self.settings).ok().flatten()
+    }
 }
 
 #[cfg(test)]

@@ -186,10 +186,14 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
     let (pushes, queued_pushes) = pushes::Pushes::new();
     let pushes = Arc::new(pushes);
     if let Some(webhook) = settings.webhook.clone() {
+        let tokens = webhooks::TokenReader {
+            config: config.clone(),
+            client: client.clone(),
+            settings: settings.clone(),
+        };
         webhooks::start(
-            client.clone(),
+            tokens,
             repositories.clone(),
-            settings.namespace.as_deref(),
             webhook,
             pushes.clone(),
             metrics.clone(),

@@ -20,13 +20,13 @@ use super::{
         substitution_failure,
     },
     health::{HealthWait, Step, look_at_health, recheck_health, record_waiting},
-    identity::{applier_for, client_for},
+    identity::{Tenants, applier_for, client_for},
     prune::prune_stale,
-    report::{report_failure, report_success},
+    report::{publish, report_failure, report_success},
     schedule::{jittered, retry_after},
     spec::{SpecDurations, check_spec},
     status::{is_new_work, mark_reconciling, write_status},
-    webhook_token::webhook_path_of,
+    webhook_token::{TokenError, webhook_path_of},
 };
 use crate::{
     api::GitRepository,
@@ -76,7 +76,7 @@ pub(super) async fn reconcile_repository(
             return Ok(Action::requeue(drift_check_in));
         }
     };
-    let webhook_path = webhook_path_of(&repository, &context.client, &namespace).await;
+    let webhook_path = published_webhook_path(&context, &repository).await;
     let delivery = push.and_then(|push| push.delivery);
     match result {
         Ok(Step::Waiting(wait)) => {
@@ -111,6 +111,47 @@ pub(super) async fn reconcile_repository(
         }
     }
 }
+
+/// The per-object webhook's path for the status, read as the tenant. A Secret the tenant's
+/// account may not read gets no path, and a Warning event saying why (the receiver serves no
+/// hook for it either).
+async fn published_webhook_path(context: &Context, repository: &GitRepository) -> Option<String> {
+    let tenants = Tenants {
+        config: &context.config,
+        client: &context.client,
+        settings: &context.settings,
+    };
+    match webhook_path_of(tenants, repository).await {
+        Ok(path) => path,
+        // Without an identity the reconcile itself failed and says so.
+        Err(TokenError::NoIdentity(_)) => None,
+        Err(error @ TokenError::Forbidden { .. }) => {
+            tracing::warn!(
+                namespace = repository.namespace().unwrap_or_default(),
+                name = repository.name_any(),
+                %error,
+                "per-object webhook not served"
+            );
+            let note = error.to_string();
+            publish(
+                &context.recorder,
+                repository,
+                kube::runtime::events::EventType::Warning,
+                WEBHOOK_SECRET_UNREADABLE,
+                note,
+            )
+            .await;
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, "webhook token not read; no path published this time");
+            None
+        }
+    }
+}
+
+/// The reason of the Warning event for a webhook Secret the tenant may not read.
+pub(super) const WEBHOOK_SECRET_UNREADABLE: &str = "WebhookSecretUnreadable";
 
 async fn record(
     api: &Api<GitRepository>,

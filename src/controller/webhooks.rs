@@ -34,6 +34,8 @@ use tracing::{info, warn};
 use k8s_openapi::api::core::v1::Secret;
 
 use super::{
+    Settings,
+    identity::Tenants,
     pushes::{Pushes, QueueError},
     webhook_token::read_webhook_token,
 };
@@ -196,16 +198,34 @@ fn last_webhook(delivery: &Delivery) -> LastWebhook {
     }
 }
 
+/// Who reads the per-object token Secrets: the tenant of each object, as the reconcile does.
+pub(super) struct TokenReader {
+    pub(super) config: kube::Config,
+    pub(super) client: Client,
+    pub(super) settings: Settings,
+}
+
+impl TokenReader {
+    fn tenants(&self) -> Tenants<'_> {
+        Tenants {
+            config: &self.config,
+            client: &self.client,
+            settings: &self.settings,
+        }
+    }
+}
+
 /// Starts the receiver, the watches that feed its indexes and the re-reading of its files;
 /// all run until the process ends.
-pub fn start(
-    client: Client,
+pub(super) fn start(
+    tokens: TokenReader,
     repositories: Api<GitRepository>,
-    namespace: Option<&str>,
     settings: WebhookSettings,
     pushes: Arc<Pushes>,
     metrics: Metrics,
 ) -> std::io::Result<()> {
+    let client = tokens.client.clone();
+    let namespace = tokens.settings.namespace.clone();
     let shared_secrets = read_shared_secrets(settings.secrets_dir.as_deref())?;
     let (store, writer) = reflector::store();
     let trigger = Arc::new(PushTrigger {
@@ -223,13 +243,13 @@ pub fn start(
     state.body_timeout = settings.body_timeout;
     let (registrations, pending) = mpsc::unbounded_channel();
     tokio::spawn(keep_object_hooks(
-        client.clone(),
+        tokens,
         store.clone(),
         (registrations.clone(), pending),
         state.clone(),
     ));
     // Metadata only: the watch says which Secret changed; tokens are read for referenced ones.
-    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
+    let secrets: Api<PartialObjectMeta<Secret>> = match namespace.as_deref() {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
@@ -328,9 +348,11 @@ async fn keep_index(
         .reflect(writer);
     let mut events = std::pin::pin!(events);
     let mut relisted = Vec::new();
-    // The token Secret each object was last registered for; token changes come through the
-    // Secret watch, so only a new object or another Secret needs a registration here.
-    let mut token_secrets: HashMap<HookRegistration, Option<String>> = HashMap::new();
+    // The token Secret and published path each object was last registered for; token changes
+    // come through the Secret watch, so only a new object, another Secret or a path the
+    // reconcile published anew (e.g. once the tenant's account may read the Secret) needs a
+    // registration here.
+    let mut token_secrets: HashMap<HookRegistration, RegisteredFor> = HashMap::new();
     while let Some(event) = events.next().await {
         let Ok(event) = event else { continue };
         if let watcher::Event::Apply(repository) | watcher::Event::InitApply(repository) = &event {
@@ -338,7 +360,7 @@ async fn keep_index(
                 repository.namespace().unwrap_or_default(),
                 repository.name_any(),
             );
-            let secret = webhook_secret_name(repository);
+            let secret = registered_for(repository);
             let relisting = matches!(event, watcher::Event::InitApply(_));
             if relisting || token_secrets.get(&object) != Some(&secret) {
                 token_secrets.insert(object.clone(), secret);
@@ -373,6 +395,18 @@ async fn keep_index(
             }
         }
     }
+}
+
+/// What a hook's registration depends on besides the Secret's content: the Secret's name and
+/// the path the reconcile published.
+type RegisteredFor = (Option<String>, Option<String>);
+
+fn registered_for(repository: &GitRepository) -> RegisteredFor {
+    let published = repository
+        .status
+        .as_ref()
+        .and_then(|status| status.webhook_path.clone());
+    (webhook_secret_name(repository), published)
 }
 
 fn webhook_secret_name(repository: &GitRepository) -> Option<String> {
@@ -420,7 +454,7 @@ async fn follow_token_secrets(
 /// the last one to run reflects the newest token, and a slow read of a rotated-away token can
 /// never overwrite a newer one.
 async fn keep_object_hooks(
-    client: Client,
+    tokens: TokenReader,
     repositories: Store<GitRepository>,
     (retries, mut pending): (
         mpsc::UnboundedSender<HookRegistration>,
@@ -430,12 +464,15 @@ async fn keep_object_hooks(
 ) {
     while let Some((namespace, name)) = pending.recv().await {
         let reference = ObjectRef::new(&name).within(&namespace);
-        let secret = repositories
-            .get(&reference)
-            .and_then(|repository| webhook_secret_name(&repository));
-        let token = match secret {
-            Some(secret) => match read_webhook_token(&client, &namespace, &secret).await {
+        let token = match repositories.get(&reference) {
+            Some(repository) => match read_webhook_token(tokens.tenants(), &repository).await {
                 Ok(token) => token,
+                // The tenant's account may not read the Secret: no hook. The reconcile says why
+                // in a Warning event, and registers again once it can publish a path.
+                Err(error) if error.is_refusal() => {
+                    warn!(%error, %namespace, %name, "per-object webhook not served");
+                    None
+                }
                 Err(error) => {
                     // The hook in place stays until the Secret can be read: an API hiccup must
                     // not switch a working hook off, and no later event may come to retry.

@@ -196,8 +196,22 @@ impl Renderer {
             ),
             Err(error) => tracing::warn!(%error, "kustomizations cannot be rendered"),
         }
+        let landlock_abi = sandbox::landlock_abi();
+        if !sandbox::files_confined_by_kernel() {
+            tracing::warn!(
+                "the kernel has no Landlock: renderers can read every file the controller's \
+                 user can, its ServiceAccount token included, should kustomize or helm be \
+                 subverted; see docs/security.md"
+            );
+        } else {
+            tracing::info!(
+                landlock_abi,
+                "renderers are confined to their work directory by Landlock"
+            );
+        }
         if !sandbox::network_denied_by_kernel() {
             tracing::warn!(
+                landlock_abi,
                 "the kernel has no Landlock network rules: renderers are kept off the network \
                  by a closed proxy and the pre-checks only"
             );

@@ -139,6 +139,8 @@ pub enum RunError {
     TimedOut,
     #[error("output too large")]
     OutputTooLarge,
+    #[error("confining the process to its work directory: {0}")]
+    Confine(std::io::Error),
 }
 
 /// Runs `program args...` in `work` under `limits` and collects its output.
@@ -160,6 +162,19 @@ pub async fn run_with_env(
     work: &WorkDir,
     limits: &ProcessLimits,
 ) -> Result<Finished, RunError> {
+    run_confined(program, args, extra, work, limits, &[]).await
+}
+
+/// [`run_with_env`], the process also allowed `more` on the file system (the tests' shell
+/// scripts need their shell's programs).
+async fn run_confined(
+    program: &Path,
+    args: &[OsString],
+    extra: &[(OsString, OsString)],
+    work: &WorkDir,
+    limits: &ProcessLimits,
+    more: &[(PathBuf, landlock::Access)],
+) -> Result<Finished, RunError> {
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
@@ -172,13 +187,16 @@ pub async fn run_with_env(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let network_sandbox = landlock::deny_network();
+    let mut grants = allowed_paths(program, work);
+    grants.extend_from_slice(more);
+    let confinement = landlock::ruleset(&grants).map_err(RunError::Confine)?;
     let rlimits = Rlimits {
-        network_ruleset: network_sandbox.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        landlock_ruleset: confinement.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
         ..Rlimits::for_limits(limits)
     };
-    // SAFETY: the closure runs between fork and exec; it only calls setrlimit and prctl, which
-    // are async-signal-safe, and allocates nothing.
+    // SAFETY: the closure runs between fork and exec; it only calls setrlimit, prctl, open,
+    // write, close and the Landlock syscalls, which are async-signal-safe, and allocates
+    // nothing.
     unsafe {
         command.pre_exec(move || rlimits.apply());
     }
@@ -186,7 +204,7 @@ pub async fn run_with_env(
         program: program.display().to_string(),
         source,
     })?;
-    drop(network_sandbox); // the child holds its own copy until it execs
+    drop(confinement); // the child holds its own copy until it execs
     let group = ProcessGroup::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -293,8 +311,8 @@ impl Drop for ProcessGroup {
 struct Rlimits {
     cpu_seconds: u64,
     memory_bytes: u64,
-    /// A Landlock ruleset denying TCP, or -1 where the kernel has none.
-    network_ruleset: i32,
+    /// The Landlock ruleset (see [`landlock`]), or -1 where the kernel has none.
+    landlock_ruleset: i32,
 }
 
 impl Rlimits {
@@ -302,7 +320,7 @@ impl Rlimits {
         Self {
             cpu_seconds: limits.timeout.as_secs().max(1) * 2,
             memory_bytes: limits.memory_bytes,
-            network_ruleset: -1,
+            landlock_ruleset: -1,
         }
     }
 
@@ -318,8 +336,8 @@ impl Rlimits {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if self.network_ruleset >= 0 {
-            landlock::restrict_self(self.network_ruleset)?;
+        if self.landlock_ruleset >= 0 {
+            landlock::restrict_self(self.landlock_ruleset)?;
         }
         Ok(())
     }
@@ -341,19 +359,141 @@ fn prefer_for_oom_kill() {
     }
 }
 
+/// Whether this kernel confines renderers to their work directory (Landlock file-system
+/// rules, and truncation among them from ABI 3 on).
+pub fn files_confined_by_kernel() -> bool {
+    landlock::abi() >= 1
+}
+
+/// The kernel's Landlock ABI version, 0 without Landlock: logged at start, so what a node
+/// enforces can be read from the controller's log.
+pub fn landlock_abi() -> i64 {
+    landlock::abi()
+}
+
+/// Directories of the dynamic loader and the libraries a dynamically linked program loads:
+/// system files, readable by everyone; holding no secret.
+const LIBRARY_DIRS: &[&str] = &[
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libx32",
+    "/usr/local/lib",
+    "/etc/ld.so.cache",
+];
+
+/// All a renderer may touch: its work directory (read; `HOME`, which is also `TMPDIR`, read
+/// and write), its binary (read and execute), the libraries when the binary is dynamically
+/// linked (the pinned kustomize and helm are static Go binaries and need none), and
+/// `/dev/null`. Nothing else: not the ServiceAccount token, not `/proc`, not `/etc`.
+fn allowed_paths(program: &Path, work: &WorkDir) -> Vec<(PathBuf, landlock::Access)> {
+    use landlock::Access;
+    let mut grants = vec![
+        (work.root.clone(), Access::Read),
+        (work.home(), Access::ReadWrite),
+        (program.to_owned(), Access::ReadExecute),
+        (PathBuf::from("/dev/null"), Access::ReadWrite),
+    ];
+    if !is_static_elf(program) {
+        grants.extend(
+            LIBRARY_DIRS
+                .iter()
+                .map(|dir| (PathBuf::from(dir), Access::ReadExecute)),
+        );
+    }
+    grants
+}
+
+/// Whether `program` is an ELF executable without a program interpreter (statically linked).
+/// Anything that cannot be read as one counts as dynamic: it then gets the library directories,
+/// which is safe, rather than failing to start.
+fn is_static_elf(program: &Path) -> bool {
+    const PT_INTERP: u32 = 3;
+    let Ok(bytes) = read_prefix(program, 64 * 1024) else {
+        return false;
+    };
+    // ELF64, little-endian: the only kind of renderer binary the image ships.
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+        return false;
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let Ok(table) = usize::try_from(u64::from_le_bytes(
+        bytes[0x20..0x28].try_into().expect("8 bytes"),
+    )) else {
+        return false;
+    };
+    let (entry_size, entries) = (u16_at(0x36), u16_at(0x38));
+    if entry_size < 4 {
+        return false;
+    }
+    (0..entries).all(|index| {
+        let at = index
+            .checked_mul(entry_size)
+            .and_then(|offset| offset.checked_add(table));
+        match at.and_then(|at| bytes.get(at..at + 4)) {
+            Some(kind) => u32::from_le_bytes(kind.try_into().expect("4 bytes")) != PT_INTERP,
+            None => false,
+        }
+    })
+}
+
+fn read_prefix(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Whether this kernel lets renderers run without TCP (Landlock network rules).
 pub fn network_denied_by_kernel() -> bool {
     landlock::abi() >= 4
 }
 
-/// Landlock (Linux 6.7 and later for network rules): the renderer may neither connect nor
-/// bind any TCP port, and (6.12 and later) neither signal processes nor reach abstract UNIX
-/// sockets outside its own sandbox. Best effort: without Landlock the closed proxy and the Rust
-/// checks remain.
+/// Landlock: the renderer's view of the file system and the network, set up in the parent (one
+/// ruleset per process) and applied in the child just before it execs.
+///
+/// - Files (Linux 5.13 and later): the process may read its work directory, write only below
+///   its `HOME`, execute and read its own binary (and, for a dynamically linked one, the system
+///   library directories), and read or write `/dev/null`; every other open, exec, create,
+///   remove, rename or link fails with `EACCES`. The controller's ServiceAccount token, its git
+///   cache, other renders' work directories and `/proc` are out of reach.
+/// - Network (6.7 and later): no TCP bind or connect at all.
+/// - Scopes (6.12 and later): no signals to, and no abstract UNIX sockets of, processes outside
+///   the sandbox.
+///
+/// Each layer is used as far as the kernel supports it; without Landlock the other protections
+/// (empty environment, closed proxy, rlimits, the Rust checks) remain.
 mod landlock {
     use super::*;
 
     const CREATE_RULESET_VERSION: u32 = 1;
+    const RULE_PATH_BENEATH: u32 = 1;
+
+    const FS_EXECUTE: u64 = 1 << 0;
+    const FS_WRITE_FILE: u64 = 1 << 1;
+    const FS_READ_FILE: u64 = 1 << 2;
+    const FS_READ_DIR: u64 = 1 << 3;
+    const FS_REMOVE_DIR: u64 = 1 << 4;
+    const FS_REMOVE_FILE: u64 = 1 << 5;
+    const FS_MAKE_DIR: u64 = 1 << 7;
+    const FS_MAKE_REG: u64 = 1 << 8;
+    /// Every file-system right of ABI 1 (`EXECUTE` to `MAKE_SYM`).
+    const FS_ABI_1: u64 = (1 << 13) - 1;
+    /// ABI 2: linking or renaming a file into another directory.
+    const FS_REFER: u64 = 1 << 13;
+    /// ABI 3: truncating a file.
+    const FS_TRUNCATE: u64 = 1 << 14;
+    /// ABI 5: ioctl on device files.
+    const FS_IOCTL_DEV: u64 = 1 << 15;
+    /// The rights a rule on a file (not a directory) may carry.
+    const FS_FILE_RIGHTS: u64 = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE;
+
     const ACCESS_NET_BIND_TCP: u64 = 1;
     const ACCESS_NET_CONNECT_TCP: u64 = 2;
     const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
@@ -364,6 +504,42 @@ mod landlock {
         handled_access_fs: u64,
         handled_access_net: u64,
         scoped: u64,
+    }
+
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+
+    /// What a rule lets the process do below (or with) a path.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Access {
+        /// Open files and list directories.
+        Read,
+        /// Read, and execute programs.
+        ReadExecute,
+        /// Read, and create, write, truncate and remove files and directories.
+        ReadWrite,
+    }
+
+    impl Access {
+        fn rights(self) -> u64 {
+            let read = FS_READ_FILE | FS_READ_DIR;
+            match self {
+                Access::Read => read,
+                Access::ReadExecute => read | FS_EXECUTE,
+                Access::ReadWrite => {
+                    read | FS_WRITE_FILE
+                        | FS_REMOVE_DIR
+                        | FS_REMOVE_FILE
+                        | FS_MAKE_DIR
+                        | FS_MAKE_REG
+                        | FS_REFER
+                        | FS_TRUNCATE
+                }
+            }
+        }
     }
 
     /// The kernel's Landlock ABI version, 0 without Landlock.
@@ -380,25 +556,48 @@ mod landlock {
         version.max(0)
     }
 
-    /// A ruleset handling (so denying) TCP bind and connect, with no rule allowing any.
-    pub(super) fn deny_network() -> Option<OwnedFd> {
-        let abi = abi();
-        if abi < 4 {
-            return None;
+    /// The file-system rights this kernel can restrict (all of them are handled, so whatever
+    /// no rule grants is denied).
+    fn handled_fs(abi: i64) -> u64 {
+        let mut handled = FS_ABI_1;
+        if abi >= 2 {
+            handled |= FS_REFER;
         }
+        if abi >= 3 {
+            handled |= FS_TRUNCATE;
+        }
+        if abi >= 5 {
+            handled |= FS_IOCTL_DEV;
+        }
+        handled
+    }
+
+    /// A ruleset allowing only `grants` on the file system, and no TCP, as far as this kernel
+    /// supports; `None` without Landlock. Paths that do not exist are skipped.
+    pub(super) fn ruleset(grants: &[(PathBuf, Access)]) -> std::io::Result<Option<OwnedFd>> {
+        let abi = abi();
+        if abi < 1 {
+            return Ok(None);
+        }
+        let handled_access_fs = handled_fs(abi);
         let attr = RulesetAttr {
-            handled_access_fs: 0,
-            handled_access_net: ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP,
+            handled_access_fs,
+            handled_access_net: if abi >= 4 {
+                ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP
+            } else {
+                0
+            },
             scoped: if abi >= 6 {
                 SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
             } else {
                 0
             },
         };
-        let size = if abi >= 6 {
-            std::mem::size_of::<RulesetAttr>()
-        } else {
-            2 * std::mem::size_of::<u64>()
+        // Older kernels accept only the fields they know.
+        let size = match abi {
+            1..=3 => std::mem::size_of::<u64>(),
+            4 | 5 => 2 * std::mem::size_of::<u64>(),
+            _ => std::mem::size_of::<RulesetAttr>(),
         };
         // SAFETY: `attr` outlives the call and `size` does not exceed it.
         let fd = unsafe {
@@ -409,9 +608,59 @@ mod landlock {
                 0u32,
             )
         };
-        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        let fd = i32::try_from(fd)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            .ok_or_else(std::io::Error::last_os_error)?;
         // SAFETY: the kernel just returned this descriptor to us alone.
-        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        let ruleset = unsafe { OwnedFd::from_raw_fd(fd) };
+        for (path, access) in grants {
+            let rights = access.rights() & handled_access_fs;
+            if rights != 0 {
+                allow(&ruleset, path, rights)?;
+            }
+        }
+        Ok(Some(ruleset))
+    }
+
+    /// Adds a rule granting `rights` below `path` (on `path` alone when it is a file).
+    fn allow(ruleset: &OwnedFd, path: &Path, rights: u64) -> std::io::Result<()> {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let rights = if file.metadata()?.is_dir() {
+            rights
+        } else {
+            rights & FS_FILE_RIGHTS
+        };
+        let attr = PathBeneathAttr {
+            allowed_access: rights,
+            parent_fd: file.as_raw_fd(),
+        };
+        // SAFETY: `attr` and the descriptors outlive the call.
+        let added = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.as_raw_fd(),
+                RULE_PATH_BENEATH,
+                &attr as *const PathBeneathAttr,
+                0u32,
+            )
+        };
+        if added != 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                error.kind(),
+                format!("allowing {}: {error}", path.display()),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies the ruleset to the calling (child) process; async-signal-safe.
@@ -456,10 +705,29 @@ mod tests {
         }
     }
 
+    /// The shell and the programs of a test script; renderers get neither.
+    fn shell_programs() -> Vec<(PathBuf, landlock::Access)> {
+        ["/bin", "/usr/bin"]
+            .into_iter()
+            .map(|dir| (PathBuf::from(dir), landlock::Access::ReadExecute))
+            .collect()
+    }
+
     async fn shell(script: &str, limits: &ProcessLimits) -> (WorkDir, Result<Finished, RunError>) {
+        shell_with(script, limits, &[]).await
+    }
+
+    /// `script` run by `/bin/sh` in the sandbox, also allowed its programs and `more`.
+    async fn shell_with(
+        script: &str,
+        limits: &ProcessLimits,
+        more: &[(PathBuf, landlock::Access)],
+    ) -> (WorkDir, Result<Finished, RunError>) {
         let work = WorkDir::create(None).unwrap();
         let args = ["-c".into(), script.into()];
-        let result = run(Path::new("/bin/sh"), &args, &work, limits).await;
+        let mut allowed = shell_programs();
+        allowed.extend_from_slice(more);
+        let result = run_confined(Path::new("/bin/sh"), &args, &[], &work, limits, &allowed).await;
         (work, result)
     }
 
@@ -510,9 +778,11 @@ mod tests {
 
     #[tokio::test]
     async fn limits_are_set_before_the_program_runs() {
-        let (_work, result) = shell(
-            "cat /proc/self/limits; echo oom_score_adj=$(cat /proc/self/oom_score_adj); echo x > written",
+        // /proc is readable here only to show the limits; a renderer never gets it.
+        let (_work, result) = shell_with(
+            "cat /proc/self/limits; echo oom_score_adj=$(cat /proc/self/oom_score_adj); echo x > \"$HOME/written\"",
             &limits(Duration::from_secs(10)),
+            &[(PathBuf::from("/proc"), landlock::Access::Read)],
         )
         .await;
         let finished = result.unwrap();
@@ -577,6 +847,138 @@ mod tests {
             "{stdout}"
         );
         assert!(stderr.contains("Permission denied"), "{stderr}");
+    }
+
+    /// The ServiceAccount token of the controller's pod, which a renderer must never read.
+    const TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+    #[tokio::test]
+    async fn the_process_reads_its_work_directory_and_no_file_outside_it() {
+        assert!(
+            files_confined_by_kernel(),
+            "this kernel has no Landlock; the test cannot show the denial"
+        );
+        // A stand-in for the token: a file the controller's user may read, outside the work
+        // directory. The real token path is tried too when this machine has one.
+        let outside = tempfile::tempdir().unwrap();
+        let token = outside.path().join("token");
+        std::fs::write(&token, "the-controller-token").unwrap();
+        let work = WorkDir::create(None).unwrap();
+        work.write_file("apps/cm.yaml", b"kind: ConfigMap").unwrap();
+        let cat = |path: &Path| {
+            let args = [path.as_os_str().to_owned()];
+            let work = &work;
+            async move {
+                // The production entry point: nothing allowed beyond what every renderer gets.
+                run(
+                    Path::new("/bin/cat"),
+                    &args,
+                    work,
+                    &limits(Duration::from_secs(10)),
+                )
+                .await
+                .unwrap()
+            }
+        };
+
+        let inside = cat(Path::new("apps/cm.yaml")).await;
+        assert!(inside.status.success(), "{inside:?}");
+        assert_eq!(inside.stdout, b"kind: ConfigMap");
+
+        let mut denied = vec![
+            token.clone(),
+            PathBuf::from("/etc/hostname"),
+            PathBuf::from("/proc/self/environ"),
+            PathBuf::from("/proc/1/environ"),
+        ];
+        if Path::new(TOKEN).exists() {
+            denied.push(PathBuf::from(TOKEN));
+        }
+        for path in denied {
+            if !path.exists() {
+                continue;
+            }
+            let finished = cat(&path).await;
+            let stderr = String::from_utf8_lossy(&finished.stderr);
+            assert!(
+                !finished.status.success() && finished.stdout.is_empty(),
+                "{} was read from inside the sandbox: {:?}",
+                path.display(),
+                String::from_utf8_lossy(&finished.stdout)
+            );
+            assert!(
+                stderr.contains("Permission denied"),
+                "reading {} must fail with EACCES: {stderr}",
+                path.display()
+            );
+        }
+        // The same file is readable outside the sandbox: the denial is Landlock's.
+        assert_eq!(std::fs::read(&token).unwrap(), b"the-controller-token");
+    }
+
+    #[tokio::test]
+    async fn the_process_creates_files_only_below_its_home() {
+        assert!(
+            files_confined_by_kernel(),
+            "this kernel has no Landlock; the test cannot show the denial"
+        );
+        let outside = tempfile::tempdir().unwrap();
+        let escaped = outside.path().join("escaped");
+        let script = format!(
+            "mkdir \"$HOME/cache\" && echo home-ok; mkdir escaped-repo; mkdir '{}'; \
+             rm -f '{}/victim'; ls '{}'",
+            escaped.display(),
+            outside.path().display(),
+            outside.path().display()
+        );
+        std::fs::write(outside.path().join("victim"), "kept").unwrap();
+        let (work, result) = shell(&script, &limits(Duration::from_secs(10))).await;
+        let finished = result.unwrap();
+        let stdout = String::from_utf8_lossy(&finished.stdout);
+        let stderr = String::from_utf8_lossy(&finished.stderr);
+        assert!(stdout.contains("home-ok"), "{stdout} {stderr}");
+        assert!(work.home().join("cache").is_dir());
+        assert!(
+            !work.repo().join("escaped-repo").exists(),
+            "the repository is read-only"
+        );
+        assert!(!escaped.exists(), "created a directory outside: {stderr}");
+        assert!(
+            outside.path().join("victim").exists(),
+            "removed a file outside: {stderr}"
+        );
+        assert!(
+            !stdout.contains("victim"),
+            "listed a directory outside: {stdout}"
+        );
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+    }
+
+    #[test]
+    fn only_programs_without_an_interpreter_count_as_static() {
+        assert!(!is_static_elf(Path::new("/bin/sh")), "/bin/sh is dynamic");
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(!is_static_elf(&script));
+        assert!(!is_static_elf(&dir.path().join("missing")));
+        // A minimal static ELF64 header: no program headers at all, so no interpreter.
+        let mut header = vec![0u8; 64];
+        header[..4].copy_from_slice(b"\x7fELF");
+        header[4] = 2;
+        header[5] = 1;
+        header[0x36] = 56;
+        let elf = dir.path().join("static");
+        std::fs::write(&elf, &header).unwrap();
+        assert!(is_static_elf(&elf));
+        // The same with one PT_INTERP program header.
+        header[0x20] = 64;
+        header[0x38] = 1;
+        let mut interp = vec![0u8; 56];
+        interp[0] = 3;
+        header.extend_from_slice(&interp);
+        std::fs::write(&elf, &header).unwrap();
+        assert!(!is_static_elf(&elf));
     }
 
     #[tokio::test]

@@ -76,6 +76,28 @@ pub struct ObjectLabels {
     pub name: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    /// `true` or `false`.
+    pub ready: String,
+}
+
+/// What the metrics may say.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Export series labelled with a GitRepository's namespace and name (`driftless_ready`).
+    /// Off, whoever can scrape `/metrics` learns how many objects there are, never which.
+    pub object_labels: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            object_labels: true,
+        }
+    }
+}
+
 fn seconds_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
@@ -101,6 +123,12 @@ pub struct Metrics {
     pub objects_pruned: Counter,
     pub objects_drift_corrected: Counter,
     pub ready: Family<ObjectLabels, Gauge>,
+    /// GitRepositories by readiness, without naming any.
+    pub repositories: Family<ReadyLabels, Gauge>,
+    /// The readiness last set for each object, from which `repositories` is counted; never
+    /// exported itself.
+    readiness: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), bool>>>,
+    options: Options,
     pub lead_time: Histogram,
     pub webhook_requests: Family<WebhookLabels, Counter>,
     pub webhook_duration: Family<WebhookLatencyLabels, Histogram, fn() -> Histogram>,
@@ -112,6 +140,12 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(Options::default())
+    }
+}
+
+impl Metrics {
+    pub fn new(options: Options) -> Self {
         let reconcile_duration = Family::new_with_constructor(seconds_buckets as fn() -> Histogram);
         let fetch_duration = seconds_buckets();
         let (objects_applied, objects_pruned, objects_drift_corrected) = Default::default();
@@ -153,10 +187,18 @@ impl Default for Metrics {
             "Objects changed by hand and written back",
             Counter::clone(&objects_drift_corrected),
         );
+        if options.object_labels {
+            registry.register(
+                "ready",
+                "1 when the GitRepository is Ready, else 0",
+                ready.clone(),
+            );
+        }
+        let repositories = Family::<ReadyLabels, Gauge>::default();
         registry.register(
-            "ready",
-            "1 when the GitRepository is Ready, else 0",
-            ready.clone(),
+            "gitrepositories",
+            "GitRepositories reconciled by this process, by readiness",
+            repositories.clone(),
         );
         registry.register(
             "lead_time_seconds",
@@ -208,6 +250,9 @@ impl Default for Metrics {
             objects_pruned,
             objects_drift_corrected,
             ready,
+            repositories,
+            readiness: Arc::default(),
+            options,
             lead_time,
             webhook_requests,
             webhook_duration,
@@ -262,11 +307,28 @@ impl Metrics {
     }
 
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
-        let labels = ObjectLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        self.ready.get_or_create(&labels).set(i64::from(ready));
+        if self.options.object_labels {
+            let labels = ObjectLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            };
+            self.ready.get_or_create(&labels).set(i64::from(ready));
+        }
+        let mut readiness = crate::sync::lock(&self.readiness);
+        readiness.insert((namespace.to_owned(), name.to_owned()), ready);
+        self.count_repositories(&readiness);
+    }
+
+    fn count_repositories(&self, readiness: &std::collections::HashMap<(String, String), bool>) {
+        let ready = readiness.values().filter(|ready| **ready).count();
+        for (label, count) in [("true", ready), ("false", readiness.len() - ready)] {
+            let labels = ReadyLabels {
+                ready: label.to_owned(),
+            };
+            self.repositories
+                .get_or_create(&labels)
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one webhook request and its latency. The labels come from fixed sets, never from
@@ -306,6 +368,9 @@ impl Metrics {
             name: name.to_owned(),
         };
         self.ready.remove(&labels);
+        let mut readiness = crate::sync::lock(&self.readiness);
+        readiness.remove(&(labels.namespace, labels.name));
+        self.count_repositories(&readiness);
     }
 }
 
@@ -391,6 +456,57 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("driftless_objects_applied_total 4"), "{text}");
+    }
+
+    /// Every kind of series the controller exports, fed as a reconcile, a render and a
+    /// webhook would.
+    fn exercised(metrics: &Metrics) -> String {
+        metrics.observe_reconcile("success", Duration::from_millis(120));
+        metrics.count_reconcile_error("kube");
+        metrics.set_ready("team-a", "app", true);
+        metrics.set_ready("team-b", "secret-project", false);
+        metrics.set_ready("team-b", "gone", true);
+        metrics.forget("team-b", "gone");
+        metrics.observe_render("kustomize", "success", Some(Duration::from_millis(80)));
+        metrics.observe_webhook("object", "github", "accepted", Duration::from_millis(2));
+        metrics.count_webhook_trigger("queue");
+        metrics.fetch_duration.observe(0.2);
+        metrics.lead_time.observe(3.5);
+        metrics.objects_applied.inc();
+        metrics.render()
+    }
+
+    #[test]
+    fn without_object_labels_no_series_names_a_namespace_or_an_object() {
+        let text = exercised(&Metrics::new(Options {
+            object_labels: false,
+        }));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                !line.contains("namespace=") && !line.contains("name="),
+                "a series names an object: {line}"
+            );
+        }
+        for word in ["team-a", "team-b", "app", "secret-project"] {
+            assert!(
+                !text.contains(&format!("\"{word}\"")),
+                "{word} appears in the metrics:\n{text}"
+            );
+        }
+        assert!(!text.contains("driftless_ready"), "{text}");
+        assert!(
+            text.contains(r#"driftless_gitrepositories{ready="true"} 1"#)
+                && text.contains(r#"driftless_gitrepositories{ready="false"} 1"#),
+            "the objects are still counted: {text}"
+        );
+
+        // With the default, the same calls do label by object: the test above can fail.
+        let labelled = exercised(&Metrics::default());
+        assert!(
+            labelled.contains(r#"driftless_ready{namespace="team-b",name="secret-project"} 0"#),
+            "{labelled}"
+        );
+        assert!(!labelled.contains(r#"name="gone""#), "{labelled}");
     }
 
     #[test]

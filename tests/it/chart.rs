@@ -80,6 +80,30 @@ fn render(sets: &[&str]) -> Vec<Value> {
     documents.into_iter().filter(|doc| !doc.is_null()).collect()
 }
 
+/// `helm template` with a values file holding `values` (YAML), for lists of objects `--set`
+/// cannot spell.
+fn render_values(values: &str) -> Result<Vec<Value>, String> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), values).unwrap();
+    let chart = chart_dir();
+    let output = helm(&[
+        "template",
+        "rel",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "driftless-system",
+        "-f",
+        file.path().to_str().unwrap(),
+    ]);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let text = String::from_utf8(output.stdout).expect("helm prints UTF-8");
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|error| panic!("helm template printed invalid YAML: {error}\n{text}"));
+    Ok(documents.into_iter().filter(|doc| !doc.is_null()).collect())
+}
+
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
@@ -191,7 +215,9 @@ fn helm_lint_passes_for_default_and_full_values() {
             "--set",
             "rbac.mode=restricted,webhook.secret.create=true,webhook.secret.github=s3cret,\
              webhook.ingress.enabled=true,webhook.ingress.host=hooks.example.com,\
-             networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true",
+             networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,\
+             networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=monitoring,\
+             metrics.objectLabels=false,rbac.impersonateNamespaces={team-a}",
         ]),
     );
 }
@@ -317,16 +343,24 @@ fn default_values_render_a_hardened_leader_elected_controller() {
     assert!(!grants(&objects, "serviceaccounts", "impersonate"));
     let own = find(&objects, "ClusterRole", "rel-driftless-controller");
     let rules = own["rules"].as_array().unwrap();
-    assert!(
+    let rule_for = |resource: &str| {
         rules
             .iter()
-            .any(|r| r["apiGroups"] == json!(["driftless.dev"])
-                && r["resources"]
-                    == json!([
-                        "gitrepositories",
-                        "gitrepositories/status",
-                        "gitrepositories/finalizers"
-                    ]))
+            .find(|r| r["resources"].as_array().is_some_and(|x| x[0] == resource))
+            .unwrap_or_else(|| panic!("no rule for {resource}: {rules:?}"))
+    };
+    assert_eq!(
+        rule_for("gitrepositories")["apiGroups"],
+        json!(["driftless.dev"])
+    );
+    assert_eq!(
+        rule_for("gitrepositories")["verbs"],
+        json!(["get", "list", "watch", "patch"]),
+        "the controller watches and patches GitRepositories; it never creates or deletes one"
+    );
+    assert_eq!(
+        rule_for("gitrepositories/status")["verbs"],
+        json!(["patch"])
     );
     // Secrets and ConfigMaps: credentials, webhook tokens, substituteFrom, helm.valuesFrom.
     assert!(
@@ -344,10 +378,27 @@ fn default_values_render_a_hardened_leader_elected_controller() {
     let leases = find(&objects, "Role", "rel-driftless-leader-election");
     assert_eq!(leases["metadata"]["namespace"], "driftless-system");
     assert_eq!(leases["rules"][0]["resources"], json!(["leases"]));
+    assert_eq!(
+        leases["rules"][0]["verbs"],
+        json!(["get", "create", "update"])
+    );
     find(&objects, "RoleBinding", "rel-driftless-leader-election");
 
+    // The NetworkPolicy is on by default: the webhook port open to every source (Git hosts
+    // deliver from anywhere), the metrics port to none, no other port.
+    let policy = find(&objects, "NetworkPolicy", "rel-driftless");
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{ "ports": [{ "port": "webhook", "protocol": "TCP" }] }]),
+        "{policy}"
+    );
+    assert!(
+        !args.iter().any(|a| a == "--metrics-without-object-labels"),
+        "metrics name their objects unless told not to"
+    );
+
     // Optional objects stay off by default.
-    for kind in ["Ingress", "ServiceMonitor", "NetworkPolicy", "Secret"] {
+    for kind in ["Ingress", "ServiceMonitor", "Secret"] {
         assert!(
             kinds(&objects, kind).is_empty(),
             "{kind} rendered by default"
@@ -385,6 +436,21 @@ fn restricted_mode_impersonates_and_never_binds_cluster_admin() {
     }
     assert!(!grants(&objects, "deployments", "create"));
     assert!(!grants(&objects, "secrets", "create"));
+    assert!(
+        !grants(&objects, "secrets", "get") && !grants(&objects, "configmaps", "get"),
+        "restricted mode reads every tenant Secret and ConfigMap as the tenant"
+    );
+    assert!(
+        grants(&objects, "secrets", "list") && grants(&objects, "secrets", "watch"),
+        "the metadata watches remain"
+    );
+    assert!(!grants(&objects, "gitrepositories", "create"));
+    assert!(!grants(&objects, "gitrepositories", "delete"));
+    assert!(!grants(&objects, "leases", "delete"));
+    assert!(
+        !grants(&objects, "events", "delete") && !grants(&objects, "namespaces", "list"),
+        "nothing beyond the rules the chart explains"
+    );
     let binding = find(&objects, "ClusterRoleBinding", "rel-driftless-impersonate");
     assert_eq!(binding["subjects"][0]["name"], "rel-driftless");
     assert_eq!(binding["subjects"][0]["namespace"], "driftless-system");
@@ -404,6 +470,35 @@ fn restricted_mode_impersonates_and_never_binds_cluster_admin() {
             .iter()
             .any(|a| a == "--require-service-account")
     );
+    // Impersonation bound only in the namespaces named, or the one watched.
+    for (sets, namespaces) in [
+        (
+            vec![
+                "rbac.mode=restricted",
+                "rbac.impersonateNamespaces={team-a,team-b}",
+            ],
+            vec!["team-a", "team-b"],
+        ),
+        (
+            vec!["rbac.mode=restricted", "controller.watchNamespace=team-c"],
+            vec!["team-c"],
+        ),
+    ] {
+        let objects = render(&sets);
+        let bindings: Vec<String> = kinds(&objects, "RoleBinding")
+            .into_iter()
+            .filter(|b| b["roleRef"]["name"] == "rel-driftless-impersonate")
+            .map(|b| b["metadata"]["namespace"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(bindings, namespaces, "{sets:?}");
+        assert!(
+            !kinds(&objects, "ClusterRoleBinding")
+                .iter()
+                .any(|b| b["roleRef"]["name"] == "rel-driftless-impersonate"),
+            "{sets:?}: no cluster-wide impersonation"
+        );
+    }
+
     let with_default = args(&render(&[
         "rbac.mode=restricted",
         "controller.defaultServiceAccount=deployer",
@@ -477,6 +572,7 @@ fn optional_objects_render_when_enabled() {
         "webhook.ingress.className=nginx",
         "metrics.serviceMonitor.enabled=true",
         "networkPolicy.enabled=true",
+        "networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=monitoring",
     ]);
     let secret = find(&objects, "Secret", "rel-driftless-webhook");
     assert_eq!(
@@ -556,6 +652,51 @@ fn optional_objects_render_when_enabled() {
 }
 
 #[test]
+fn the_network_policy_admits_only_the_peers_the_values_name() {
+    let ingress = |values: &str| {
+        let objects = render_values(values).unwrap_or_else(|e| panic!("{values}: {e}"));
+        find(&objects, "NetworkPolicy", "rel-driftless")["spec"]["ingress"].clone()
+    };
+    let webhook_only = json!([{ "ports": [{ "port": "webhook", "protocol": "TCP" }] }]);
+    assert_eq!(ingress(""), webhook_only, "defaults");
+
+    let monitoring = json!({ "namespaceSelector": { "matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring" } } });
+    let ingress_nginx = json!({ "namespaceSelector": { "matchLabels": {
+        "kubernetes.io/metadata.name": "ingress-nginx" } } });
+    let named = ingress(
+        "networkPolicy:\n  webhook:\n    fromAnywhere: false\n    from:\n      - namespaceSelector:\n          matchLabels:\n            kubernetes.io/metadata.name: ingress-nginx\n  metrics:\n    from:\n      - namespaceSelector:\n          matchLabels:\n            kubernetes.io/metadata.name: monitoring\n",
+    );
+    assert_eq!(
+        named,
+        json!([
+            { "ports": [{ "port": "webhook", "protocol": "TCP" }], "from": [ingress_nginx] },
+            { "ports": [{ "port": "metrics", "protocol": "TCP" }], "from": [monitoring] },
+        ])
+    );
+
+    // Nothing named: every ingress refused (the list is empty, not absent).
+    let closed = ingress("networkPolicy:\n  webhook:\n    fromAnywhere: false\n");
+    assert_eq!(closed, json!([]));
+    let no_webhook = ingress("webhook:\n  enabled: false\n");
+    assert_eq!(
+        no_webhook,
+        json!([]),
+        "no webhook receiver, no webhook port"
+    );
+
+    let objects = render_values("networkPolicy:\n  enabled: false\n").unwrap();
+    assert!(kinds(&objects, "NetworkPolicy").is_empty());
+
+    let objects = render_values("metrics:\n  objectLabels: false\n").unwrap();
+    assert!(
+        args(&objects)
+            .iter()
+            .any(|a| a == "--metrics-without-object-labels")
+    );
+}
+
+#[test]
 fn schema_and_templates_reject_wrong_values() {
     let chart = chart_dir();
     for (set, why) in [
@@ -579,6 +720,13 @@ fn schema_and_templates_reject_wrong_values() {
         ),
         ("webhook.maxInFlightDeliveries=0", "maxInFlightDeliveries"),
         ("webhook.reloadInterval=often", "reloadInterval"),
+        ("networkPolicy.webhookFrom={}", "webhookFrom"),
+        ("networkPolicy.metrics.from=everyone", "from"),
+        ("metrics.objectLabels=sometimes", "objectLabels"),
+        (
+            "metrics.serviceMonitor.enabled=true",
+            "needs networkPolicy.metrics.from",
+        ),
     ] {
         let output = helm(&["template", "rel", chart.to_str().unwrap(), "--set", set]);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -668,7 +816,7 @@ async fn install(rbac_mode: &str) -> (TestNamespace, Release, Client) {
             "--set",
             &format!(
                 "rbac.mode={rbac_mode},webhook.secret.create=true,webhook.secret.github=s3cret,\
-                 networkPolicy.enabled=true"
+                 networkPolicy.metrics.from[0].namespaceSelector.matchLabels.team=monitoring"
             ),
             "--wait",
             "--timeout",
@@ -713,11 +861,26 @@ async fn install(rbac_mode: &str) -> (TestNamespace, Release, Client) {
         .get(&format!("{fullname}-webhook"))
         .await
         .unwrap();
-    namespace
+    // On by default, as the apiserver stored it: the webhook port from anywhere, the metrics
+    // port from the named peers only.
+    let policy = namespace
         .api::<k8s_openapi::api::networking::v1::NetworkPolicy>()
         .get(&fullname)
         .await
         .unwrap();
+    let policy = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(policy["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["ingress"],
+        json!([
+            { "ports": [{ "port": "webhook", "protocol": "TCP" }] },
+            {
+                "ports": [{ "port": "metrics", "protocol": "TCP" }],
+                "from": [{ "namespaceSelector": { "matchLabels": { "team": "monitoring" } } }],
+            },
+        ]),
+        "{policy}"
+    );
     namespace
         .api::<Role>()
         .get(&format!("{fullname}-leader-election"))
@@ -1389,6 +1552,7 @@ fn every_flag_the_chart_renders_is_one_the_binary_accepts() {
             "controller.watchNamespace=team-a",
             "controller.logFormat=text",
             "controller.logLevel=debug",
+            "metrics.objectLabels=false",
         ],
     ] {
         let rendered = args(&render(&sets));

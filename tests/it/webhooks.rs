@@ -1181,3 +1181,193 @@ async fn wait_until(check: impl Fn() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The reconcile's Warning events about GitRepository `name`'s webhook Secret, up to 30 s.
+async fn webhook_secret_warning(namespace: &TestNamespace, name: &str) -> String {
+    use k8s_openapi::api::events::v1::Event;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = namespace
+            .api::<Event>()
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let found = events.items.iter().find(|event| {
+            event.reason.as_deref() == Some("WebhookSecretUnreadable")
+                && event
+                    .regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+        });
+        if let Some(event) = found {
+            assert_eq!(event.type_.as_deref(), Some("Warning"));
+            return event.note.clone().unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no WebhookSecretUnreadable event for {name}: {:#?}",
+            events
+                .items
+                .iter()
+                .map(|e| (&e.reason, &e.note))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_secret_the_service_account_may_not_read_gets_no_hook() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    const TOKEN: &str = "a per-object token only some accounts may read";
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-tenant-secret").await;
+    // Both accounts may apply ConfigMaps; only `reader` may read Secrets.
+    namespace
+        .grant_service_account("deployer", &["configmaps"], &["*"])
+        .await;
+    namespace
+        .grant_service_account("reader", &["configmaps", "secrets"], &["*"])
+        .await;
+    namespace
+        .create_secret("hook-token", &[("token", TOKEN.as_bytes())])
+        .await;
+    let repos = GitRepos::new();
+    let denied_repo = repos.create("denied");
+    let denied_commit = commit_configmap(&denied_repo, "denied", "one");
+    let allowed_repo = repos.create("allowed");
+    let allowed_commit = commit_configmap(&allowed_repo, "allowed", "one");
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let secrets = shared_secrets();
+    let port = free_port();
+    // Restricted mode: every object acts as its ServiceAccount. The controller itself (the
+    // test's admin) could read the Secret.
+    let mut flags = webhook_flags(port, &secrets).to_vec();
+    flags.push("--require-service-account".into());
+    let _replica = start_replica(&namespace, &strs(&flags));
+    // `denied` first: the receiver registers hooks one at a time in order, so once `allowed`
+    // answers, `denied`'s registration has run too.
+    for (name, repo, account) in [
+        ("denied", &denied_repo, "deployer"),
+        ("allowed", &allowed_repo, "reader"),
+    ] {
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": server.url_for(repo), "path": "deploy", "interval": HOURLY,
+                        "serviceAccountName": account,
+                        "webhook": { "secretRef": { "name": "hook-token" } } }),
+            )
+            .await;
+    }
+    wait_applied_named(
+        &namespace,
+        "denied",
+        &denied_commit,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_applied_named(
+        &namespace,
+        "allowed",
+        &allowed_commit,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_for_port(port).await;
+    let path_of =
+        |name: &str| driftless::webhook::object_hook_path(TOKEN.as_bytes(), &namespace.name, name);
+
+    // The account that may read the Secret gets its hook, published and served.
+    let allowed_path = path_of("allowed");
+    wait_for_named(
+        &namespace,
+        "allowed",
+        "the allowed object's webhook path",
+        Duration::from_secs(30),
+        |r| r.status.as_ref().and_then(|s| s.webhook_path.as_deref()) == Some(&allowed_path),
+    )
+    .await;
+    ping_until(port, &allowed_path, TOKEN, 200, Duration::from_secs(30)).await;
+
+    // The one that may not: no path, no hook, and a Warning saying why.
+    let note = webhook_secret_warning(&namespace, "denied").await;
+    eprintln!("WebhookSecretUnreadable: {note}");
+    for expected in [
+        "deployer",
+        "hook-token",
+        "spec.webhook.secretRef",
+        "forbidden",
+    ] {
+        assert!(note.contains(expected), "{expected} missing in: {note}");
+    }
+    let denied = namespace
+        .api::<GitRepository>()
+        .get("denied")
+        .await
+        .unwrap();
+    assert_eq!(
+        denied.status.as_ref().and_then(|s| s.webhook_path.clone()),
+        None,
+        "a webhook path keyed by a Secret the tenant may not read was published"
+    );
+    let denied_path = path_of("denied");
+    let (status, response) = ping(port, &denied_path, TOKEN);
+    assert_eq!(
+        status, 404,
+        "a hook keyed by a Secret the tenant may not read is served: {response}"
+    );
+
+    // Once the account may read it, the next reconcile publishes the path and the receiver
+    // serves the hook.
+    let post = kube::api::PostParams::default();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": { "name": "read-hook-token" },
+        "rules": [{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                    "resourceNames": ["hook-token"] }],
+    }))
+    .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "read-hook-token" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "read-hook-token" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "deployer",
+                       "namespace": namespace.name }],
+    }))
+    .unwrap();
+    namespace.api::<Role>().create(&post, &role).await.unwrap();
+    namespace
+        .api::<RoleBinding>()
+        .create(&post, &binding)
+        .await
+        .unwrap();
+    // RBAC takes a moment to see a new binding: ask again until the path is published.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = jiff::Timestamp::now().to_string();
+        let patch = json!({ "metadata": { "annotations": { RECONCILE_REQUESTED_AT: now } } });
+        namespace
+            .api::<GitRepository>()
+            .patch(
+                "denied",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let denied = namespace
+            .api::<GitRepository>()
+            .get("denied")
+            .await
+            .unwrap();
+        if denied.status.and_then(|s| s.webhook_path).as_deref() == Some(denied_path.as_str()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the path was not published after the account was allowed to read the Secret"
+        );
+    }
+    ping_until(port, &denied_path, TOKEN, 200, Duration::from_secs(30)).await;
+}
