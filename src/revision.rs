@@ -98,7 +98,7 @@ impl ManifestInputs<'_> {
         };
         for (name, contents) in &mut self.plain {
             if let Ok(text) = std::str::from_utf8(contents) {
-                *contents = Cow::Owned(run(*name, text)?);
+                *contents = Cow::Owned(run(name, text)?);
             }
         }
         for (name, output) in &mut self.rendered {

@@ -1116,6 +1116,8 @@ fn build_renders_a_unit_directory_named_like_a_flag_as_a_directory() {
 
 /// Runs `command` to its end and returns its output with its peak resident memory in KiB
 /// (`wait4`'s figure for that one child, whatever else the test process runs meanwhile).
+// The child is reaped by wait4, which std's `wait` cannot replace: it alone gives its rusage.
+#[allow(clippy::zombie_processes)]
 fn output_and_peak_rss(command: &mut Command) -> (Output, i64) {
     use std::io::Read;
     let mut child = command
