@@ -13,11 +13,11 @@ use kube::{Api, Client};
 use crate::{
     api::{GitRepositorySpec, HelmSpec, PostBuild, ValuesReference},
     apply::DesiredObject,
-    manifests::Manifest,
+    manifests::{Budget, Manifest},
     render::{
         Capabilities, ChartRequest, Entry, KustomizationEdits, RenderError, RenderErrors,
         RenderOptions, Renderer, RepositoryTree, TreeSource, ValuesDocument,
-        substitute::substitute_stream,
+        substitute::{Allowance, substitute_stream},
     },
     source::{
         Artifact, Snapshot,
@@ -83,18 +83,27 @@ impl ManifestInputs<'_> {
     }
 
     /// `spec.postBuild`: substitutes the variables in every stream (text that is not UTF-8 is
-    /// left to the manifest reader to report).
-    pub fn substitute(&mut self, variables: &BTreeMap<String, String>) -> Result<(), String> {
+    /// left to the manifest reader to report), within `budget`: no stream grows past the
+    /// largest file the reader accepts, nor all of them together past the revision's budget.
+    pub fn substitute(
+        &mut self,
+        variables: &BTreeMap<String, String>,
+        budget: &Budget,
+    ) -> Result<(), String> {
+        let mut allowance = Allowance::new(budget);
+        let mut run = |name: &str, text: &str| {
+            substitute_stream(name, text, variables, budget, &mut allowance)
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string())
+        };
         for (name, contents) in &mut self.plain {
             if let Ok(text) = std::str::from_utf8(contents) {
-                let text = substitute_stream(name, text, variables).map_err(|e| e.to_string())?;
-                *contents = Cow::Owned(text.into_bytes());
+                *contents = Cow::Owned(run(name, text)?);
             }
         }
         for (name, output) in &mut self.rendered {
             if let Ok(text) = std::str::from_utf8(output) {
-                let text = substitute_stream(name, text, variables).map_err(|e| e.to_string())?;
-                *output = Arc::from(text.into_bytes());
+                *output = Arc::from(run(name.as_str(), text)?);
             }
         }
         Ok(())
@@ -352,19 +361,20 @@ impl TreeSource for GitTree {
         let opened = self.0.open().map_err(tree_error)?;
         Ok(Box::new(OpenGitTree {
             opened,
-            root: self.0.tree.clone(),
+            view_id: self.0.view_id(),
         }))
     }
 }
 
 struct OpenGitTree {
     opened: OpenSnapshot,
-    root: String,
+    /// The tree as the ignore rules leave it, not the raw tree id: the render cache keys on it.
+    view_id: String,
 }
 
 impl RepositoryTree for OpenGitTree {
     fn root_id(&self) -> String {
-        self.root.clone()
+        self.view_id.clone()
     }
 
     fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {

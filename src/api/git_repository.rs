@@ -57,20 +57,20 @@ pub struct GitRepositorySpec {
     /// How often to check the repository and correct drift when no webhook arrives (e.g. `5m`).
     /// Jittered. Default `5m`; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h, at most 720h (16 characters, 6 digits per number)"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('720h')").message("interval must be a positive Go-style duration such as 30s, 5m or 1h, at most 720h (16 characters, 6 digits per number)"))]
     pub interval: Option<String>,
 
     /// How long to wait before retrying after a failure. When unset, retries back off
     /// exponentially: 5s after the first failure, doubling after each further one, up to the
     /// interval. At most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('720h')").message("retryInterval must be a positive Go-style duration such as 30s or 1m, at most 720h (16 characters, 6 digits per number)"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('720h')").message("retryInterval must be a positive Go-style duration such as 30s or 1m, at most 720h (16 characters, 6 digits per number)"))]
     pub retry_interval: Option<String>,
 
     /// Time limit for git operations, for applying, and for waiting for health. Default `60s`;
     /// at most `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) <= duration('1h')").message("timeout must be a positive Go-style duration such as 60s, at most 1h (16 characters, 6 digits per number)"))]
+    #[x_kube(validation = Rule::new("size(self) <= 16 && !self.matches('[0-9]{7}') && self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('1h')").message("timeout must be a positive Go-style duration such as 60s, at most 1h (16 characters, 6 digits per number)"))]
     pub timeout: Option<String>,
 
     /// Secret in the same namespace with credentials: `username` + `password` (HTTPS basic or

@@ -5,6 +5,7 @@ mod git_repository;
 mod helm;
 mod keys;
 mod kustomize;
+mod validation;
 
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
@@ -16,6 +17,7 @@ pub use keys::*;
 pub use kustomize::{
     CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
 };
+pub use validation::{FieldError, InvalidSpec, validate, validate_spec};
 
 use kube::CustomResourceExt;
 

@@ -15,7 +15,7 @@ use super::{
     objects::{self, RenderArgs},
 };
 use crate::{
-    api::{GitReference, GitRepository, GitRepositorySpec},
+    api::{self, GitReference, GitRepository, GitRepositorySpec},
     manifests::Manifest,
     revision::ChartContext,
 };
@@ -159,7 +159,13 @@ pub fn read_spec(path: &PathBuf) -> Result<GitRepository, CliError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    serde_saphyr::from_str(&text).map_err(|e| fail(format!("not a GitRepository: {e}")))
+    let options = crate::manifests::Budget::default().yaml_options();
+    let repository: GitRepository = serde_saphyr::from_str_with_options(&text, options)
+        .map_err(|e| fail(format!("not a GitRepository: {e}")))?;
+    // No apiserver admitted this file: its rules are checked here, before any value of it can
+    // reach git or a renderer's command line.
+    api::validate(&repository).map_err(|e| fail(format!("refused by the CRD's rules: {e}")))?;
+    Ok(repository)
 }
 
 fn yaml_stream(objects: &[Manifest]) -> Result<String, CliError> {

@@ -120,12 +120,13 @@ pub async fn objects_of(
     let mut inputs = revision::manifest_inputs(renderer, artifact, spec, chart)
         .await
         .map_err(|errors| CliError::Render(format!("revision {}: {errors}", artifact.revision)))?;
+    let budget = manifests::Budget::default();
     if let Some(variables) = variables {
-        inputs.substitute(variables).map_err(|message| {
+        inputs.substitute(variables, &budget).map_err(|message| {
             CliError::Render(format!("revision {}: {message}", artifact.revision))
         })?;
     }
-    let mut objects = manifests::read_manifests(inputs.files(), &manifests::Budget::default())?;
+    let mut objects = manifests::read_manifests(inputs.files(), &budget)?;
     revision::apply_common_metadata(&mut objects, spec);
     Ok(objects)
 }

@@ -51,7 +51,7 @@ pub(super) async fn substitute(
         return Ok(());
     };
     let variables = revision::read_variables(client, namespace, post_build).await?;
-    inputs.substitute(&variables)
+    inputs.substitute(&variables, &crate::manifests::Budget::default())
 }
 
 /// Whether rendering reads `kind` (`ConfigMap` or `Secret`) `name` of the object's namespace:

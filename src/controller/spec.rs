@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Settings, conditions::Reason, failure::Failure, identity::service_account_of};
-use crate::api::{GitRepository, SpecDurationError};
+use crate::api::{GitRepository, SpecDurationError, validate_spec};
 
 /// The durations of the spec, each within its bound.
 pub(super) struct SpecDurations {
@@ -12,13 +12,15 @@ pub(super) struct SpecDurations {
     pub(super) timeout: Duration,
 }
 
-/// Refuses, as Stalled, a spec the controller will not act on: a duration out of range (the
-/// CRD bounds them, but an object stored before that bound keeps its value), or no identity
-/// to apply with.
+/// Refuses, as Stalled, a spec the controller will not act on: one that breaks an admission
+/// rule of the CRD (an object stored before the rule existed keeps its value, and the same
+/// rules guard `driftless build --spec-file`), or no identity to apply with.
 pub(super) fn check_spec(
     repository: &GitRepository,
     settings: &Settings,
 ) -> Result<SpecDurations, Failure> {
+    validate_spec(&repository.spec)
+        .map_err(|error| Failure::new(Reason::InvalidSpec, error).stalled())?;
     let invalid = |error: SpecDurationError| Failure::new(Reason::InvalidSpec, error).stalled();
     let durations = SpecDurations {
         interval: repository
@@ -64,5 +66,27 @@ mod tests {
         .unwrap_or_else(|f| panic!("{}", f.message));
         assert_eq!((read.interval, read.timeout), (MAX_INTERVAL, MAX_TIMEOUT));
         assert_eq!(read.retry_interval, None);
+    }
+
+    #[test]
+    fn a_stored_spec_that_admission_now_refuses_stalls_with_every_field_named() {
+        let spec = json!({
+            "helm": { "releaseName": "--post-renderer=/bin/sh", "valuesFiles": ["../x"] },
+        });
+        let failure = check_spec(&repository(spec), &settings())
+            .err()
+            .expect("refused");
+        assert_eq!(failure.reason, Reason::InvalidSpec);
+        assert!(failure.stalled);
+        assert!(
+            failure
+                .message
+                .contains("spec.helm.releaseName: releaseName must be")
+                && failure
+                    .message
+                    .contains("spec.helm.valuesFiles: valuesFiles must be"),
+            "{}",
+            failure.message
+        );
     }
 }

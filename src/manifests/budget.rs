@@ -62,7 +62,7 @@ impl Budget {
     /// `0644` is an octal number, as `defaultMode: 0644` in a pod spec means; duplicate keys
     /// stay an error, because silently keeping one of two values is a deployment surprise.
     /// Snippets are off: errors must fit on one line of a status condition.
-    pub(super) fn yaml_options(&self) -> serde_saphyr::Options {
+    pub fn yaml_options(&self) -> serde_saphyr::Options {
         serde_saphyr::options! {
             budget: serde_saphyr::budget! {
                 max_documents: self.max_documents,

@@ -42,6 +42,10 @@ const APPLIED_HOOKS: &[&str] = &[
 
 const HOOK_ANNOTATION: &str = "helm.sh/hook";
 
+/// Ends the flags of a cobra command line (helm's and kustomize's): what follows is
+/// positional, however it is spelled.
+pub(super) const END_OF_FLAGS: &str = "--";
+
 /// The cluster a chart is rendered for, as `.Capabilities` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
@@ -110,20 +114,20 @@ impl Helm {
 
     /// `helm template` for the request, the values in merge order, and nothing that would
     /// enable DNS lookups, fetch dependencies or read a repository.
+    ///
+    /// No value can be read as a flag: every flag's value is joined to it (`--namespace=x`:
+    /// helm's flag parser takes what follows `=` as the value, whatever it starts with), and
+    /// the release name and chart come after `--`, which ends helm's flags, so a name such as
+    /// `--post-renderer=/bin/sh` stays a (refused) name.
     pub fn template_args(request: &ChartRequest) -> Vec<OsString> {
         let mut args: Vec<String> = vec![
             "template".into(),
-            request.release_name.clone(),
-            local(&request.chart),
-            "--namespace".into(),
-            request.namespace.clone(),
+            format!("--namespace={}", request.namespace),
         ];
         if let Some(capabilities) = &request.capabilities {
-            args.push("--kube-version".into());
-            args.push(capabilities.kube_version.clone());
+            args.push(format!("--kube-version={}", capabilities.kube_version));
             for version in &capabilities.api_versions {
-                args.push("--api-versions".into());
-                args.push(version.clone());
+                args.push(format!("--api-versions={version}"));
             }
         }
         if request.include_crds {
@@ -133,13 +137,14 @@ impl Helm {
             args.push("--skip-tests".into());
         }
         for file in &request.values_files {
-            args.push("--values".into());
-            args.push(local(file));
+            args.push(format!("--values={}", local(file)));
         }
         for index in 0..request.values_documents.len() {
-            args.push("--values".into());
-            args.push(format!("../generated/{}", generated_name(index)));
+            args.push(format!("--values=../generated/{}", generated_name(index)));
         }
+        args.push(END_OF_FLAGS.into());
+        args.push(request.release_name.clone());
+        args.push(local(&request.chart));
         args.into_iter().map(OsString::from).collect()
     }
 
@@ -476,32 +481,30 @@ mod tests {
             args,
             [
                 "template",
-                "web",
-                "./charts/app",
-                "--namespace",
-                "team-a",
-                "--kube-version",
-                "v1.35.4",
-                "--api-versions",
-                "apps/v1",
-                "--api-versions",
-                "apps/v1/Deployment",
+                "--namespace=team-a",
+                "--kube-version=v1.35.4",
+                "--api-versions=apps/v1",
+                "--api-versions=apps/v1/Deployment",
                 "--include-crds",
                 "--skip-tests",
-                "--values",
-                "./env/prod.yaml",
-                "--values",
-                "../generated/values-0.yaml",
+                "--values=./env/prod.yaml",
+                "--values=../generated/values-0.yaml",
+                "--",
+                "web",
+                "./charts/app",
             ]
         );
         for refused in ["--enable-dns", "--dependency-update", "--repo", "--devel"] {
-            assert!(!args.iter().any(|a| a == refused), "{refused}");
+            assert!(!args.iter().any(|a| a.starts_with(refused)), "{refused}");
         }
         let root = ChartRequest {
             chart: String::new(),
             ..request()
         };
-        assert_eq!(Helm::template_args(&root)[2], OsString::from("."));
+        assert_eq!(
+            Helm::template_args(&root).last(),
+            Some(&OsString::from("."))
+        );
     }
 
     #[test]

@@ -44,15 +44,17 @@ impl Kustomize {
         Ok(Self { binary, version })
     }
 
-    /// `kustomize build <unit> --load-restrictor LoadRestrictionsRootOnly`, and nothing that
-    /// would enable plugins, exec functions, Helm or the network.
+    /// `kustomize build --load-restrictor=LoadRestrictionsRootOnly -- <unit>`, and nothing
+    /// that would enable plugins, exec functions, Helm or the network. The unit comes after
+    /// `--`, which ends kustomize's flags: a directory of the repository named `--enable-helm`
+    /// is built as that directory, never read as the flag.
     pub fn build_args(unit: &str) -> Vec<OsString> {
         let unit = if unit.is_empty() { "." } else { unit };
         [
             "build",
+            "--load-restrictor=LoadRestrictionsRootOnly",
+            super::helm::END_OF_FLAGS,
             unit,
-            "--load-restrictor",
-            "LoadRestrictionsRootOnly",
         ]
         .into_iter()
         .map(OsString::from)
@@ -91,13 +93,15 @@ mod tests {
             args,
             [
                 "build",
+                "--load-restrictor=LoadRestrictionsRootOnly",
+                "--",
                 "apps/prod",
-                "--load-restrictor",
-                "LoadRestrictionsRootOnly"
             ]
             .map(OsString::from)
         );
         let root = Kustomize::build_args("");
-        assert_eq!(root[1], OsString::from("."));
+        assert_eq!(root.last(), Some(&OsString::from(".")));
+        let flag_named = Kustomize::build_args("--enable-helm");
+        assert_eq!(flag_named[2..], ["--", "--enable-helm"].map(OsString::from));
     }
 }

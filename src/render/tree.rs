@@ -22,7 +22,9 @@ pub enum Entry {
 /// root, without `.` or `..` components; the root is `""`. Files matched by the repository's
 /// ignore rules are absent, as if they were not committed.
 pub trait RepositoryTree {
-    /// The content address of the whole tree: equal ids mean equal files.
+    /// The content address of the tree as this view shows it, ignore rules applied: equal ids
+    /// mean equal visible files. The render cache keys on it, so a view that hides files must
+    /// not share an id with one that shows them (the raw git tree id is not enough).
     fn root_id(&self) -> String;
 
     /// The entry at `path`, or `None` when nothing is there.

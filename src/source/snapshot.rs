@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, Tree};
 use ignore::gitignore::Gitignore;
+use sha2::{Digest, Sha256};
 
 use super::tree::{self, TreeError};
 
@@ -37,6 +38,25 @@ pub struct OpenSnapshot {
 }
 
 impl Snapshot {
+    /// Names what this snapshot shows: the commit's tree as its ignore patterns leave it
+    /// (`.driftlessignore` is part of the tree). Equal ids list and read the same files; two
+    /// GitRepositories on one commit with different `spec.ignore` get different ids, so a
+    /// render remembered for one is never handed to the other.
+    pub fn view_id(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.tree.as_bytes());
+        for pattern in &self.ignore {
+            // Length-prefixed: no two pattern lists hash alike.
+            hasher.update((pattern.len() as u64).to_be_bytes());
+            hasher.update(pattern.as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
     pub fn open(&self) -> Result<OpenSnapshot, TreeError> {
         let repo = Repository::open_bare(&self.repo_dir)?;
         let tree = Oid::from_str(&self.tree)?;

@@ -1019,3 +1019,228 @@ async fn get_watch_prints_a_row_per_change() {
         "the suspension shows: {seen:?}"
     );
 }
+
+/// The pinned helm, built by `tests/cluster/build.sh`.
+fn helm_binary() -> String {
+    let helm = support::cluster::binaries_dir().join("helm");
+    assert!(
+        helm.is_file(),
+        "{} is missing: tests/cluster/build.sh builds it",
+        helm.display()
+    );
+    helm.to_str().unwrap().to_owned()
+}
+
+/// The pinned kustomize, built by `tests/cluster/build.sh`.
+fn kustomize_binary() -> String {
+    let kustomize = support::cluster::binaries_dir().join("kustomize");
+    assert!(
+        kustomize.is_file(),
+        "{} is missing: tests/cluster/build.sh builds it",
+        kustomize.display()
+    );
+    kustomize.to_str().unwrap().to_owned()
+}
+
+const SMALL_CHART: [(&str, &str); 2] = [
+    (
+        "charts/app/Chart.yaml",
+        "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    ),
+    (
+        "charts/app/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
+    ),
+];
+
+/// A spec file no apiserver ever admitted is held to the CRD's rules before anything runs: a
+/// release name (or an object name, the default release name) spelled
+/// `--post-renderer=<script>` is refused with the field and the rule named, and helm never
+/// runs the script. The same spec with a proper name builds, so helm was there to be fooled.
+#[test]
+fn build_refuses_a_spec_file_that_admission_would_refuse_and_runs_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let repos = GitRepos::new();
+    let repo = repos.create("chart");
+    repo.commit("a chart", &SMALL_CHART);
+    let dir = repo.path().to_str().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("post-render.sh");
+    let marker = scratch.path().join("ran");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\ncat\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let flag = format!("--post-renderer={}", script.display());
+    let helm = helm_binary();
+    let build = |name: &str, helm_fields: &str| {
+        let spec = scratch.path().join("spec.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "apiVersion: driftless.dev/v1alpha1\nkind: GitRepository\nmetadata:\n  name: {name:?}\n\
+                 spec:\n  url: https://example.invalid/chart.git\n  helm:\n    chart: charts/app\n{helm_fields}"
+            ),
+        )
+        .unwrap();
+        driftless(&[
+            "build",
+            dir,
+            "--spec-file",
+            spec.to_str().unwrap(),
+            "--helm-binary",
+            &helm,
+            "-o",
+            "json",
+        ])
+    };
+
+    let refused = build("app", &format!("    releaseName: {flag:?}\n"));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains(
+            "refused by the CRD's rules: spec.helm.releaseName: releaseName must be a DNS-1123 \
+             label of at most 53 characters, as Helm requires"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(stdout(&refused).is_empty());
+    assert!(!marker.exists(), "helm ran the post-renderer");
+
+    let refused = build(&flag, "");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("metadata.name: a name must be a DNS-1123 subdomain"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!marker.exists(), "helm ran the post-renderer");
+
+    let built = build("app", "    releaseName: web\n");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let list: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON output");
+    assert_eq!(list["items"][0]["metadata"]["name"], "web");
+    assert!(!marker.exists());
+}
+
+/// A kustomization directory whose name is a kustomize flag is built as that directory: the
+/// unit comes after `--` on kustomize's command line.
+#[test]
+fn build_renders_a_unit_directory_named_like_a_flag_as_a_directory() {
+    let repos = GitRepos::new();
+    let repo = repos.create("flags");
+    repo.commit(
+        "a flag-named unit",
+        &[
+            (
+                "--enable-helm/kustomization.yaml",
+                "resources:\n- cm.yaml\n",
+            ),
+            ("--enable-helm/cm.yaml", CONFIGMAP),
+        ],
+    );
+    let built = driftless(&[
+        "build",
+        repo.path().to_str().unwrap(),
+        "--kustomize-binary",
+        &kustomize_binary(),
+        "-o",
+        "json",
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let list: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON output");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["metadata"]["name"], "settings");
+}
+
+/// Runs `command` to its end and returns its output with its peak resident memory in KiB
+/// (`wait4`'s figure for that one child, whatever else the test process runs meanwhile).
+// The child is reaped by wait4, which std's `wait` cannot replace: it alone gives its rusage.
+#[allow(clippy::zombie_processes)]
+fn output_and_peak_rss(command: &mut Command) -> (Output, i64) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the driftless binary runs");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        out.read_to_end(&mut text).unwrap();
+        text
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let stdout = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value, filled in by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which nothing else waits for.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    (
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        usage.ru_maxrss,
+    )
+}
+
+/// A 400 KB manifest repeating `${X}` with a 2 KiB `X` would grow to 200 MB: `build` stops
+/// substituting at the manifest file limit, names the file, the object and the limit, and its
+/// peak memory stays far below what the whole output would take.
+#[test]
+fn build_stops_a_substitution_bomb_at_the_file_limit_with_small_memory() {
+    let repos = GitRepos::new();
+    let repo = repos.create("bomb");
+    let bomb = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  v: \"{}\"\n",
+        "${X}".repeat(100_000)
+    );
+    repo.commit("a bomb", &[("deploy/bomb.yaml", bomb.as_str())]);
+    let scratch = tempfile::tempdir().unwrap();
+    let spec = scratch.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "apiVersion: driftless.dev/v1alpha1\nkind: GitRepository\nmetadata:\n  name: bomb\n\
+             spec:\n  url: https://example.invalid/bomb.git\n  path: deploy\n  postBuild:\n    \
+             substitute:\n      X: {}\n",
+            "x".repeat(2048)
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (output, peak_kib) = output_and_peak_rss(
+        Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .args(["build", repo.path().to_str().unwrap(), "--spec-file"])
+            .arg(&spec)
+            .env_remove("KUBECONFIG"),
+    );
+    let took = started.elapsed();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    let limit = driftless::manifests::Budget::default().max_file_bytes;
+    assert!(
+        message.contains(&format!(
+            "deploy/bomb.yaml: ConfigMap bomb: substituting the variables makes the stream \
+             larger than {limit} bytes (the largest manifest file accepted)"
+        )),
+        "{message}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // The full output alone would be 200 MB; the limit is 16 MiB.
+    assert!(
+        peak_kib < 100 * 1024,
+        "peak resident memory {peak_kib} KiB: substitution built past its limit"
+    );
+    eprintln!("substitution bomb refused in {took:?}, peak RSS {peak_kib} KiB");
+}

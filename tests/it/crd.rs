@@ -305,3 +305,165 @@ async fn out_of_range_durations_stored_before_the_bound_stall_and_the_controller
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// The Rust rules that guard `driftless build --spec-file` and the controller
+/// ([`driftless::api::validate_spec`]) are admission's: a table of specs, each submitted to the
+/// real apiserver (a server-side dry-run create, so its CEL rules and OpenAPI bounds run) and
+/// to the Rust function; the verdicts agree, and each field the Rust side names is one the
+/// apiserver names.
+#[tokio::test]
+async fn admission_and_the_rust_rules_agree_on_every_spec() {
+    use driftless::api::{InvalidSpec, validate, validate_spec};
+    let _bounds = DURATION_BOUNDS.lock().await;
+    support::cluster::install_crds().await;
+    let namespace = TestNamespace::create("crd-agreement").await;
+    let api = namespace.api::<GitRepository>();
+    let url = "https://example.com/org/repo.git";
+    let long = |n: usize| "a".repeat(n);
+    let with = |extra: serde_json::Value| {
+        let mut spec = json!({ "url": url });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    let helm = |fields: serde_json::Value| with(json!({ "helm": fields }));
+    let values_files = |count: usize| {
+        json!(
+            (0..count)
+                .map(|i| format!("v/{i}.yaml"))
+                .collect::<Vec<_>>()
+        )
+    };
+    let specs = [
+        // Valid, several at the edge of a bound.
+        json!({ "url": url }),
+        json!({ "url": "git@example.com:org/repo.git" }),
+        json!({ "url": "ssh://git@example.com/org/repo.git", "ref": { "tag": "v1" } }),
+        with(
+            json!({ "ref": { "branch": "main", "commit": "0123456789abcdef0123456789abcdef01234567" } }),
+        ),
+        with(json!({ "interval": "720h", "retryInterval": "719h60m", "timeout": "59m59.5s" })),
+        with(json!({ "interval": "1.5h", "timeout": "1h" })),
+        helm(json!({ "releaseName": long(53), "namespace": long(63), "chart": "charts/..app" })),
+        helm(json!({ "chart": "a/b..c/d", "valuesFiles": values_files(32) })),
+        helm(
+            json!({ "valuesFrom": [{ "kind": "Secret", "name": long(253), "valuesKey": long(253) }] }),
+        ),
+        with(
+            json!({ "postBuild": { "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }] } }),
+        ),
+        with(json!({ "namePrefix": "p-", "images": [{ "name": "nginx" }] })),
+        // Flag-shaped values that would reach helm's command line.
+        helm(json!({ "releaseName": "--post-renderer=/bin/sh" })),
+        helm(json!({ "namespace": "--kubeconfig=/etc/passwd" })),
+        helm(json!({ "releaseName": "-x" })),
+        // Lengths, counts and patterns.
+        helm(json!({ "releaseName": long(54) })),
+        helm(json!({ "releaseName": "Web" })),
+        helm(json!({ "namespace": long(64) })),
+        helm(json!({ "chart": "../outside" })),
+        helm(json!({ "chart": "/abs" })),
+        helm(json!({ "chart": "a/../../b" })),
+        helm(json!({ "chart": "a/.." })),
+        helm(json!({ "chart": long(1025) })),
+        helm(json!({ "valuesFiles": values_files(33) })),
+        helm(json!({ "valuesFiles": ["ok.yaml", "x/../../y.yaml"] })),
+        helm(json!({ "valuesFiles": ["/etc/passwd"] })),
+        helm(json!({ "valuesFiles": [long(1025)] })),
+        helm(json!({ "valuesFrom": [{ "kind": "Pod", "name": "x" }] })),
+        helm(json!({ "valuesFrom": [{ "kind": "Secret", "name": long(254) }] })),
+        helm(json!({ "valuesFrom": [{ "kind": "Secret", "name": "x", "valuesKey": long(254) }] })),
+        with(json!({ "postBuild": { "substituteFrom": [{ "kind": "secret", "name": "x" }] } })),
+        // The URL forms.
+        json!({ "url": "ftp://example.com/repo" }),
+        json!({ "url": "file:///etc" }),
+        json!({ "url": "git@example.com:/abs" }),
+        json!({ "url": "git@example.com:a\nb" }),
+        json!({ "url": "git@example.com:\nb" }),
+        json!({ "url": "--upload-pack=touch /tmp/x" }),
+        // References.
+        with(json!({ "ref": { "tag": "v1", "semver": ">=1" } })),
+        with(json!({ "ref": { "branch": "main", "tag": "v1" } })),
+        with(json!({ "ref": { "commit": "0123456789ABCDEF0123456789ABCDEF01234567" } })),
+        with(json!({ "ref": { "commit": "abc" } })),
+        // Durations: the pattern, the digit runs, the bounds, zero.
+        with(json!({ "interval": "0s" })),
+        with(json!({ "timeout": "0ms" })),
+        with(json!({ "interval": "-5m" })),
+        with(json!({ "interval": ".5s" })),
+        with(json!({ "interval": "1.s" })),
+        with(json!({ "interval": "721h" })),
+        with(json!({ "interval": "1234567s" })),
+        with(json!({ "interval": "99999999999999999999h" })),
+        with(json!({ "interval": "1h1m1s1ms1h1m1s1m" })),
+        with(json!({ "retryInterval": "1d" })),
+        with(json!({ "timeout": "1h0.001s" })),
+        // Helm with the Kustomize fields.
+        with(json!({ "helm": {}, "namePrefix": "p-" })),
+        with(json!({ "helm": {}, "components": ["c"] })),
+        with(json!({ "helm": {}, "images": [{ "name": "nginx", "newTag": "1" }] })),
+        // Several rules at once.
+        with(
+            json!({ "url": "ftp://x", "interval": "0s", "helm": { "releaseName": "A", "chart": "/x" } }),
+        ),
+    ];
+    let mut refused = 0;
+    for spec in specs {
+        let object: GitRepository = serde_json::from_value(json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": "agreement" }, "spec": spec,
+        }))
+        .expect("a GitRepository literal");
+        let dry_run = PostParams {
+            dry_run: true,
+            field_manager: None,
+        };
+        let admitted = api.create(&dry_run, &object).await;
+        let checked = validate_spec(&object.spec);
+        match (&admitted, &checked) {
+            (Ok(_), Ok(())) => {}
+            (Err(kube::Error::Api(status)), Err(InvalidSpec(errors))) if status.code == 422 => {
+                refused += 1;
+                for error in errors {
+                    assert!(
+                        status.message.contains(&format!("{}:", error.field)),
+                        "{spec}: the apiserver does not name {}: {}",
+                        error.field,
+                        status.message
+                    );
+                }
+            }
+            _ => panic!("{spec}: the apiserver says {admitted:?}, the Rust rules {checked:?}"),
+        }
+        // The whole object's check adds only the name's rule, which this name passes.
+        assert_eq!(validate(&object).is_ok(), checked.is_ok(), "{spec}");
+    }
+    assert!(
+        refused >= 40,
+        "the table refuses what it means to: {refused}"
+    );
+
+    // Object names reach helm as the default release name: the apiserver's name rule.
+    for (name, valid) in [
+        ("web.prod", true),
+        (long(253).as_str(), true),
+        ("--post-renderer=/bin/sh", false),
+        ("Web", false),
+        (long(254).as_str(), false),
+        ("a_b", false),
+    ] {
+        let object: GitRepository = serde_json::from_value(json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": name }, "spec": { "url": url },
+        }))
+        .unwrap();
+        let dry_run = PostParams {
+            dry_run: true,
+            field_manager: None,
+        };
+        let admitted = api.create(&dry_run, &object).await.is_ok();
+        assert_eq!(admitted, valid, "{name}: the apiserver");
+        assert_eq!(validate(&object).is_ok(), valid, "{name}: the Rust rules");
+    }
+}

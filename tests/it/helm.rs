@@ -486,6 +486,85 @@ async fn schema_violations_reach_the_message_without_temporary_paths() {
     );
 }
 
+/// A script that leaves a marker file when anything runs it (as helm runs a post-renderer).
+struct Tripwire {
+    dir: tempfile::TempDir,
+}
+
+impl Tripwire {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("post-render.sh");
+        let marker = dir.path().join("ran");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ntouch {}\ncat\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    /// `--post-renderer=<the script>`: what a tenant would put where a name goes.
+    fn flag(&self) -> String {
+        format!(
+            "--post-renderer={}",
+            self.dir.path().join("post-render.sh").display()
+        )
+    }
+
+    fn ran(&self) -> bool {
+        self.dir.path().join("ran").exists()
+    }
+}
+
+/// No value of a request is read by helm as a flag: a release name or a namespace spelled
+/// `--post-renderer=<script>` (which the CRD refuses, but the renderer does not rely on that)
+/// never makes helm run the script. The same script does run when it is really passed as the
+/// flag, so the tripwire works.
+#[tokio::test]
+async fn a_flag_shaped_name_or_namespace_never_reaches_helm_as_a_flag() {
+    let harness = Harness::new().await;
+    let repository = scratch_repository(&[]);
+    let tripwire = Tripwire::new();
+    let flag = tripwire.flag();
+    let requests = [
+        ChartRequest {
+            release_name: flag.clone(),
+            ..small_request(&[])
+        },
+        ChartRequest {
+            namespace: flag.clone(),
+            ..small_request(&[])
+        },
+    ];
+    for request in &requests {
+        let result = harness.render(repository.path(), request).await;
+        assert!(
+            !tripwire.ran(),
+            "helm ran the post-renderer for {request:?}: {result:?}"
+        );
+    }
+    harness.assert_no_work_dir_left();
+
+    let direct = std::process::Command::new(helm_binary())
+        .args(["template", "web", "charts/app", &flag])
+        .current_dir(repository.path())
+        .env("HOME", repository.path())
+        .output()
+        .unwrap();
+    assert!(
+        direct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    assert!(
+        tripwire.ran(),
+        "the tripwire fires when helm really gets the flag"
+    );
+}
+
 #[tokio::test]
 async fn the_same_input_renders_once() {
     let harness = Harness::new().await;

@@ -1399,3 +1399,70 @@ async fn spec_components_follow_the_sandbox_rules() {
     }
     assert_eq!(harness.renderer.renders_run(), 0);
 }
+
+/// Two GitRepositories following one commit with different `spec.ignore` share one renderer
+/// (and its cache): each gets the render of the files it sees, never the other's, whichever
+/// renders first. The raw tree id is the same for both; what the cache keys on is not.
+#[tokio::test]
+async fn one_commit_with_different_ignores_renders_what_each_object_sees() {
+    use driftless::{
+        api::GitRepositorySpec,
+        manifests::{Budget, read_manifests},
+        revision::{ChartContext, manifest_inputs},
+        source::{Limits, read_local_revision},
+    };
+    let repos = support::git::GitRepos::new();
+    let repo = repos.create("ignores");
+    let config_map =
+        |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    let (a, b) = (config_map("a"), config_map("b"));
+    repo.commit(
+        "two objects",
+        &[("app/a.yaml", a.as_str()), ("app/b.yaml", b.as_str())],
+    );
+    let spec = |ignore: &[&str]| GitRepositorySpec {
+        url: "https://example.invalid/ignores.git".into(),
+        path: Some("app".into()),
+        ignore: ignore.iter().map(|pattern| pattern.to_string()).collect(),
+        // A Kustomize field: the path gets a generated kustomization of the files it holds.
+        name_prefix: Some("t-".into()),
+        ..GitRepositorySpec::default()
+    };
+    let everything = spec(&[]);
+    let without_b = spec(&["b.yaml"]);
+    for order in [[&everything, &without_b], [&without_b, &everything]] {
+        let harness = Harness::new().await;
+        for spec in order {
+            let artifact = read_local_revision(
+                repo.path(),
+                "main",
+                "app",
+                &spec.ignore,
+                Limits::default().tree,
+            )
+            .expect("the commit reads");
+            let inputs =
+                manifest_inputs(&harness.renderer, &artifact, spec, &ChartContext::default())
+                    .await
+                    .unwrap_or_else(|errors| panic!("{errors}"));
+            let objects = read_manifests(inputs.files(), &Budget::default())
+                .unwrap_or_else(|errors| panic!("{errors}"));
+            let names: Vec<_> = objects
+                .iter()
+                .map(|m| m.object.metadata.name.clone().unwrap_or_default())
+                .collect();
+            let expected = if spec.ignore.is_empty() {
+                vec!["t-a", "t-b"]
+            } else {
+                vec!["t-a"]
+            };
+            assert_eq!(names, expected, "ignore {:?}", spec.ignore);
+        }
+        assert_eq!(
+            harness.renderer.renders_run(),
+            2,
+            "one render for each view of the commit"
+        );
+        harness.assert_no_work_dir_left();
+    }
+}
