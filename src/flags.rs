@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use driftless::{
-    render::RenderSettings,
+    render::{InputLimits, RenderSettings},
     source::{CacheLimits, Limits, TreeLimits},
     telemetry::LogFormat,
 };
@@ -110,6 +110,9 @@ pub struct ControllerArgs {
 
     #[command(flatten)]
     pub render: RenderArgs,
+
+    #[command(flatten)]
+    pub repository_shape: RepositoryShapeArgs,
 
     #[command(flatten)]
     pub leader_election: LeaderElectionArgs,
@@ -313,11 +316,60 @@ impl SourceArgs {
                 max_file_bytes: self.max_manifest_file_bytes,
                 max_total_bytes: self.max_manifest_total_bytes,
                 max_files: self.max_manifest_files,
+                ..TreeLimits::default()
             },
             cache: CacheLimits {
                 max_age: self.git_cache_max_age,
                 max_bytes: self.git_cache_max_bytes,
             },
+        }
+    }
+}
+
+/// How large and deep one revision's tree and kustomizations may be: a repository decides
+/// both, so each is bounded, and the revision fails naming the bound when it is passed.
+#[derive(Args, Debug)]
+pub struct RepositoryShapeArgs {
+    /// Most entries (files, directories, links) in one commit's whole tree, counted by path.
+    #[arg(long, env = "DRIFTLESS_MAX_TREE_ENTRIES", default_value_t = TreeLimits::default().max_entries, value_parser = parse_positive)]
+    pub max_tree_entries: usize,
+
+    /// Most directories in one commit's whole tree, counted by path.
+    #[arg(long, env = "DRIFTLESS_MAX_TREE_DIRECTORIES", default_value_t = TreeLimits::default().max_directories, value_parser = parse_positive)]
+    pub max_tree_directories: usize,
+
+    /// Deepest nesting of directories in one commit's tree.
+    #[arg(long, env = "DRIFTLESS_MAX_TREE_DEPTH", default_value_t = TreeLimits::default().max_depth, value_parser = parse_positive)]
+    pub max_tree_depth: usize,
+
+    /// Most kustomizations one kustomize unit may reach through its bases and components, and
+    /// most kustomize units under one path.
+    #[arg(long, env = "DRIFTLESS_MAX_KUSTOMIZATIONS", default_value_t = InputLimits::default().max_kustomizations, value_parser = parse_positive)]
+    pub max_kustomizations: usize,
+}
+
+impl RepositoryShapeArgs {
+    /// `limits` with the tree's shape bounded.
+    pub fn bound_source(&self, limits: Limits) -> Limits {
+        Limits {
+            tree: TreeLimits {
+                max_entries: self.max_tree_entries,
+                max_directories: self.max_tree_directories,
+                max_depth: self.max_tree_depth,
+                ..limits.tree
+            },
+            ..limits
+        }
+    }
+
+    /// `settings` with the kustomizations bounded.
+    pub fn bound_render(&self, settings: RenderSettings) -> RenderSettings {
+        RenderSettings {
+            input_limits: InputLimits {
+                max_kustomizations: self.max_kustomizations,
+                ..settings.input_limits
+            },
+            ..settings
         }
     }
 }

@@ -4,7 +4,8 @@
 //! revision's objects: [`render`] for Kustomize, [`manifests`] for YAML) and [`apply`]
 //! (server-side apply, inventory, prune, health); [`webhook`] only turns verified pushes into
 //! reconcile requests; [`cli`] composes the same pieces for people and CI. None of the lower
-//! modules knows about the controller or the CLI.
+//! modules knows about the controller or the CLI. [`repo_path`] is the ground vocabulary of paths
+//! inside a revision that source, render, manifests and the CLI share.
 
 pub mod api;
 pub mod apply;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod controller;
 pub mod manifests;
 pub mod render;
+pub mod repo_path;
 pub mod revision;
 pub mod source;
 pub mod sync;

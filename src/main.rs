@@ -117,10 +117,10 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         default_interval: args.default_interval,
         git_cache_dir: args.source.git_cache_dir.clone(),
         git_stall_timeout: args.source.git_stall_timeout,
-        source_limits: args.source.limits(),
+        source_limits: args.repository_shape.bound_source(args.source.limits()),
         default_service_account: args.default_service_account.clone(),
         require_service_account: args.require_service_account,
-        render: args.render.settings(),
+        render: args.repository_shape.bound_render(args.render.settings()),
     };
     tracing::info!(
         version = driftless::VERSION,

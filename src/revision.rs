@@ -19,6 +19,7 @@ use crate::{
         RenderOptions, Renderer, RepositoryTree, TreeSource, ValuesDocument,
         substitute::{Allowance, substitute_stream},
     },
+    repo_path::{EntryName, RepoPath},
     source::{
         Artifact, Snapshot,
         snapshot::{OpenSnapshot, SnapshotEntry},
@@ -377,11 +378,11 @@ impl RepositoryTree for OpenGitTree {
         self.view_id.clone()
     }
 
-    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {
+    fn entry(&self, path: &RepoPath) -> Result<Option<Entry>, RenderError> {
         Ok(self.opened.entry(path).map_err(tree_error)?.map(entry))
     }
 
-    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError> {
+    fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError> {
         let entries = self.opened.list(path).map_err(tree_error)?;
         Ok(entries
             .into_iter()
@@ -389,7 +390,7 @@ impl RepositoryTree for OpenGitTree {
             .collect())
     }
 
-    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError> {
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, RenderError> {
         self.opened.read(path).map_err(tree_error)
     }
 }

@@ -62,7 +62,7 @@ pub(super) fn source_failure(error: &SourceError) -> Failure {
     }
 }
 
-/// Errors that a retry cannot fix: the spec or the Secret must change.
+/// Errors that a retry cannot fix: the spec, the Secret or the commit must change.
 fn needs_user_change(kind: &SourceErrorKind) -> bool {
     matches!(
         kind,
@@ -71,7 +71,7 @@ fn needs_user_change(kind: &SourceErrorKind) -> bool {
             | SourceErrorKind::CredentialsRequired
             | SourceErrorKind::KnownHostsRequired
             | SourceErrorKind::HostKey(_)
-    )
+    ) || matches!(kind, SourceErrorKind::Tree(tree) if tree.refuses_commit())
 }
 
 /// A unit that did not render: nothing of the revision is applied.

@@ -349,6 +349,7 @@ fn render_settings(settings: &Settings) -> RenderSettings {
             max_file_bytes: tree.max_file_bytes,
             max_total_bytes: tree.max_total_bytes,
             max_files: tree.max_files,
+            ..settings.render.input_limits
         },
         ..settings.render.clone()
     }

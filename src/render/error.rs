@@ -59,6 +59,12 @@ pub enum RenderError {
     /// The unit's input is larger than the tree limits allow.
     #[error("{unit}: {reason}")]
     TooLarge { unit: String, reason: String },
+    /// The unit reaches (or the path holds) more kustomizations than one render may check.
+    #[error(
+        "{unit}: more than {limit} kustomizations (the limit is --max-kustomizations); \
+         nothing was rendered"
+    )]
+    TooManyKustomizations { unit: String, limit: usize },
     #[error("reading the commit: {0}")]
     Tree(String),
     /// Preparing the work directory or starting the process failed (a controller-side problem,
@@ -91,6 +97,7 @@ impl RenderError {
                 | RenderError::Failed { .. }
                 | RenderError::OutputTooLarge { .. }
                 | RenderError::TooLarge { .. }
+                | RenderError::TooManyKustomizations { .. }
         )
     }
 
@@ -101,7 +108,8 @@ impl RenderError {
             | RenderError::NotFound { .. }
             | RenderError::InvalidKustomization { .. }
             | RenderError::InvalidChart { .. }
-            | RenderError::TooLarge { .. } => "refused",
+            | RenderError::TooLarge { .. }
+            | RenderError::TooManyKustomizations { .. } => "refused",
             RenderError::TimedOut { .. } => "timeout",
             RenderError::OutputTooLarge { .. } => "output_too_large",
             RenderError::Unavailable { .. } => "unavailable",
@@ -131,6 +139,9 @@ pub enum Refusal {
     Absolute,
     #[error("the path leaves the repository")]
     LeavesRepository,
+    /// A component of the path is a name no tree entry may have (`.git`, an alias of it).
+    #[error("{0}")]
+    BadName(crate::repo_path::NameRule),
     #[error(
         "the file is outside the kustomization's directory (kustomize's \
          LoadRestrictionsRootOnly; list its directory as a base instead)"

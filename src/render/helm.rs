@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use super::{
     InputLimits, Refusal, RenderError,
     binary::{self},
+    kustomization::refusal_of,
     kustomization::{Inputs, display_dir},
     sandbox::{ProcessLimits, WorkDir},
-    tree::{self, Entry, Escape, RepositoryTree},
+    tree::{self, Entry, EntryName, RepoPath, RepositoryTree},
 };
 
 pub const RENDERER: &str = "helm";
@@ -182,6 +183,11 @@ fn local(path: &str) -> String {
     }
 }
 
+/// A name driftless writes itself, as a path component.
+fn known(name: &'static str) -> EntryName {
+    EntryName::new(name).expect("a constant name is a valid entry name")
+}
+
 fn generated_name(index: usize) -> String {
     format!("values-{index}.yaml")
 }
@@ -295,12 +301,14 @@ pub fn collect_chart_inputs(
         chart: chart.clone(),
         reason,
     };
-    match tree.entry(&request.chart)? {
+    let chart_dir = RepoPath::parse(&request.chart)
+        .map_err(|escape| invalid(format!("the chart's directory: {escape}")))?;
+    match tree.entry(&chart_dir)? {
         Some(Entry::Directory) => {}
         None => return Err(invalid("the directory does not exist in the commit".into())),
         Some(_) => return Err(invalid("it is not a directory".into())),
     }
-    let chart_file = tree::join(&request.chart, "Chart.yaml");
+    let chart_file = chart_dir.join(&known("Chart.yaml"));
     let Some(Entry::File { size, .. }) = tree.entry(&chart_file)? else {
         return Err(invalid(
             "the directory has no Chart.yaml (is helm.chart or path set to the chart's directory?)"
@@ -311,7 +319,7 @@ pub fn collect_chart_inputs(
         return Err(invalid("Chart.yaml is larger than 1 MiB".into()));
     }
     let mut inputs = Inputs::default();
-    tree::walk(tree, &request.chart, &mut |path, entry| match entry {
+    tree::walk(tree, &chart_dir, &mut |path, entry| match entry {
         Entry::File { id, size } => inputs.add(path, id, *size, limits, &chart),
         Entry::Symlink => Err(invalid(format!(
             "{path} is a symlink, and symlinks are not followed (commit the file itself)"
@@ -321,7 +329,7 @@ pub fn collect_chart_inputs(
         ))),
         Entry::Directory => Ok(()),
     })?;
-    check_dependencies_vendored(tree, &request.chart, &chart)?;
+    check_dependencies_vendored(tree, &chart_dir, &chart)?;
     for file in &request.values_files {
         let path = values_file(tree, file)?;
         if let Some(Entry::File { id, size }) = tree.entry(&path)? {
@@ -344,17 +352,14 @@ pub fn collect_chart_inputs(
 
 /// A `valuesFiles` entry as a path from the root, refused unless it is a regular file of the
 /// commit.
-fn values_file(tree: &dyn RepositoryTree, entry: &str) -> Result<String, RenderError> {
+fn values_file(tree: &dyn RepositoryTree, entry: &str) -> Result<RepoPath, RenderError> {
     let refused = |reason: Refusal| RenderError::Refused {
         file: "spec.helm".into(),
         field: "valuesFiles".into(),
         entry: entry.to_owned(),
         reason,
     };
-    let path = tree::resolve("", entry).map_err(|escape| match escape {
-        Escape::Absolute => refused(Refusal::Absolute),
-        Escape::LeavesRepository => refused(Refusal::LeavesRepository),
-    })?;
+    let path = RepoPath::parse(entry).map_err(|escape| refused(refusal_of(escape)))?;
     match tree.entry(&path)? {
         Some(Entry::File { .. }) => Ok(path),
         Some(Entry::Symlink) => Err(refused(Refusal::Symlink)),
@@ -363,7 +368,7 @@ fn values_file(tree: &dyn RepositoryTree, entry: &str) -> Result<String, RenderE
             file: "spec.helm".into(),
             field: "valuesFiles".into(),
             entry: entry.to_owned(),
-            path,
+            path: path.as_str().to_owned(),
         }),
     }
 }
@@ -385,7 +390,7 @@ struct Dependency {
 /// name, or a `<name>-<version>.tgz` archive.
 fn check_dependencies_vendored(
     tree: &dyn RepositoryTree,
-    chart_dir: &str,
+    chart_dir: &RepoPath,
     chart: &str,
 ) -> Result<(), RenderError> {
     let invalid = |reason: String| RenderError::InvalidChart {
@@ -398,19 +403,21 @@ fn check_dependencies_vendored(
     if dependencies.is_empty() {
         return Ok(());
     }
-    let vendored_dir = tree::join(chart_dir, "charts");
+    let vendored_dir = chart_dir.join(&known("charts"));
     let mut vendored = Vec::new();
     let mut archives = Vec::new();
     if tree.entry(&vendored_dir)? == Some(Entry::Directory) {
         for (name, entry) in tree.list(&vendored_dir)? {
             match entry {
                 Entry::Directory => {
-                    let dir = tree::join(&vendored_dir, &name);
+                    let dir = vendored_dir.join(&name);
                     if let Ok(file) = read_chart_file(tree, &dir, chart) {
                         vendored.extend(file.name);
                     }
                 }
-                Entry::File { .. } if name.ends_with(".tgz") => archives.push(name),
+                Entry::File { .. } if name.as_str().ends_with(".tgz") => {
+                    archives.push(name.as_str().to_owned())
+                }
                 _ => {}
             }
         }
@@ -427,7 +434,7 @@ fn check_dependencies_vendored(
                  `helm dependency build` or fetches charts, so dependencies must be vendored \
                  (commit the dependency's chart directory or its .tgz into charts/)",
                 dependency.name,
-                display_dir(&vendored_dir)
+                vendored_dir.display()
             )));
         }
     }
@@ -436,10 +443,10 @@ fn check_dependencies_vendored(
 
 fn read_chart_file(
     tree: &dyn RepositoryTree,
-    dir: &str,
+    dir: &RepoPath,
     chart: &str,
 ) -> Result<ChartFile, RenderError> {
-    let path = tree::join(dir, "Chart.yaml");
+    let path = dir.join(&known("Chart.yaml"));
     let bytes = tree.read(&path)?;
     let text = String::from_utf8_lossy(&bytes);
     serde_saphyr::from_str::<ChartFile>(&text).map_err(|error| RenderError::InvalidChart {

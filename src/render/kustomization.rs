@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{
     Refusal, RenderError,
-    tree::{self, Entry, Escape, RepositoryTree},
+    tree::{Entry, EntryName, Escape, RepoPath, RepositoryTree},
 };
 
 /// The names kustomize looks for in a directory, in its order of preference.
@@ -40,22 +40,37 @@ const FUNCTION_ANNOTATIONS: [&str; 2] = ["config.kubernetes.io/function", "confi
 /// Largest kustomization or plugin configuration file read for the checks.
 const MAX_CHECKED_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Bounds on the files one render may materialize (the source engine's tree limits).
+/// Bounds on the files one render may materialize (the source engine's tree limits), and on
+/// the kustomizations one render may check.
 #[derive(Clone, Copy, Debug)]
 pub struct InputLimits {
     pub max_file_bytes: u64,
     pub max_total_bytes: u64,
     pub max_files: usize,
+    /// Kustomizations one unit may reach through its bases and components, and kustomize
+    /// units one path may hold.
+    pub max_kustomizations: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 * 1024 * 1024,
+            max_total_bytes: 64 * 1024 * 1024,
+            max_files: 10_000,
+            max_kustomizations: 1_000,
+        }
+    }
 }
 
 /// What a unit's build may read: every regular file under every kustomization directory it
 /// reaches, by path, with its content address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inputs {
-    pub files: BTreeMap<String, String>,
+    pub files: BTreeMap<RepoPath, String>,
     pub total_bytes: u64,
     /// The unit's kustomization file as edited (or generated), written instead of the commit's.
-    pub edited: Option<(String, Vec<u8>)>,
+    pub edited: Option<(RepoPath, Vec<u8>)>,
     /// Files that are not the commit's (values read from the cluster), written under the work
     /// directory's `generated/`, by name.
     pub generated: Vec<(String, Vec<u8>)>,
@@ -65,7 +80,7 @@ impl Inputs {
     /// Adds a file of the commit, within the limits; `unit` names the render in messages.
     pub fn add(
         &mut self,
-        path: &str,
+        path: &RepoPath,
         id: &str,
         size: u64,
         limits: InputLimits,
@@ -81,7 +96,7 @@ impl Inputs {
                 limits.max_file_bytes
             )));
         }
-        if self.files.insert(path.to_owned(), id.to_owned()).is_none() {
+        if self.files.insert(path.clone(), id.to_owned()).is_none() {
             self.total_bytes += size;
         }
         if self.total_bytes > limits.max_total_bytes {
@@ -156,13 +171,18 @@ fn list_field<'m>(fields: &'m mut serde_json::Map<String, Value>, key: &str) -> 
     entry.as_array_mut().expect("just made a list")
 }
 
+/// A name driftless writes itself, as a path component.
+fn known(name: &'static str) -> EntryName {
+    EntryName::new(name).expect("a constant name is a valid entry name")
+}
+
 /// The kustomization file of directory `dir`, if it has one.
 pub fn kustomization_file(
     tree: &dyn RepositoryTree,
-    dir: &str,
-) -> Result<Option<(String, Entry)>, RenderError> {
+    dir: &RepoPath,
+) -> Result<Option<(RepoPath, Entry)>, RenderError> {
     for name in KUSTOMIZATION_FILES {
-        let path = tree::join(dir, name);
+        let path = dir.join(&known(name));
         if let Some(entry) = tree.entry(&path)? {
             return Ok(Some((path, entry)));
         }
@@ -174,20 +194,34 @@ pub fn kustomization_file(
 /// build may read.
 pub fn collect_inputs(
     tree: &dyn RepositoryTree,
-    unit: &str,
+    unit: &RepoPath,
     edits: &KustomizationEdits,
     limits: InputLimits,
 ) -> Result<Inputs, RenderError> {
     let mut walk = Walk {
         tree,
+        unit,
+        max_kustomizations: limits.max_kustomizations,
         roots: BTreeSet::new(),
+        pending: Vec::new(),
     };
+    walk.roots.insert(unit.clone());
     let edited = if edits.is_empty() {
         walk.visit_root(unit, None)?;
         None
     } else {
         Some(walk.visit_edited_root(unit, edits)?)
     };
+    // Bases are checked from a work list, not by recursion: a chain of kustomizations each
+    // naming the next is as long as the repository makes it.
+    while let Some(base) = walk.pending.pop() {
+        let site = Site {
+            file: &base.file,
+            field: &base.field,
+            entry: &base.entry,
+        };
+        walk.visit_root(&base.dir, Some(site))?;
+    }
     let mut inputs = materializable_files(tree, unit, &walk.roots, limits)?;
     inputs.edited = edited;
     Ok(inputs)
@@ -197,10 +231,10 @@ pub fn collect_inputs(
 /// that holds Kubernetes objects, and every subdirectory kustomization (not descended into).
 fn generated_kustomization(
     tree: &dyn RepositoryTree,
-    dir: &str,
+    dir: &RepoPath,
 ) -> Result<serde_json::Map<String, Value>, RenderError> {
     let mut resources = Vec::new();
-    collect_generated_resources(tree, dir, dir, &mut resources)?;
+    collect_generated_resources(tree, dir, &mut resources)?;
     let mut fields = serde_json::Map::new();
     fields.insert(
         "apiVersion".into(),
@@ -214,27 +248,36 @@ fn generated_kustomization(
     Ok(fields)
 }
 
+/// Iterative, in name order: the repository decides how deep its directories go.
 fn collect_generated_resources(
     tree: &dyn RepositoryTree,
-    root: &str,
-    dir: &str,
+    root: &RepoPath,
     resources: &mut Vec<String>,
 ) -> Result<(), RenderError> {
-    let relative = |path: &str| {
-        path.strip_prefix(root)
+    let relative = |path: &RepoPath| {
+        path.as_str()
+            .strip_prefix(root.as_str())
             .map(|p| p.trim_start_matches('/'))
-            .unwrap_or(path)
+            .unwrap_or(path.as_str())
             .to_owned()
     };
-    for (name, entry) in tree.list(dir)? {
-        let path = tree::join(dir, &name);
+    let mut pending = vec![(root.clone(), tree.list(root)?.into_iter())];
+    while let Some((dir, entries)) = pending.last_mut() {
+        let Some((name, entry)) = entries.next() else {
+            pending.pop();
+            continue;
+        };
+        let path = dir.join(&name);
         match entry {
             Entry::Directory if kustomization_file(tree, &path)?.is_some() => {
                 resources.push(relative(&path));
             }
-            Entry::Directory => collect_generated_resources(tree, root, &path, resources)?,
+            Entry::Directory => {
+                let children = tree.list(&path)?.into_iter();
+                pending.push((path, children));
+            }
             // A file too large to check is listed: kustomize reads it under the tree limits.
-            Entry::File { size, .. } if is_manifest_name(&name) => {
+            Entry::File { size, .. } if is_manifest_name(name.as_str()) => {
                 let listed = size > MAX_CHECKED_FILE_BYTES || holds_objects(&tree.read(&path)?);
                 if listed {
                     resources.push(relative(&path));
@@ -289,10 +332,22 @@ impl Site<'_> {
     }
 }
 
+/// A base directory reached but not checked yet, and where it was named.
+struct PendingBase {
+    dir: RepoPath,
+    file: String,
+    field: String,
+    entry: String,
+}
+
 struct Walk<'t> {
     tree: &'t dyn RepositoryTree,
-    /// Every kustomization directory reached so far.
-    roots: BTreeSet<String>,
+    /// The unit the walk checks, for messages.
+    unit: &'t RepoPath,
+    max_kustomizations: usize,
+    /// Every kustomization directory reached so far (checked, or waiting in `pending`).
+    roots: BTreeSet<RepoPath>,
+    pending: Vec<PendingBase>,
 }
 
 impl Walk<'_> {
@@ -300,20 +355,19 @@ impl Walk<'_> {
     /// and returns the file to write instead of the commit's.
     fn visit_edited_root(
         &mut self,
-        dir: &str,
+        dir: &RepoPath,
         edits: &KustomizationEdits,
-    ) -> Result<(String, Vec<u8>), RenderError> {
-        self.roots.insert(dir.to_owned());
+    ) -> Result<(RepoPath, Vec<u8>), RenderError> {
         let (file, mut fields) = match kustomization_file(self.tree, dir)? {
             Some((file, entry)) => {
                 let documents = self.read_yaml(&file, &entry)?;
                 match <[Value; 1]>::try_from(documents) {
                     Ok([Value::Object(fields)]) => (file, fields),
-                    _ => return Err(invalid(&file, "expected exactly one mapping")),
+                    _ => return Err(invalid(file.as_str(), "expected exactly one mapping")),
                 }
             }
             None => (
-                tree::join(dir, KUSTOMIZATION_FILES[0]),
+                dir.join(&known(KUSTOMIZATION_FILES[0])),
                 generated_kustomization(self.tree, dir)?,
             ),
         };
@@ -324,18 +378,16 @@ impl Walk<'_> {
         Ok((file, contents))
     }
 
-    /// Checks the kustomization of `dir` (reached from `site`, or the unit itself).
-    fn visit_root(&mut self, dir: &str, site: Option<Site<'_>>) -> Result<(), RenderError> {
-        if !self.roots.insert(dir.to_owned()) {
-            return Ok(()); // kustomize reports cycles itself; the walk only must not loop
-        }
+    /// Checks the kustomization of `dir` (reached from `site`, or the unit itself); the bases
+    /// it names join the work list.
+    fn visit_root(&mut self, dir: &RepoPath, site: Option<Site<'_>>) -> Result<(), RenderError> {
         let (file, entry) = match kustomization_file(self.tree, dir)? {
             Some(found) => found,
             None => {
                 return Err(match site {
                     Some(site) => site.refuse(Refusal::NotAKustomization),
                     None => RenderError::InvalidKustomization {
-                        file: dir.to_owned(),
+                        file: dir.display().to_owned(),
                         reason: Refusal::NotAKustomization.to_string(),
                     },
                 });
@@ -343,20 +395,44 @@ impl Walk<'_> {
         };
         let kustomization = self.read_yaml(&file, &entry)?;
         let [document] = kustomization.as_slice() else {
-            return Err(invalid(&file, "expected exactly one YAML document"));
+            return Err(invalid(file.as_str(), "expected exactly one YAML document"));
         };
         let Value::Object(fields) = document else {
-            return Err(invalid(&file, "not a mapping"));
+            return Err(invalid(file.as_str(), "not a mapping"));
         };
         self.check_fields(dir, &file, fields)
     }
 
+    /// A base directory named at `site`: checked later from the work list, once however often
+    /// it is named (kustomize reports cycles itself; the walk only must not loop), within the
+    /// budget of kustomizations.
+    fn reach(&mut self, dir: RepoPath, site: Site<'_>) -> Result<(), RenderError> {
+        if self.roots.contains(&dir) {
+            return Ok(());
+        }
+        if self.roots.len() >= self.max_kustomizations {
+            return Err(RenderError::TooManyKustomizations {
+                unit: self.unit.display().to_owned(),
+                limit: self.max_kustomizations,
+            });
+        }
+        self.roots.insert(dir.clone());
+        self.pending.push(PendingBase {
+            dir,
+            file: site.file.to_owned(),
+            field: site.field.to_owned(),
+            entry: site.entry.to_owned(),
+        });
+        Ok(())
+    }
+
     fn check_fields(
         &mut self,
-        dir: &str,
-        file: &str,
+        dir: &RepoPath,
+        file: &RepoPath,
         fields: &serde_json::Map<String, Value>,
     ) -> Result<(), RenderError> {
+        let file = file.as_str();
         for field in HELM_FIELDS {
             if fields.get(field).is_some_and(|v| !v.is_null()) {
                 let site = Site {
@@ -425,21 +501,21 @@ impl Walk<'_> {
 
     /// A `resources`/`bases`/`components` entry: a base directory anywhere in the repository,
     /// or a file inside this kustomization's directory.
-    fn base_or_file(&mut self, dir: &str, site: Site<'_>) -> Result<Entry, RenderError> {
+    fn base_or_file(&mut self, dir: &RepoPath, site: Site<'_>) -> Result<Entry, RenderError> {
         let path = local_path(dir, site)?;
         match self.tree.entry(&path)? {
             None => Err(RenderError::NotFound {
                 file: site.file.to_owned(),
                 field: site.field.to_owned(),
                 entry: site.entry.to_owned(),
-                path,
+                path: path.as_str().to_owned(),
             }),
             Some(Entry::Directory) => {
-                self.visit_root(&path, Some(site))?;
+                self.reach(path, site)?;
                 Ok(Entry::Directory)
             }
             Some(entry @ Entry::File { .. }) => {
-                if !tree::is_within(&path, dir) {
+                if !path.is_within(dir) {
                     return Err(site.refuse(Refusal::OutsideKustomization));
                 }
                 Ok(entry)
@@ -451,7 +527,7 @@ impl Walk<'_> {
 
     /// A generator, transformer or validator: inline YAML, a file of plugin configurations, or
     /// a kustomization directory whose output kustomize itself checks (plugins are disabled).
-    fn plugin(&mut self, dir: &str, site: Site<'_>) -> Result<(), RenderError> {
+    fn plugin(&mut self, dir: &RepoPath, site: Site<'_>) -> Result<(), RenderError> {
         if is_inline(site.entry) {
             let documents = parse_yaml(site.file, site.entry)?;
             return check_plugin_configs(self.tree, dir, site, &documents);
@@ -465,14 +541,15 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn read_yaml(&self, path: &str, entry: &Entry) -> Result<Vec<Value>, RenderError> {
+    fn read_yaml(&self, path: &RepoPath, entry: &Entry) -> Result<Vec<Value>, RenderError> {
+        let (read, path) = (path, path.as_str());
         match entry {
             Entry::File { size, .. } if *size > MAX_CHECKED_FILE_BYTES => Err(invalid(
                 path,
                 &format!("{size} bytes, over the limit of {MAX_CHECKED_FILE_BYTES} bytes"),
             )),
             Entry::File { .. } => {
-                let bytes = self.tree.read(path)?;
+                let bytes = self.tree.read(read)?;
                 let text =
                     std::str::from_utf8(&bytes).map_err(|_| invalid(path, "not valid UTF-8"))?;
                 parse_yaml(path, text)
@@ -488,7 +565,7 @@ impl Walk<'_> {
 /// configuration; the files those configurations name follow the file rules.
 fn check_plugin_configs(
     tree: &dyn RepositoryTree,
-    dir: &str,
+    dir: &RepoPath,
     site: Site<'_>,
     documents: &[Value],
 ) -> Result<(), RenderError> {
@@ -527,7 +604,7 @@ fn check_plugin_configs(
 /// `files` (`path` or `key=path`), `envs` and `env` of a ConfigMap or Secret generator.
 fn check_generator_files(
     tree: &dyn RepositoryTree,
-    dir: &str,
+    dir: &RepoPath,
     file: &str,
     field: &str,
     generator: &Value,
@@ -547,9 +624,13 @@ fn check_generator_files(
 
 /// A file a kustomization loads: local, inside its directory, not a symlink. A missing file is
 /// left to kustomize to report.
-fn file_reference(tree: &dyn RepositoryTree, dir: &str, site: Site<'_>) -> Result<(), RenderError> {
+fn file_reference(
+    tree: &dyn RepositoryTree,
+    dir: &RepoPath,
+    site: Site<'_>,
+) -> Result<(), RenderError> {
     let path = local_path(dir, site)?;
-    if !tree::is_within(&path, dir) {
+    if !path.is_within(dir) {
         return Err(site.refuse(Refusal::OutsideKustomization));
     }
     match tree.entry(&path)? {
@@ -560,16 +641,21 @@ fn file_reference(tree: &dyn RepositoryTree, dir: &str, site: Site<'_>) -> Resul
 }
 
 /// The repository path of a local reference, or the refusal of a remote or escaping one.
-fn local_path(dir: &str, site: Site<'_>) -> Result<String, RenderError> {
+fn local_path(dir: &RepoPath, site: Site<'_>) -> Result<RepoPath, RenderError> {
     if looks_remote(site.entry) {
         return Err(site.refuse(Refusal::Remote));
     }
-    tree::resolve(dir, site.entry.trim()).map_err(|escape| {
-        site.refuse(match escape {
-            Escape::Absolute => Refusal::Absolute,
-            Escape::LeavesRepository => Refusal::LeavesRepository,
-        })
-    })
+    dir.resolve(site.entry.trim())
+        .map_err(|escape| site.refuse(refusal_of(escape)))
+}
+
+/// The refusal of a reference that does not resolve inside the repository.
+pub fn refusal_of(escape: Escape) -> Refusal {
+    match escape {
+        Escape::Absolute => Refusal::Absolute,
+        Escape::LeavesRepository => Refusal::LeavesRepository,
+        Escape::Name(rule) => Refusal::BadName(rule),
+    }
 }
 
 /// Whether kustomize could take `entry` for a remote file or repository. Deliberately broad: a
@@ -661,25 +747,25 @@ fn parse_yaml(file: &str, text: &str) -> Result<Vec<Value>, RenderError> {
 /// the limits. Symlinks and submodules stay out: nothing in the work directory points anywhere.
 fn materializable_files(
     tree: &dyn RepositoryTree,
-    unit: &str,
-    roots: &BTreeSet<String>,
+    unit: &RepoPath,
+    roots: &BTreeSet<RepoPath>,
     limits: InputLimits,
 ) -> Result<Inputs, RenderError> {
     let mut inputs = Inputs::default();
-    let mut covered: Vec<&str> = Vec::new();
+    let mut covered: Vec<&RepoPath> = Vec::new();
     for root in roots {
-        if covered.iter().any(|outer| tree::is_within(root, outer)) {
+        if covered.iter().any(|outer| root.is_within(outer)) {
             continue;
         }
         covered.push(root);
     }
-    let unit = display_dir(unit);
+    let unit = unit.display();
     for root in covered {
-        tree::walk(tree, root, &mut |path, entry| {
+        super::tree::walk(tree, root, &mut |path, entry| {
             let Entry::File { id, size } = entry else {
                 return Ok(());
             };
-            inputs.add(path, id, *size, limits, &unit)
+            inputs.add(path, id, *size, limits, unit)
         })?;
     }
     Ok(inputs)
@@ -691,5 +777,239 @@ pub fn display_dir(dir: &str) -> String {
         ".".to_owned()
     } else {
         dir.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A commit's tree from `(path, content)` pairs; directories are implied by the paths.
+    struct MemoryTree {
+        files: BTreeMap<String, String>,
+        /// Every directory's children, by name.
+        children: BTreeMap<String, BTreeSet<String>>,
+    }
+
+    impl MemoryTree {
+        fn new(files: impl IntoIterator<Item = (String, String)>) -> Self {
+            let files: BTreeMap<String, String> = files.into_iter().collect();
+            let mut children: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for file in files.keys() {
+                let mut dir = String::new();
+                for part in file.split('/') {
+                    children
+                        .entry(dir.clone())
+                        .or_default()
+                        .insert(part.to_owned());
+                    dir = if dir.is_empty() {
+                        part.to_owned()
+                    } else {
+                        format!("{dir}/{part}")
+                    };
+                }
+            }
+            Self { files, children }
+        }
+    }
+
+    impl RepositoryTree for MemoryTree {
+        fn root_id(&self) -> String {
+            "memory".into()
+        }
+
+        fn entry(&self, path: &RepoPath) -> Result<Option<Entry>, RenderError> {
+            if let Some(content) = self.files.get(path.as_str()) {
+                return Ok(Some(Entry::File {
+                    id: format!("{:x}", content.len()),
+                    size: content.len() as u64,
+                }));
+            }
+            let is_dir = path.is_root() || self.children.contains_key(path.as_str());
+            Ok(is_dir.then_some(Entry::Directory))
+        }
+
+        fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError> {
+            let names = self
+                .children
+                .get(path.as_str())
+                .cloned()
+                .unwrap_or_default();
+            names
+                .into_iter()
+                .map(|name| {
+                    let name = EntryName::new(&name).unwrap();
+                    let entry = self.entry(&path.join(&name))?.unwrap();
+                    Ok((name, entry))
+                })
+                .collect()
+        }
+
+        fn read(&self, path: &RepoPath) -> Result<Vec<u8>, RenderError> {
+            Ok(self.files[path.as_str()].clone().into_bytes())
+        }
+    }
+
+    const CONFIG_MAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n";
+
+    /// `deploy/` names `chain/k0`, which names `k1`, ... down to `k{length - 1}`.
+    fn chain(length: usize) -> MemoryTree {
+        let mut files = vec![(
+            "deploy/kustomization.yaml".to_owned(),
+            "resources:\n- ../chain/k0\n".to_owned(),
+        )];
+        for i in 0..length - 1 {
+            files.push((
+                format!("chain/k{i}/kustomization.yaml"),
+                format!("resources:\n- ../k{}\n", i + 1),
+            ));
+        }
+        files.push((
+            format!("chain/k{}/kustomization.yaml", length - 1),
+            "resources:\n- cm.yaml\n".to_owned(),
+        ));
+        files.push((format!("chain/k{}/cm.yaml", length - 1), CONFIG_MAP.into()));
+        MemoryTree::new(files)
+    }
+
+    /// `deploy/` names `width` bases side by side.
+    fn fan_out(width: usize) -> MemoryTree {
+        let bases: String = (0..width).map(|i| format!("- ../wide/b{i}\n")).collect();
+        let mut files = vec![(
+            "deploy/kustomization.yaml".to_owned(),
+            format!("resources:\n{bases}"),
+        )];
+        for i in 0..width {
+            files.push((
+                format!("wide/b{i}/kustomization.yaml"),
+                format!("namePrefix: b{i}-\n"),
+            ));
+        }
+        MemoryTree::new(files)
+    }
+
+    fn limits(max_kustomizations: usize) -> InputLimits {
+        InputLimits {
+            max_kustomizations,
+            ..InputLimits::default()
+        }
+    }
+
+    fn deploy() -> RepoPath {
+        RepoPath::parse("deploy").unwrap()
+    }
+
+    /// Runs `work` on a thread with a small stack: a walk that recursed per kustomization
+    /// would overflow it (an abort of the whole process, not a panic).
+    fn on_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(work)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_3000_deep_chain_is_refused_naming_the_limit() {
+        let error = on_small_stack(|| {
+            collect_inputs(&chain(3_000), &deploy(), &Default::default(), limits(1_000))
+        })
+        .unwrap_err();
+        assert_eq!(
+            error,
+            RenderError::TooManyKustomizations {
+                unit: "deploy".into(),
+                limit: 1_000
+            }
+        );
+        assert!(
+            error.to_string().contains("--max-kustomizations"),
+            "{error}"
+        );
+        assert!(error.needs_new_commit());
+    }
+
+    #[test]
+    fn a_3000_deep_chain_within_the_limit_is_walked_without_recursion() {
+        let inputs = on_small_stack(|| {
+            collect_inputs(
+                &chain(3_000),
+                &deploy(),
+                &Default::default(),
+                limits(10_000),
+            )
+        })
+        .unwrap();
+        assert!(
+            inputs
+                .files
+                .contains_key(&RepoPath::parse("chain/k2999/cm.yaml").unwrap())
+        );
+        assert_eq!(inputs.files.len(), 3_002);
+    }
+
+    #[test]
+    fn a_wide_fan_out_of_bases_is_refused_naming_the_limit() {
+        let error = collect_inputs(
+            &fan_out(3_000),
+            &deploy(),
+            &Default::default(),
+            limits(1_000),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RenderError::TooManyKustomizations { limit: 1_000, .. }
+            ),
+            "{error}"
+        );
+        let inputs =
+            collect_inputs(&fan_out(500), &deploy(), &Default::default(), limits(1_000)).unwrap();
+        assert_eq!(inputs.files.len(), 501);
+    }
+
+    #[test]
+    fn a_cycle_of_bases_ends_the_walk() {
+        let tree = MemoryTree::new([
+            ("a/kustomization.yaml".into(), "resources:\n- ../b\n".into()),
+            ("b/kustomization.yaml".into(), "resources:\n- ../a\n".into()),
+        ]);
+        let unit = RepoPath::parse("a").unwrap();
+        let inputs = collect_inputs(&tree, &unit, &Default::default(), limits(10)).unwrap();
+        assert_eq!(inputs.files.len(), 2);
+    }
+
+    #[test]
+    fn a_generated_kustomization_lists_a_deep_tree_without_recursion() {
+        let deep = "d/".repeat(3_000);
+        let tree = MemoryTree::new([(format!("deploy/{deep}cm.yaml"), CONFIG_MAP.into())]);
+        let fields = on_small_stack(move || generated_kustomization(&tree, &deploy())).unwrap();
+        assert_eq!(
+            fields["resources"],
+            serde_json::json!([format!("{deep}cm.yaml")])
+        );
+    }
+
+    #[test]
+    fn a_reference_to_a_name_git_refuses_is_refused() {
+        let tree = MemoryTree::new([(
+            "deploy/kustomization.yaml".into(),
+            "resources:\n- .git/config\n".into(),
+        )]);
+        let error = collect_inputs(&tree, &deploy(), &Default::default(), limits(10)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                RenderError::Refused {
+                    reason: Refusal::BadName(crate::repo_path::NameRule::DotGit),
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub use helm::{Capabilities, ChartRequest, Helm, ValuesDocument};
 pub use kustomization::{InputLimits, KustomizationEdits};
 pub use kustomize::Kustomize;
 pub use layout::Layout;
-pub use tree::{Entry, RepositoryTree, TreeSource};
+pub use tree::{Entry, EntryName, RepoPath, RepositoryTree, TreeSource};
 
 use crate::telemetry::metrics::Metrics;
 use cache::{RenderCache, RenderResult};
@@ -85,11 +85,7 @@ impl Default for RenderSettings {
             max_output_bytes: 16 * 1024 * 1024,
             cache_bytes: 256 * 1024 * 1024,
             work_dir: None,
-            input_limits: InputLimits {
-                max_file_bytes: 4 * 1024 * 1024,
-                max_total_bytes: 64 * 1024 * 1024,
-                max_files: 10_000,
-            },
+            input_limits: InputLimits::default(),
         }
     }
 }
@@ -285,10 +281,18 @@ impl Renderer {
         path: &str,
         options: &RenderOptions,
     ) -> Result<Rendered, RenderErrors> {
-        let path = path.trim_matches('/').to_owned();
+        let path = RepoPath::parse(path).map_err(|escape| {
+            RenderErrors(vec![RenderError::Refused {
+                file: "spec".into(),
+                field: "path".into(),
+                entry: path.to_owned(),
+                reason: kustomization::refusal_of(escape),
+            }])
+        })?;
         let edits = !options.kustomization.is_empty();
+        let max_units = self.settings.input_limits.max_kustomizations;
         let (root_id, layout) = blocking(source.clone(), move |tree| {
-            let mut layout = layout::layout(tree, &path)?;
+            let mut layout = layout::layout(tree, &path, max_units)?;
             if edits {
                 // The edits apply to the path's kustomization: a generated one when the path
                 // has none, which then covers every file and unit below it (as in Flux).
@@ -318,7 +322,7 @@ impl Renderer {
                 self.render_unit(kustomize, source, root_id, unit, options)
                     .await
                     .map(|output| RenderedUnit {
-                        dir: unit.clone(),
+                        dir: unit.as_str().to_owned(),
                         output,
                     })
             }
@@ -343,19 +347,19 @@ impl Renderer {
         kustomize: &Kustomize,
         source: Arc<dyn TreeSource>,
         root_id: &str,
-        unit: &str,
+        unit: &RepoPath,
         options: &RenderOptions,
     ) -> RenderResult {
         let tree_key = digest_of(&[
             kustomize::RENDERER,
             &kustomize.version,
             root_id,
-            unit,
+            unit.as_str(),
             &options_key(options),
         ]);
         let limits = self.settings.input_limits;
         let collect = {
-            let unit = unit.to_owned();
+            let unit = unit.clone();
             let edits = options.kustomization.clone();
             move |tree: &dyn RepositoryTree| {
                 kustomization::collect_inputs(tree, &unit, &edits, limits)
@@ -428,7 +432,7 @@ impl Renderer {
         let result = match job {
             Job::Kustomize {
                 kustomize, unit, ..
-            } => kustomize.build(unit, &work, &limits).await,
+            } => kustomize.build(unit.as_str(), &work, &limits).await,
             Job::Helm(helm, request) => helm.template(request, &work, &limits).await,
         };
         let outcome = match &result {
@@ -449,7 +453,7 @@ impl Renderer {
 enum Job<'a> {
     Kustomize {
         kustomize: &'a Kustomize,
-        unit: &'a str,
+        unit: &'a RepoPath,
         options: &'a RenderOptions,
     },
     Helm(&'a Helm, &'a ChartRequest),
@@ -474,7 +478,7 @@ impl Job<'_> {
             } => vec![
                 kustomize::RENDERER.into(),
                 kustomize.version.clone(),
-                (*unit).to_owned(),
+                unit.as_str().to_owned(),
                 options_key(options),
             ],
             Job::Helm(helm, request) => vec![
@@ -521,13 +525,13 @@ fn input_digest(key: &[String], inputs: &Inputs) -> String {
         hasher.update([0]);
     }
     for (path, id) in &inputs.files {
-        hasher.update(path.as_bytes());
+        hasher.update(path.as_str().as_bytes());
         hasher.update([0]);
         hasher.update(id.as_bytes());
         hasher.update([0]);
     }
     if let Some((path, contents)) = &inputs.edited {
-        hasher.update(path.as_bytes());
+        hasher.update(path.as_str().as_bytes());
         hasher.update([0]);
         hasher.update(contents);
     }

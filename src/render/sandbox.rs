@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::repo_path::RepoPath;
+
 /// A closed port on loopback: Go's HTTP client fails fast through this proxy, so a renderer
 /// that tries the network (a remote base that slipped through) gets an error, not a download.
 const CLOSED_PROXY: &str = "http://127.0.0.1:9";
@@ -74,10 +76,11 @@ impl WorkDir {
         self.root.join("generated")
     }
 
-    /// Writes `contents` at `path` (repository-relative, already checked to be local) as a new
-    /// regular file; existing entries are never followed or overwritten.
-    pub fn write_file(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
-        write_new_file(&self.repo().join(path), contents)
+    /// Writes `contents` at `path` below `repo/` as a new regular file; existing entries are
+    /// never followed or overwritten. A [`RepoPath`] has only normal components, so the file
+    /// cannot land outside `repo/`.
+    pub fn write_file(&self, path: &RepoPath, contents: &[u8]) -> std::io::Result<()> {
+        write_new_file(&path.under(&self.repo()), contents)
     }
 
     /// Writes `contents` as `generated/<name>` (`name` chosen by driftless, never by a commit).
@@ -996,11 +999,9 @@ mod tests {
         let work = WorkDir::create(None).unwrap();
         let mode = std::fs::metadata(&work.root).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        work.write_file("apps/base/a.yaml", b"x").unwrap();
-        assert!(
-            work.write_file("apps/base/a.yaml", b"y").is_err(),
-            "overwrote a file"
-        );
+        let path = RepoPath::parse("apps/base/a.yaml").unwrap();
+        work.write_file(&path, b"x").unwrap();
+        assert!(work.write_file(&path, b"y").is_err(), "overwrote a file");
         let message = format!(
             "open {}/apps/x.yaml: no such file; root {}; home {}",
             work.repo().display(),

@@ -3,6 +3,7 @@
 //! backed by the source engine's cache.
 
 use super::RenderError;
+pub use crate::repo_path::{EntryName, Escape, RepoPath};
 
 /// One entry of a commit's tree. Symlinks and submodules are listed so that a reference to one
 /// can be refused by name; their targets are never read.
@@ -18,9 +19,9 @@ pub enum Entry {
     Submodule,
 }
 
-/// A commit's tree as a renderer reads it. Paths are `/`-separated, relative to the repository
-/// root, without `.` or `..` components; the root is `""`. Files matched by the repository's
-/// ignore rules are absent, as if they were not committed.
+/// A commit's tree as a renderer reads it, by [`RepoPath`]s from the repository root (the
+/// root is [`RepoPath::root`]); names are [`EntryName`]s, checked where the tree was read.
+/// Files matched by the repository's ignore rules are absent, as if they were not committed.
 pub trait RepositoryTree {
     /// The content address of the tree as this view shows it, ignore rules applied: equal ids
     /// mean equal visible files. The render cache keys on it, so a view that hides files must
@@ -28,13 +29,13 @@ pub trait RepositoryTree {
     fn root_id(&self) -> String;
 
     /// The entry at `path`, or `None` when nothing is there.
-    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError>;
+    fn entry(&self, path: &RepoPath) -> Result<Option<Entry>, RenderError>;
 
     /// The direct children of directory `path`, by name, sorted by name.
-    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError>;
+    fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError>;
 
     /// The content of the regular file at `path`.
-    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError>;
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, RenderError>;
 }
 
 /// Opens a [`RepositoryTree`] on the thread that calls it. Views backed by libgit2 are not
@@ -43,16 +44,24 @@ pub trait TreeSource: Send + Sync {
     fn open(&self) -> Result<Box<dyn RepositoryTree + '_>, RenderError>;
 }
 
-/// Every file (and refused entry) under `dir`, depth first, with paths from the root.
+/// Every file (and refused entry) under `dir`, depth first in name order, with paths from the
+/// root. Iterative: the repository decides how deep its directories go, so the walk keeps its
+/// own stack rather than the thread's.
 pub fn walk(
     tree: &dyn RepositoryTree,
-    dir: &str,
-    visit: &mut dyn FnMut(&str, &Entry) -> Result<(), RenderError>,
+    dir: &RepoPath,
+    visit: &mut dyn FnMut(&RepoPath, &Entry) -> Result<(), RenderError>,
 ) -> Result<(), RenderError> {
-    for (name, entry) in tree.list(dir)? {
-        let path = join(dir, &name);
+    let mut pending = vec![(dir.clone(), tree.list(dir)?.into_iter())];
+    while let Some((dir, entries)) = pending.last_mut() {
+        let Some((name, entry)) = entries.next() else {
+            pending.pop();
+            continue;
+        };
+        let path = dir.join(&name);
         if entry == Entry::Directory {
-            walk(tree, &path, visit)?;
+            let children = tree.list(&path)?.into_iter();
+            pending.push((path, children));
         } else {
             visit(&path, &entry)?;
         }
@@ -60,79 +69,65 @@ pub fn walk(
     Ok(())
 }
 
-/// `dir/name`, or `name` at the root.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// The directory holding `path` (`""` for a file at the root).
-pub fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(dir, _)| dir)
-}
-
-/// Why a relative reference cannot be resolved inside the repository.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Escape {
-    Absolute,
-    LeavesRepository,
-}
-
-/// Resolves `reference`, written in a file of directory `dir`, to a path from the repository
-/// root, purely lexically (as kustomize does before it looks at the file system). A reference
-/// that is absolute or climbs above the root is refused: nothing outside the repository may be
-/// read, whatever the work directory's surroundings hold.
-pub fn resolve(dir: &str, reference: &str) -> Result<String, Escape> {
-    if reference.starts_with('/') || reference.starts_with('\\') {
-        return Err(Escape::Absolute);
-    }
-    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
-    for part in reference.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(Escape::LeavesRepository);
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// Whether `path` is `dir` or below it.
-pub fn is_within(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path == dir || path.starts_with(&format!("{dir}/"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
-    #[test]
-    fn references_resolve_lexically_inside_the_repository() {
-        assert_eq!(resolve("apps/prod", "../base"), Ok("apps/base".into()));
-        assert_eq!(
-            resolve("apps/prod", "./a//b/./c.yaml"),
-            Ok("apps/prod/a/b/c.yaml".into())
-        );
-        assert_eq!(resolve("apps", ".."), Ok(String::new()));
-        assert_eq!(resolve("", "x"), Ok("x".into()));
-        assert_eq!(resolve("apps", "../.."), Err(Escape::LeavesRepository));
-        assert_eq!(
-            resolve("a", "b/../../../etc/passwd"),
-            Err(Escape::LeavesRepository)
-        );
-        assert_eq!(resolve("a", "/etc/passwd"), Err(Escape::Absolute));
+    /// A tree of directories only, `depth` deep, with one file at the bottom.
+    struct Chain {
+        depth: usize,
+    }
+
+    impl RepositoryTree for Chain {
+        fn root_id(&self) -> String {
+            "chain".into()
+        }
+
+        fn entry(&self, _: &RepoPath) -> Result<Option<Entry>, RenderError> {
+            Ok(Some(Entry::Directory))
+        }
+
+        fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError> {
+            let name = |n: &str| EntryName::new(n).unwrap();
+            Ok(if path.depth() < self.depth {
+                vec![(name("d"), Entry::Directory)]
+            } else {
+                vec![(
+                    name("f.yaml"),
+                    Entry::File {
+                        id: "1".into(),
+                        size: 1,
+                    },
+                )]
+            })
+        }
+
+        fn read(&self, _: &RepoPath) -> Result<Vec<u8>, RenderError> {
+            Ok(Vec::new())
+        }
     }
 
     #[test]
-    fn within_means_the_directory_or_below() {
-        assert!(is_within("a/b", "a") && is_within("a", "a") && is_within("x", ""));
-        assert!(!is_within("ab", "a") && !is_within("a", "a/b"));
+    fn a_walk_through_a_deep_tree_keeps_its_own_stack() {
+        // On a 64 KiB stack, 5,000 levels would overflow if each took a frame.
+        let found = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| {
+                let tree = Chain { depth: 5_000 };
+                let mut found = BTreeMap::new();
+                walk(&tree, &RepoPath::root(), &mut |path, entry| {
+                    found.insert(path.depth(), entry.clone());
+                    Ok(())
+                })
+                .unwrap();
+                found
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found.keys().next(), Some(&5_001));
     }
 }

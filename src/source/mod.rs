@@ -64,11 +64,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_pack_bytes: 512 * 1024 * 1024,
-            tree: TreeLimits {
-                max_file_bytes: 4 * 1024 * 1024,
-                max_total_bytes: 64 * 1024 * 1024,
-                max_files: 10_000,
-            },
+            tree: TreeLimits::default(),
             cache: CacheLimits::default(),
         }
     }
@@ -678,6 +674,8 @@ fn read_artifact(
     let commit_time = jiff::Timestamp::from_second(commit.time().seconds())
         .map(|t| t.to_string())
         .unwrap_or_default();
+    // The whole tree, not only `path`: a renderer may read a base beside it.
+    tree::check_tree(&repo, commit.tree_id(), limits)?;
     let tree = tree::read_manifest_files(&repo, oid, path, ignore, limits)?;
     let snapshot = Snapshot {
         repo_dir: repo_dir.to_owned(),

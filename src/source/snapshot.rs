@@ -1,7 +1,8 @@
 //! A fetched commit's whole tree, for renderers that read beyond `spec.path` (a kustomize
 //! overlay's `../base`) and files other than manifests (generator sources). Reads go to the
 //! cached bare repository's objects; nothing is checked out. Ignore rules apply as for the
-//! manifest files: an ignored path looks absent.
+//! manifest files: an ignored path looks absent. Paths are [`RepoPath`]s and names
+//! [`EntryName`]s: a name git's fsck refuses is an error naming the entry, never handed on.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use ignore::gitignore::Gitignore;
 use sha2::{Digest, Sha256};
 
 use super::tree::{self, TreeError};
+use crate::repo_path::{BadEntry, EntryName, RepoPath, describe_entry};
 
 /// Where a commit's tree can be opened again, on any thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,21 +79,21 @@ impl OpenSnapshot {
         Ok(self.repo.find_tree(self.tree)?)
     }
 
-    fn ignored(&self, path: &str, is_dir: bool) -> bool {
-        !path.is_empty()
+    fn ignored(&self, path: &RepoPath, is_dir: bool) -> bool {
+        !path.is_root()
             && self
                 .matcher
-                .matched_path_or_any_parents(path, is_dir)
+                .matched_path_or_any_parents(path.as_str(), is_dir)
                 .is_ignore()
     }
 
-    /// The entry at `path` (`""`: the root directory), `None` when absent or ignored.
-    pub fn entry(&self, path: &str) -> Result<Option<SnapshotEntry>, TreeError> {
-        if path.is_empty() {
+    /// The entry at `path` (the root: the root directory), `None` when absent or ignored.
+    pub fn entry(&self, path: &RepoPath) -> Result<Option<SnapshotEntry>, TreeError> {
+        if path.is_root() {
             return Ok(Some(SnapshotEntry::Directory));
         }
         let root = self.root()?;
-        let Ok(entry) = root.get_path(Path::new(path)) else {
+        let Ok(entry) = root.get_path(Path::new(path.as_str())) else {
             return Ok(None);
         };
         let kind = self.kind_of(entry.filemode(), entry.kind(), entry.id())?;
@@ -102,30 +104,28 @@ impl OpenSnapshot {
     }
 
     /// The entries of directory `path`, sorted by name (git's tree order), ignored ones left out.
-    pub fn list(&self, path: &str) -> Result<Vec<(String, SnapshotEntry)>, TreeError> {
+    pub fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, SnapshotEntry)>, TreeError> {
         let root = self.root()?;
-        let dir = if path.is_empty() {
+        let dir = if path.is_root() {
             root
         } else {
             let entry = root
-                .get_path(Path::new(path))
-                .map_err(|_| TreeError::PathNotFound(path.to_owned()))?;
+                .get_path(Path::new(path.as_str()))
+                .map_err(|_| TreeError::PathNotFound(path.as_str().to_owned()))?;
             if entry.kind() != Some(ObjectType::Tree) {
-                return Err(TreeError::NotADirectory(path.to_owned()));
+                return Err(TreeError::NotADirectory(path.as_str().to_owned()));
             }
             self.repo.find_tree(entry.id())?
         };
         let mut entries = Vec::new();
         for entry in dir.iter() {
-            let Ok(name) = entry.name() else { continue };
+            let name = EntryName::from_bytes(entry.name_bytes()).map_err(|rule| BadEntry {
+                path: describe_entry(path, entry.name_bytes()),
+                rule,
+            })?;
             let kind = self.kind_of(entry.filemode(), entry.kind(), entry.id())?;
-            let full = if path.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{path}/{name}")
-            };
-            if !self.ignored(&full, kind == SnapshotEntry::Directory) {
-                entries.push((name.to_owned(), kind));
+            if !self.ignored(&path.join(&name), kind == SnapshotEntry::Directory) {
+                entries.push((name, kind));
             }
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -133,12 +133,12 @@ impl OpenSnapshot {
     }
 
     /// The content of the regular file at `path`.
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, TreeError> {
+    pub fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
         match self.entry(path)? {
             Some(SnapshotEntry::File { id, .. }) => {
                 Ok(self.repo.find_blob(Oid::from_str(&id)?)?.content().to_vec())
             }
-            _ => Err(TreeError::PathNotFound(path.to_owned())),
+            _ => Err(TreeError::PathNotFound(path.as_str().to_owned())),
         }
     }
 

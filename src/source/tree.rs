@@ -1,10 +1,21 @@
 //! Reading manifest files straight out of a commit's tree objects: no checkout, nothing written
 //! to disk, nothing outside the tree reachable. Symlinks are reported, never followed.
+//!
+//! Before anything of a commit is read, its whole tree is checked once ([`check_tree`]): every
+//! entry's name by the rules of [`crate::repo_path`], and the number of entries, directories
+//! and the nesting depth against [`TreeLimits`]. Walks are iterative, with an explicit stack:
+//! a repository decides how deep its trees go, so no walk recurses on it.
 
-use std::path::Path;
+use std::{
+    collections::HashSet,
+    path::Path,
+    sync::{Mutex, OnceLock},
+};
 
-use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, Repository, Tree};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::repo_path::{BadEntry, EntryName, Escape, RepoPath, describe_entry};
 
 /// File names whose contents are manifests; everything else in the tree is never read.
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
@@ -15,18 +26,38 @@ pub const IGNORE_FILE: &str = ".driftlessignore";
 pub(super) const FILE_MODE_LINK: i32 = 0o120000;
 pub(super) const FILE_MODE_SUBMODULE: i32 = 0o160000;
 
-/// Bounds on what one revision may hand to the manifest reader.
-#[derive(Clone, Copy, Debug)]
+/// Bounds on what one revision may hand to the manifest reader, and on the shape of its tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TreeLimits {
     pub max_file_bytes: u64,
     pub max_total_bytes: u64,
     pub max_files: usize,
+    /// Entries (files, directories, links) in the commit's whole tree, counted by path: a
+    /// subtree listed twice counts twice.
+    pub max_entries: usize,
+    /// Directories in the commit's whole tree, counted by path.
+    pub max_directories: usize,
+    /// Directories nested in one another, from the root.
+    pub max_depth: usize,
+}
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 * 1024 * 1024,
+            max_total_bytes: 64 * 1024 * 1024,
+            max_files: 10_000,
+            max_entries: 200_000,
+            max_directories: 50_000,
+            max_depth: 128,
+        }
+    }
 }
 
 /// One manifest file, by its path from the repository root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestFile {
-    pub path: String,
+    pub path: RepoPath,
     pub contents: Vec<u8>,
 }
 
@@ -55,8 +86,32 @@ pub enum TreeError {
     TooManyFiles { limit: usize },
     #[error("ignore pattern {pattern:?}: {reason}")]
     BadIgnorePattern { pattern: String, reason: String },
+    /// A name git's fsck refuses: the whole revision is refused, nothing of it is read.
+    #[error("{0}; nothing of the revision is read")]
+    BadEntry(#[from] BadEntry),
+    #[error("path {path:?}: {reason}")]
+    BadPath { path: String, reason: Escape },
+    #[error("the commit's tree holds more than {limit} entries (--max-tree-entries)")]
+    TooManyEntries { limit: usize },
+    #[error("the commit's tree holds more than {limit} directories (--max-tree-directories)")]
+    TooManyDirectories { limit: usize },
+    #[error("{path}: directories nested more than {limit} deep (--max-tree-depth)")]
+    TooDeep { path: String, limit: usize },
     #[error("reading the tree: {0}")]
     Git(String),
+}
+
+impl TreeError {
+    /// Whether the commit itself is refused: only a new commit (or new limits) helps.
+    pub fn refuses_commit(&self) -> bool {
+        matches!(
+            self,
+            TreeError::BadEntry(_)
+                | TreeError::TooManyEntries { .. }
+                | TreeError::TooManyDirectories { .. }
+                | TreeError::TooDeep { .. }
+        )
+    }
 }
 
 impl From<git2::Error> for TreeError {
@@ -66,7 +121,8 @@ impl From<git2::Error> for TreeError {
 }
 
 /// Reads every manifest file under `path` (the root when empty) of commit `oid`, leaving out
-/// files matched by `ignore` patterns or the repository's `.driftlessignore`.
+/// files matched by `ignore` patterns or the repository's `.driftlessignore`. The commit's tree
+/// must have passed [`check_tree`].
 pub fn read_manifest_files(
     repo: &Repository,
     oid: Oid,
@@ -75,67 +131,135 @@ pub fn read_manifest_files(
     limits: TreeLimits,
 ) -> Result<TreeFiles, TreeError> {
     let root = repo.find_commit(oid)?.tree()?;
-    let path = path.trim_matches('/');
+    let path = parse_path(path)?;
     let matcher = ignore_matcher(repo, &root, ignore)?;
-    let subtree = subtree_at(repo, &root, path)?;
-    let prefix = if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}/")
-    };
+    let subtree = subtree_at(repo, &root, &path)?;
 
     let mut found = TreeFiles::default();
     let mut total_bytes = 0u64;
-    let mut failure = None;
-    subtree
-        .walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let relative = format!("{prefix}{dir}{}", entry.name().unwrap_or_default());
+    let mut pending = vec![(path, subtree)];
+    while let Some((dir, tree)) = pending.pop() {
+        for entry in tree.iter() {
+            let name = EntryName::from_bytes(entry.name_bytes()).map_err(|rule| BadEntry {
+                path: describe_entry(&dir, entry.name_bytes()),
+                rule,
+            })?;
+            let relative = dir.join(&name);
             let is_dir = entry.kind() == Some(ObjectType::Tree);
             if matcher
-                .matched_path_or_any_parents(&relative, is_dir)
+                .matched_path_or_any_parents(relative.as_str(), is_dir)
                 .is_ignore()
             {
-                return TreeWalkResult::Skip;
+                continue;
             }
             if matches!(entry.filemode(), FILE_MODE_LINK | FILE_MODE_SUBMODULE) {
-                if entry.filemode() == FILE_MODE_SUBMODULE || could_hold_manifests(&relative) {
-                    found.skipped.push(relative);
+                if entry.filemode() == FILE_MODE_SUBMODULE
+                    || could_hold_manifests(relative.as_str())
+                {
+                    found.skipped.push(relative.as_str().to_owned());
                 }
-                return TreeWalkResult::Ok;
+                continue;
             }
-            if is_dir || !is_manifest(&relative) {
-                return TreeWalkResult::Ok;
+            if is_dir {
+                pending.push((relative, repo.find_tree(entry.id())?));
+                continue;
             }
-            match read_blob(
+            if !is_manifest(relative.as_str()) {
+                continue;
+            }
+            let file = read_blob(
                 repo,
                 entry.id(),
                 relative,
                 &mut total_bytes,
                 found.files.len(),
                 limits,
-            ) {
-                Ok(file) => {
-                    found.files.push(file);
-                    TreeWalkResult::Ok
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    TreeWalkResult::Abort
-                }
-            }
-        })
-        .or_else(|error| {
-            if failure.is_some() {
-                Ok(())
-            } else {
-                Err(error)
-            }
-        })?;
-    if let Some(error) = failure {
-        return Err(error);
+            )?;
+            found.files.push(file);
+        }
     }
     found.files.sort_by(|a, b| a.path.cmp(&b.path));
+    found.skipped.sort();
     Ok(found)
+}
+
+/// `spec.path` as a path inside the revision.
+pub(super) fn parse_path(path: &str) -> Result<RepoPath, TreeError> {
+    RepoPath::parse(path).map_err(|reason| TreeError::BadPath {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// Checks every entry of tree `root`, iteratively: each name by git's fsck rules, and the
+/// number of entries and directories and their depth against `limits`. A tree that passed is
+/// remembered, so each distinct tree is walked once per process.
+pub fn check_tree(repo: &Repository, root: Oid, limits: TreeLimits) -> Result<(), TreeError> {
+    if checked_trees().contains(&(root, limits)) {
+        return Ok(());
+    }
+    let mut entries = 0usize;
+    let mut directories = 0usize;
+    let mut pending = vec![(RepoPath::root(), root)];
+    while let Some((dir, id)) = pending.pop() {
+        let tree = repo.find_tree(id)?;
+        entries += tree.len();
+        if entries > limits.max_entries {
+            return Err(TreeError::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+        for entry in tree.iter() {
+            let name = EntryName::from_bytes(entry.name_bytes()).map_err(|rule| BadEntry {
+                path: describe_entry(&dir, entry.name_bytes()),
+                rule,
+            })?;
+            if entry.kind() != Some(ObjectType::Tree) {
+                continue;
+            }
+            directories += 1;
+            if directories > limits.max_directories {
+                return Err(TreeError::TooManyDirectories {
+                    limit: limits.max_directories,
+                });
+            }
+            let path = dir.join(&name);
+            if path.depth() > limits.max_depth {
+                return Err(TreeError::TooDeep {
+                    path: path.as_str().to_owned(),
+                    limit: limits.max_depth,
+                });
+            }
+            pending.push((path, entry.id()));
+        }
+    }
+    checked_trees().remember((root, limits));
+    Ok(())
+}
+
+/// Trees that passed [`check_tree`], by id and the limits they passed under.
+struct CheckedTrees(Mutex<HashSet<(Oid, TreeLimits)>>);
+
+/// More than this many remembered trees and the memory starts over.
+const MAX_REMEMBERED_TREES: usize = 4096;
+
+impl CheckedTrees {
+    fn contains(&self, key: &(Oid, TreeLimits)) -> bool {
+        crate::sync::lock(&self.0).contains(key)
+    }
+
+    fn remember(&self, key: (Oid, TreeLimits)) {
+        let mut trees = crate::sync::lock(&self.0);
+        if trees.len() >= MAX_REMEMBERED_TREES {
+            trees.clear();
+        }
+        trees.insert(key);
+    }
+}
+
+fn checked_trees() -> &'static CheckedTrees {
+    static TREES: OnceLock<CheckedTrees> = OnceLock::new();
+    TREES.get_or_init(|| CheckedTrees(Mutex::new(HashSet::new())))
 }
 
 fn is_manifest(path: &str) -> bool {
@@ -154,7 +278,7 @@ fn could_hold_manifests(path: &str) -> bool {
 fn read_blob(
     repo: &Repository,
     id: Oid,
-    path: String,
+    path: RepoPath,
     total_bytes: &mut u64,
     files_so_far: usize,
     limits: TreeLimits,
@@ -169,7 +293,7 @@ fn read_blob(
     let size = size as u64;
     if size > limits.max_file_bytes {
         return Err(TreeError::FileTooLarge {
-            path,
+            path: path.as_str().to_owned(),
             size,
             limit: limits.max_file_bytes,
         });
@@ -187,16 +311,16 @@ fn read_blob(
 fn subtree_at<'r>(
     repo: &'r Repository,
     root: &Tree<'r>,
-    path: &str,
+    path: &RepoPath,
 ) -> Result<Tree<'r>, TreeError> {
-    if path.is_empty() {
+    if path.is_root() {
         return Ok(root.clone());
     }
     let entry = root
-        .get_path(Path::new(path))
-        .map_err(|_| TreeError::PathNotFound(path.to_owned()))?;
+        .get_path(Path::new(path.as_str()))
+        .map_err(|_| TreeError::PathNotFound(path.as_str().to_owned()))?;
     if entry.kind() != Some(ObjectType::Tree) {
-        return Err(TreeError::NotADirectory(path.to_owned()));
+        return Err(TreeError::NotADirectory(path.as_str().to_owned()));
     }
     Ok(repo.find_tree(entry.id())?)
 }

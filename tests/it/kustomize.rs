@@ -15,7 +15,7 @@ use std::{
 };
 
 use driftless::{
-    render::{Refusal, RenderError, RenderOptions, RenderSettings, Renderer},
+    render::{Refusal, RenderError, RenderOptions, RenderSettings, Renderer, RepoPath},
     telemetry::metrics::Metrics,
 };
 use serde_json::Value;
@@ -523,11 +523,12 @@ async fn a_path_without_kustomization_renders_each_kustomized_subdirectory_as_a_
         .await
         .unwrap();
     assert_eq!(rendered.layout.units, ["deploy/group/two", "deploy/one"]);
+    let path = |p: &str| RepoPath::parse(p).unwrap();
     assert_eq!(
-        rendered.layout.unit_of("deploy/one/nested/x.yaml"),
-        Some("deploy/one")
+        rendered.layout.unit_of(&path("deploy/one/nested/x.yaml")),
+        Some(&path("deploy/one"))
     );
-    assert_eq!(rendered.layout.unit_of("deploy/plain.yaml"), None);
+    assert_eq!(rendered.layout.unit_of(&path("deploy/plain.yaml")), None);
     let names: Vec<Value> = rendered
         .units
         .iter()
@@ -543,7 +544,7 @@ async fn the_network_stays_closed_even_for_input_that_passed_the_checks() {
     // Bypasses the Rust checks on purpose: the process itself must not reach anything.
     let work = WorkDir::create(None).unwrap();
     work.write_file(
-        "kustomization.yaml",
+        &RepoPath::parse("kustomization.yaml").unwrap(),
         b"resources:\n- https://raw.githubusercontent.com/kubernetes-sigs/kustomize/master/examples/helloWorld/configMap.yaml\n",
     )
     .unwrap();

@@ -18,6 +18,7 @@ mod crd;
 mod examples;
 mod git_transport;
 mod helm;
+mod hostile;
 mod kustomize;
 mod operations;
 mod source;

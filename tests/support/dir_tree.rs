@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use driftless::render::{Entry, RenderError, RepositoryTree, TreeSource};
+use driftless::render::{Entry, EntryName, RenderError, RepoPath, RepositoryTree, TreeSource};
 use sha2::{Digest, Sha256};
 
 pub struct DirTree {
@@ -74,17 +74,22 @@ impl RepositoryTree for OpenDirTree {
         self.id.clone()
     }
 
-    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {
-        Ok(Self::kind(&self.root.join(path)))
+    fn entry(&self, path: &RepoPath) -> Result<Option<Entry>, RenderError> {
+        Ok(Self::kind(&path.under(&self.root)))
     }
 
-    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError> {
+    fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError> {
         let mut entries = Vec::new();
-        for entry in
-            std::fs::read_dir(self.root.join(path)).map_err(|e| RenderError::Tree(e.to_string()))?
+        for entry in std::fs::read_dir(path.under(&self.root))
+            .map_err(|e| RenderError::Tree(e.to_string()))?
         {
             let entry = entry.map_err(|e| RenderError::Tree(e.to_string()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let raw = entry.file_name();
+            let name =
+                EntryName::from_bytes(std::os::unix::ffi::OsStrExt::as_bytes(raw.as_os_str()))
+                    .map_err(|rule| {
+                        RenderError::Tree(format!("{}: {rule}", raw.to_string_lossy()))
+                    })?;
             if let Some(kind) = Self::kind(&entry.path()) {
                 entries.push((name, kind));
             }
@@ -93,7 +98,7 @@ impl RepositoryTree for OpenDirTree {
         Ok(entries)
     }
 
-    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError> {
-        std::fs::read(self.root.join(path)).map_err(|e| RenderError::Tree(e.to_string()))
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, RenderError> {
+        std::fs::read(path.under(&self.root)).map_err(|e| RenderError::Tree(e.to_string()))
     }
 }
