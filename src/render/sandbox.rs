@@ -867,7 +867,11 @@ mod tests {
         let token = outside.path().join("token");
         std::fs::write(&token, "the-controller-token").unwrap();
         let work = WorkDir::create(None).unwrap();
-        work.write_file("apps/cm.yaml", b"kind: ConfigMap").unwrap();
+        work.write_file(
+            &RepoPath::parse("apps/cm.yaml").unwrap(),
+            b"kind: ConfigMap",
+        )
+        .unwrap();
         let cat = |path: &Path| {
             let args = [path.as_os_str().to_owned()];
             let work = &work;

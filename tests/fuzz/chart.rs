@@ -2,8 +2,7 @@
 //! the filtering of helm's output, through an in-memory commit.
 
 use driftless::render::helm::{collect_chart_inputs, drop_unapplied_hooks};
-use driftless::render::tree::{is_within, resolve};
-use driftless::render::{ChartRequest, InputLimits, ValuesDocument};
+use driftless::render::{ChartRequest, InputLimits, RepoPath, ValuesDocument};
 use proptest::prelude::*;
 
 use crate::support::{config, each_entry, mutated, timed};
@@ -33,6 +32,7 @@ fn limits() -> InputLimits {
         max_file_bytes: 64 * 1024,
         max_total_bytes: 256 * 1024,
         max_files: 64,
+        max_kustomizations: 64,
     }
 }
 
@@ -67,15 +67,16 @@ fn check(text: &[u8], values_files: &[&str]) {
         let mut total = 0;
         for (path, id) in &inputs.files {
             let content = tree
-                .file(path)
+                .file(path.as_str())
                 .unwrap_or_else(|| panic!("input {path:?} of chart {chart:?} is not a file"));
             assert_eq!(*id, MemoryTree::id_of(content), "{path}: wrong content id");
             total += content.len() as u64;
             let a_values_file = values_files
                 .iter()
-                .any(|f| resolve("", f).as_deref() == Ok(path.as_str()));
+                .any(|f| RepoPath::parse(f).as_ref() == Ok(path));
+            let chart_dir = RepoPath::parse(&chart).expect("the tree holds only accepted names");
             assert!(
-                is_within(path, &chart) || a_values_file,
+                path.is_within(&chart_dir) || a_values_file,
                 "input {path:?} is neither in chart {chart:?} nor a values file"
             );
         }

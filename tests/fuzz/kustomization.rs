@@ -4,8 +4,7 @@
 
 use driftless::render::kustomization::{collect_inputs, kustomization_file};
 use driftless::render::layout::layout;
-use driftless::render::tree::is_within;
-use driftless::render::{InputLimits, KustomizationEdits};
+use driftless::render::{InputLimits, KustomizationEdits, RepoPath};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -41,6 +40,7 @@ fn limits() -> InputLimits {
         max_file_bytes: 64 * 1024,
         max_total_bytes: 256 * 1024,
         max_files: 64,
+        max_kustomizations: 64,
     }
 }
 
@@ -53,11 +53,22 @@ fn edits(prefix: Option<String>) -> KustomizationEdits {
     }
 }
 
+/// More units than any corpus tree holds: the walk's own bound is fuzzed elsewhere.
+const MAX_UNITS: usize = 1_000;
+
+/// Every directory of the tree as a path inside the revision.
+fn units_of(tree: &MemoryTree) -> Vec<RepoPath> {
+    tree.directories()
+        .iter()
+        .map(|dir| RepoPath::parse(dir).expect("the tree holds only accepted names"))
+        .collect()
+}
+
 fn check(text: &[u8], prefix: Option<String>) {
     let tree = MemoryTree::parse(text);
     // The layout: sorted units, each with its kustomization file, none inside another.
-    for path in tree.directories() {
-        let Ok(found) = timed("layout", || layout(&tree, &path)) else {
+    for path in units_of(&tree) {
+        let Ok(found) = timed("layout", || layout(&tree, &path, MAX_UNITS)) else {
             continue;
         };
         let mut sorted = found.units.clone();
@@ -68,21 +79,21 @@ fn check(text: &[u8], prefix: Option<String>) {
             "units under {path:?} are not sorted and distinct"
         );
         for unit in &found.units {
-            assert!(is_within(unit, &path), "unit {unit:?} is outside {path:?}");
+            assert!(unit.is_within(&path), "unit {unit:?} is outside {path:?}");
             assert!(
                 matches!(kustomization_file(&tree, unit), Ok(Some(_))),
                 "unit {unit:?} has no kustomization file"
             );
             for other in &found.units {
                 assert!(
-                    other == unit || !is_within(other, unit),
+                    other == unit || !other.is_within(unit),
                     "unit {other:?} is inside unit {unit:?}"
                 );
             }
         }
     }
     // The inputs of every directory, as a unit, with and without the spec's edits.
-    for unit in tree.directories() {
+    for unit in units_of(&tree) {
         for edits in [KustomizationEdits::default(), edits(prefix.clone())] {
             let result = timed("collect_inputs", || {
                 collect_inputs(&tree, &unit, &edits, limits())
@@ -91,7 +102,7 @@ fn check(text: &[u8], prefix: Option<String>) {
             let mut total = 0;
             for (path, id) in &inputs.files {
                 let content = tree
-                    .file(path)
+                    .file(path.as_str())
                     .unwrap_or_else(|| panic!("input {path:?} of {unit:?} is not a file"));
                 assert_eq!(*id, MemoryTree::id_of(content), "{path}: wrong content id");
                 total += content.len() as u64;
@@ -102,7 +113,7 @@ fn check(text: &[u8], prefix: Option<String>) {
             match (&inputs.edited, edits.is_empty()) {
                 (None, true) => {}
                 (Some((file, contents)), false) => {
-                    let parent = file.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
+                    let parent = file.parent().unwrap_or_default();
                     assert_eq!(
                         parent, unit,
                         "the edited kustomization {file:?} is elsewhere"

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use driftless::render::{Entry, RenderError, RepositoryTree};
+use driftless::render::{Entry, EntryName, RenderError, RepoPath, RepositoryTree};
 use sha2::{Digest, Sha256};
 
 #[derive(Clone, Debug)]
@@ -19,13 +19,10 @@ pub struct MemoryTree {
     nodes: BTreeMap<String, Node>,
 }
 
-/// Paths as a commit can hold them once the source engine has read them: `/`-separated normal
-/// components (no empty, `.` or `..` component, no NUL).
+/// Paths as a commit can hold them once the source engine has read them: `/`-separated
+/// components, each a name the source engine accepts.
 fn normal(path: &str) -> bool {
-    !path.is_empty()
-        && path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+    !path.is_empty() && path.split('/').all(|c| EntryName::new(c).is_ok())
 }
 
 impl MemoryTree {
@@ -125,20 +122,12 @@ impl RepositoryTree for MemoryTree {
         format!("{:x}", hasher.finalize())
     }
 
-    fn entry(&self, path: &str) -> Result<Option<Entry>, RenderError> {
-        Ok(match self.nodes.get(path) {
-            Some(Node::File(content)) => Some(Entry::File {
-                id: Self::id_of(content),
-                size: content.len() as u64,
-            }),
-            Some(Node::Symlink) => Some(Entry::Symlink),
-            Some(Node::Submodule) => Some(Entry::Submodule),
-            None if self.is_dir(path) => Some(Entry::Directory),
-            None => None,
-        })
+    fn entry(&self, path: &RepoPath) -> Result<Option<Entry>, RenderError> {
+        Ok(self.entry_at(path.as_str()))
     }
 
-    fn list(&self, path: &str) -> Result<Vec<(String, Entry)>, RenderError> {
+    fn list(&self, path: &RepoPath) -> Result<Vec<(EntryName, Entry)>, RenderError> {
+        let path = path.as_str();
         if !self.is_dir(path) {
             return Err(RenderError::Tree(format!("{path} is not a directory")));
         }
@@ -157,16 +146,33 @@ impl RepositoryTree for MemoryTree {
         names
             .into_iter()
             .map(|name| {
-                let child = format!("{prefix}{name}");
-                let entry = self.entry(&child)?.expect("listed children exist");
+                let entry = self
+                    .entry_at(&format!("{prefix}{name}"))
+                    .expect("listed children exist");
+                let name = EntryName::new(&name).expect("stored paths have accepted names");
                 Ok((name, entry))
             })
             .collect()
     }
 
-    fn read(&self, path: &str) -> Result<Vec<u8>, RenderError> {
-        self.file(path)
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, RenderError> {
+        self.file(path.as_str())
             .map(<[u8]>::to_vec)
             .ok_or_else(|| RenderError::Tree(format!("{path} is not a file")))
+    }
+}
+
+impl MemoryTree {
+    fn entry_at(&self, path: &str) -> Option<Entry> {
+        match self.nodes.get(path) {
+            Some(Node::File(content)) => Some(Entry::File {
+                id: Self::id_of(content),
+                size: content.len() as u64,
+            }),
+            Some(Node::Symlink) => Some(Entry::Symlink),
+            Some(Node::Submodule) => Some(Entry::Submodule),
+            None if self.is_dir(path) => Some(Entry::Directory),
+            None => None,
+        }
     }
 }
