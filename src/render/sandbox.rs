@@ -216,8 +216,13 @@ async fn run_confined(
             read_at_most(stdout, limits.max_stdout_bytes, true),
             read_at_most(stderr, limits.max_stderr_bytes, false),
         )?;
-        // Both pipes are closed: stop anything the process left behind while its group id is
-        // still reserved by the unreaped leader, then reap it.
+        // Both pipes are closed. A program may close them just before it exits (coreutils do):
+        // wait until the leader has exited, without reaping it, so that it is not killed in
+        // between and its group id stays reserved while anything it left behind is stopped;
+        // then reap it.
+        if let Some(leader) = child.id() {
+            let _ = tokio::task::spawn_blocking(move || wait_unreaped(leader)).await;
+        }
         group.kill();
         let status = child.wait().await?;
         Ok::<_, RunError>(Finished {
@@ -280,6 +285,20 @@ async fn read_at_most(
             return Err(RunError::OutputTooLarge);
         }
         kept.extend_from_slice(&buffer[..read.min(room)]);
+    }
+}
+
+/// Blocks until process `pid`, a child of this process, has exited, leaving it a zombie for
+/// `wait` to reap.
+fn wait_unreaped(pid: libc::id_t) {
+    loop {
+        // SAFETY: plain syscall writing only into `info`, which lives across the call.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let done =
+            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if done == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
     }
 }
 
