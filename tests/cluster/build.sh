@@ -12,15 +12,26 @@ command -v go >/dev/null || { echo "build.sh: 'go' is not installed; it is neede
 
 log() { echo "build.sh: $*" >&2; }
 
-# build NAME KEY BINARIES... LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-KEY
+# build NAME VERSION LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-VERSION-HASH,
+# HASH naming the module's go.mod, so that adding a tool (or re-pinning) builds afresh.
+# Builds of one module by several checkouts at once wait for each other (flock).
 build_module() {
-  local name=$1 key=$2 ldflags=$3
-  local out="$cache_root/bin/$name-$key"
+  local name=$1 version=$2 ldflags=$3 hash lock
+  hash=$(sha256sum "$here/modules/$name/go.mod" | cut -c1-8)
+  local out="$cache_root/bin/$name-$version-$hash"
   if [[ -f "$out/.complete" ]]; then
     echo "$out"
     return
   fi
-  log "building $name $key (first run on this machine; cached in $out)"
+  mkdir -p "$cache_root/bin"
+  exec {lock}>"$out.lock"
+  flock "$lock"
+  if [[ -f "$out/.complete" ]]; then # built by another checkout while this one waited
+    exec {lock}>&-
+    echo "$out"
+    return
+  fi
+  log "building $name $version (first run on this machine; cached in $out)"
   local started=$SECONDS
   rm -rf "$out.tmp"
   mkdir -p "$out.tmp"
@@ -29,6 +40,7 @@ build_module() {
   rm -rf "$out"
   mv "$out.tmp" "$out"
   log "built $name in $((SECONDS - started)) s"
+  exec {lock}>&-
   echo "$out"
 }
 
@@ -63,7 +75,8 @@ dirs=(
   "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
   "$(build_module kustomize "$KUSTOMIZE_VERSION" "")"
 )
-bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-$KUSTOMIZE_VERSION"
+# Named by the module builds it links, so that checkouts on different pins never share it.
+bin="$cache_root/bin/all-$KUBERNETES_VERSION-$(printf '%s\n' "${dirs[@]}" | sha256sum | cut -c1-12)"
 mkdir -p "$bin"
 for dir in "${dirs[@]}"; do
   for file in "$dir"/*; do
