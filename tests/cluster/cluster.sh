@@ -10,6 +10,7 @@
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
 #   cluster.sh load-image ARCHIVE [REFERENCE...]  import an OCI image archive into the real
 #                          node's containerd (no registry here), tagged with each REFERENCE too
+#   cluster.sh container-pid ID   the host pid of a container on the real node (kernel checks)
 #   cluster.sh restart-apiserver  kill kube-apiserver and start it again with the same command
 #                          line (for tests of what a controller does when the apiserver goes away)
 set -euo pipefail
@@ -163,5 +164,6 @@ case "${1:-}" in
   bin) binaries && echo "$bin" ;;
   restart-apiserver) restart_apiserver ;;
   load-image) shift && binaries && node load "$@" ;;
-  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver|load-image ARCHIVE [REFERENCE...]" >&2; exit 2 ;;
+  container-pid) binaries && node container-pid "${2:?container ID}" ;;
+  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver|load-image ARCHIVE [REFERENCE...]|container-pid ID" >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@
 #   node.sh gateway   print the address pods reach the host (and the apiserver) at
 #   node.sh load ARCHIVE [REFERENCE...]  import an OCI archive into the node's containerd,
 #                     tag it with each REFERENCE too; prints the archive's own reference
+#   node.sh container-pid ID   the host pid of a container's main process
 #
 # Networking: pods on this node get their own network namespace on a CNI bridge
 # (containernetworking-plugins' `bridge` + `host-local`) whose host side, GATEWAY, is also the
@@ -199,6 +200,11 @@ up() {
   for tool in containerd runc ctr buildah socat ip /bin/busybox /usr/lib/cni/bridge; do
     command -v "$tool" >/dev/null || { log "'$tool' is missing: run tests/prereqs.sh"; exit 1; }
   done
+  # The pause image holds nothing but busybox: it must be the static build.
+  if ldd /bin/busybox >/dev/null 2>&1; then
+    log "/bin/busybox is dynamically linked: install busybox-static (tests/prereqs.sh)"
+    exit 1
+  fi
   down_quietly
   log "starting real node $node_name (state in $node_dir)"
   mkdir -p "$pids" "$node_dir/logs"
@@ -332,11 +338,21 @@ load() {
   echo "$imported"
 }
 
+# The host pid of a container's main process (ID as the kubelet reports it, without
+# "containerd://").
+container_pid() {
+  local pid
+  pid=$(ctr tasks ls 2>/dev/null | awk -v id="$1" '$1 == id { print $2 }')
+  [[ -n $pid ]] || { log "no running task $1 in the node's containerd"; exit 1; }
+  echo "$pid"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   running) running ;;
   gateway) echo "$gateway" ;;
   load) shift && load "$@" ;;
-  *) echo "usage: $0 up|down|running|gateway|load ARCHIVE [REFERENCE...]" >&2; exit 2 ;;
+  container-pid) container_pid "${2:?container ID}" ;;
+  *) echo "usage: $0 up|down|running|gateway|load ARCHIVE [REFERENCE...]|container-pid ID" >&2; exit 2 ;;
 esac
