@@ -3,6 +3,10 @@
 # from the repository root. Published as ghcr.io/driftless-dev/driftless:<version>, the Helm
 # chart's default image.
 #
+# Without registry access, `make image` (scripts/image.sh) assembles the same image from what
+# this machine builds and from Debian packages, reproducibly; scripts/image-dockerfile-check.py
+# (run by every `make image`) compares this file's final stage with what that image holds.
+#
 # Stage 1 builds the pinned kustomize and helm (the renderers of kustomizations and charts) from
 # the same Go wrapper modules the tests build, so their go.sum pin every module checksum; stage
 # 2 builds the release binary against the locked dependencies; stage 3 is distroless
@@ -40,14 +44,17 @@ RUN mkdir -p src \
  && cargo build --release --locked \
  && rm -rf src target/release/deps/*driftless* target/release/driftless* target/release/.fingerprint/driftless-*
 COPY src ./src
+# The libraries driftless links beyond glibc and libgcc (the base image's): the same list
+# scripts/image.sh checks against `ldd driftless`.
+COPY scripts/image-libraries ./
 # touch: COPY keeps the files' old mtimes, which cargo would take for "unchanged".
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin driftless \
  && strip target/release/driftless \
- && mkdir -p /out/lib \
- && cp target/release/driftless /out/driftless \
  && multiarch=$(gcc -print-multiarch) \
- && for lib in libssl.so.3 libcrypto.so.3 libz.so.1; do cp -L "/usr/lib/$multiarch/$lib" /out/lib/ 2>/dev/null || cp -L "/lib/$multiarch/$lib" /out/lib/; done
+ && mkdir -p "/out/lib/$multiarch" \
+ && cp target/release/driftless /out/driftless \
+ && for lib in $(grep -v '^#' image-libraries); do cp -L "/usr/lib/$multiarch/$lib" "/out/lib/$multiarch/" 2>/dev/null || cp -L "/lib/$multiarch/$lib" "/out/lib/$multiarch/"; done
 
 FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="driftless" \

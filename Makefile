@@ -1,7 +1,7 @@
 # The two commands of the README, and a few conveniences around them.
 SHELL := /bin/bash
 
-.PHONY: test demo demo-in-cluster bench cluster-up cluster-down crds
+.PHONY: test demo demo-in-cluster bench image cluster-up cluster-down crds
 
 ## Run every check and test on a fresh machine (installs and builds what it needs).
 test:
@@ -26,6 +26,12 @@ bench:
 	DRIFTLESS_TEST_KUBECONFIG=$${DRIFTLESS_TEST_KUBECONFIG:-$$kubeconfig} \
 	DRIFTLESS_BENCH_COMMAND="make bench$(if $(SCENARIO), SCENARIO=$(SCENARIO))" \
 	cargo bench --bench bench -- $(SCENARIO)
+
+## Build the controller image without a registry (see docs/install.md): an OCI archive at
+## target/image/driftless.oci.tar for `ctr -n k8s.io images import` or `podman load`; the
+## same inputs give the same digest (target/image/digest).
+image:
+	bash scripts/image.sh
 
 ## Start (or reuse) the test cluster and print its kubeconfig path.
 cluster-up:

@@ -30,6 +30,10 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# Before the tests: the real-node tests install the chart with this image.
+step "controller image: built twice with the same digest, run with podman as 65532, read-only"
+bash tests/image.sh
+
 # Labels this run's test namespaces, so the check below sees only what this run left behind.
 export DRIFTLESS_TEST_RUN="run-$(date +%s)-$$"
 

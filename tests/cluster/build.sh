@@ -82,12 +82,29 @@ if [[ ${1:-} == flux ]]; then
   exit 0
 fi
 
+helm_ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+
+# `build.sh renderers`: only kustomize and helm, the renderers driftless runs, in one directory
+# (scripts/image.sh puts them in the controller image; no Kubernetes build needed for that).
+if [[ ${1:-} == renderers ]]; then
+  renderer_dirs=(
+    "$(build_module kustomize "$KUSTOMIZE_VERSION" "")"
+    "$(build_module helm "$HELM_VERSION" "$helm_ldflags")"
+  )
+  bin="$cache_root/bin/renderers-$(printf '%s\n' "${renderer_dirs[@]}" | sha256sum | cut -c1-12)"
+  mkdir -p "$bin"
+  ln -sfn "${renderer_dirs[0]}/kustomize" "$bin/kustomize"
+  ln -sfn "${renderer_dirs[1]}/helm" "$bin/helm"
+  echo "$bin"
+  exit 0
+fi
+
 # One directory with every binary under the name the tools expect, rebuilt as links each run
 # (cheap) so that it always matches the per-module caches.
 dirs=(
   "$(build_module etcd "$ETCD_VERSION" "")"
   "$(build_module kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION")"
-  "$(build_module helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")"
+  "$(build_module helm "$HELM_VERSION" "$helm_ldflags")"
   "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
   "$(build_module kustomize "$KUSTOMIZE_VERSION" "")"
 )
