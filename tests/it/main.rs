@@ -20,6 +20,7 @@ mod git_transport;
 mod helm;
 mod kustomize;
 mod operations;
+mod real_node;
 mod source;
 mod source_credentials;
 mod webhooks;

@@ -88,25 +88,30 @@ impl RealNode {
 /// Imports the OCI archive at `archive` into the real node's containerd, tagged with each of
 /// `references` too; returns the archive's own reference.
 pub fn load_image(archive: &Path, references: &[&str]) -> String {
+    let mut args = vec![archive.to_str().expect("a UTF-8 path")];
+    args.extend(references);
+    cluster_script("load-image", &args)
+}
+
+/// Runs `cluster.sh VERB ARGS...`; its stdout, trimmed.
+fn cluster_script(verb: &str, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
     let output = Command::new("bash")
         .arg(&script)
-        .arg("load-image")
-        .arg(archive)
-        .args(references)
+        .arg(verb)
+        .args(args)
         .output()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
     assert!(
         output.status.success(),
-        "`cluster.sh load-image {}` failed:\n{}",
-        archive.display(),
+        "`cluster.sh {verb} {}` failed:\n{}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-/// What the kernel says about a container's main process, found on this host by its
-/// container ID (the kubelet's `containerd://ID`) in `/proc/*/cgroup`.
+/// What the kernel says about a container's main process on this host.
 #[derive(Debug)]
 pub struct ContainerProcess {
     pub pid: u32,
@@ -117,35 +122,23 @@ pub struct ContainerProcess {
 }
 
 impl ContainerProcess {
-    /// The process whose cgroup names `container_id`; the oldest one (the entrypoint) when
-    /// several do.
+    /// The main process of container `container_id` (`containerd://ID` as the kubelet reports
+    /// it), as the node's containerd names it.
     pub fn find(container_id: &str) -> Self {
-        let id = container_id
-            .rsplit("://")
-            .next()
-            .expect("a container ID");
-        let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-            .expect("read /proc")
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|pid: &u32| {
-                std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                    .is_ok_and(|cgroups| cgroups.contains(id))
-            })
-            .collect();
-        pids.sort();
-        let pid = *pids
-            .first()
-            .unwrap_or_else(|| panic!("no process on this host runs in container {id}"));
+        let id = container_id.rsplit("://").next().expect("a container ID");
+        let pid: u32 = cluster_script("container-pid", &[id])
+            .parse()
+            .expect("cluster.sh container-pid prints a pid");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
         // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...; the last mount on "/" wins.
         let root_mount_options = mountinfo
             .lines()
-            .filter_map(|line| {
+            .rev()
+            .find_map(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 (fields.get(4) == Some(&"/")).then(|| fields[5].to_owned())
             })
-            .last()
             .unwrap_or_default();
         Self {
             pid,

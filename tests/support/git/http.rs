@@ -74,7 +74,9 @@ impl HttpGitServer {
     /// ephemeral port of 127.0.0.1 (or [`HttpOptions::listen_on`]). Ready when this returns:
     /// the socket is already listening, so early connections wait in its backlog.
     pub fn start(project_root: &Path, options: HttpOptions) -> Self {
-        let ip = options.address.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let ip = options
+            .address
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let listener = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
         listener
             .set_nonblocking(true)
