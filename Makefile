@@ -1,7 +1,7 @@
 # The two commands of the README, and a few conveniences around them.
 SHELL := /bin/bash
 
-.PHONY: test fuzz demo bench image cluster-up cluster-down crds
+.PHONY: test fuzz demo demo-in-cluster bench image cluster-up cluster-down crds
 
 ## Run every check and test on a fresh machine (installs and builds what it needs).
 test:
@@ -16,6 +16,11 @@ fuzz:
 ## The main job: local control plane, the controller, a git repository, a push, convergence.
 demo:
 	bash scripts/demo.sh
+
+## The same story as users run it: `helm install` of charts/driftless with the image built
+## here (`scripts/image.sh`), the controller as pods on the test cluster's real node.
+demo-in-cluster:
+	bash scripts/demo-in-cluster.sh
 
 ## Benchmarks (see BENCHMARKS.md): every scenario, or one with `make bench SCENARIO=git`
 ## (git, coalesce, apply, push, receiver, scale, render, flux-push, flux-scale, flux-overlays,

@@ -2,7 +2,7 @@
 """Serves the bare repositories under ROOT read-only over git's smart HTTP protocol, through
 git's own `git http-backend` run as a CGI program. For the demo only: loopback, no auth.
 
-    git-http-server.py ROOT PORT    ->  http://127.0.0.1:PORT/<repo>.git
+    git-http-server.py ROOT PORT [ADDRESS]  ->  http://ADDRESS:PORT/<repo>.git (default 127.0.0.1)
 """
 import http.server
 import os
@@ -11,6 +11,7 @@ import sys
 import urllib.parse
 
 root, port = os.path.abspath(sys.argv[1]), int(sys.argv[2])
+address = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 
 
 class GitHandler(http.server.BaseHTTPRequestHandler):
@@ -83,6 +84,6 @@ class GitHandler(http.server.BaseHTTPRequestHandler):
         sys.stderr.write("git-http: " + (format % args) + "\n")
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), GitHandler)
-print(f"serving {root} on http://127.0.0.1:{port}/", flush=True)
+server = http.server.ThreadingHTTPServer((address, port), GitHandler)
+print(f"serving {root} on http://{address}:{port}/", flush=True)
 server.serve_forever()

@@ -12,6 +12,14 @@ declare -A debian_packages=(
   [/usr/include/openssl/ssl.h]=libssl-dev
   [/usr/bin/openssl]=openssl
   [/usr/bin/curl]=curl
+  # The test cluster's real node (tests/cluster/node.sh) and the controller image.
+  [/usr/bin/containerd]=containerd
+  [/usr/sbin/runc]=runc
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [/usr/bin/buildah]=buildah
+  [/bin/busybox]=busybox-static
+  [/usr/bin/socat]=socat
+  [/usr/sbin/ip]=iproute2
 )
 
 missing=()
@@ -24,8 +32,9 @@ if ((${#missing[@]})); then
     echo "prereqs: need root to install ${missing[*]} (run as root or install them first)" >&2
     exit 1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another apt run (a parallel checkout's) holds the lock for a while: wait for it.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 for tool in go cargo rustup; do

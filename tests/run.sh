@@ -33,6 +33,8 @@ cargo clippy --all-targets --locked -- -D warnings
 # Before the tests: the real-node tests install the chart with this image.
 step "controller image: built twice with the same digest, run with podman as 65532, read-only"
 bash tests/image.sh
+# tests/it/real_node.rs imports this archive into the real node and `helm install`s it.
+export DRIFTLESS_TEST_IMAGE=$PWD/target/image/driftless.oci.tar
 
 # Labels this run's test namespaces, so the check below sees only what this run left behind.
 export DRIFTLESS_TEST_RUN="run-$(date +%s)-$$"

@@ -12,26 +12,42 @@ command -v go >/dev/null || { echo "build.sh: 'go' is not installed; it is neede
 
 log() { echo "build.sh: $*" >&2; }
 
-# build NAME VERSION LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-VERSION-HASH,
-# HASH naming the module's go.mod, so that adding a tool (or re-pinning) builds afresh.
-# Builds of one module by several checkouts at once wait for each other (flock).
+# The binaries of modules/NAME's `tool` lines, named as go build names them (the last path
+# element, or the one before a major-version suffix such as /v3).
+tool_binaries() {
+  awk '/^tool \(/ { block = 1; next } block && /^\)/ { block = 0 } block { print $1 } /^tool [^(]/ { print $2 }' \
+    "$here/modules/$1/go.mod" | awk -F/ '{ n = $NF; if (n ~ /^v[0-9]+$/) n = $(NF - 1); print n }'
+}
+
+# A cache is complete when it was finished and holds every tool the module lists now (a tool
+# added to a module, such as the kubelet, rebuilds a cache made before it).
+cache_complete() { # DIR NAME
+  [[ -f "$1/.complete" ]] || return 1
+  local binary
+  for binary in $(tool_binaries "$2"); do
+    [[ -e "$1/$binary" ]] || return 1
+  done
+}
+
+# build NAME KEY BINARIES... LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-KEY
 build_module() {
-  local name=$1 version=$2 ldflags=$3 hash lock
-  hash=$(sha256sum "$here/modules/$name/go.mod" | cut -c1-8)
-  local out="$cache_root/bin/$name-$version-$hash"
-  if [[ -f "$out/.complete" ]]; then
+  local name=$1 key=$2 ldflags=$3
+  local out="$cache_root/bin/$name-$key"
+  if cache_complete "$out" "$name"; then
     echo "$out"
     return
   fi
+  # Several checkouts (or a test run and a bench) may build at once: one builds, the others
+  # wait for it and then find the cache complete.
   mkdir -p "$cache_root/bin"
   exec {lock}>"$out.lock"
   flock "$lock"
-  if [[ -f "$out/.complete" ]]; then # built by another checkout while this one waited
+  if cache_complete "$out" "$name"; then
     exec {lock}>&-
     echo "$out"
     return
   fi
-  log "building $name $version (first run on this machine; cached in $out)"
+  log "building $name $key (first run on this machine; cached in $out)"
   local started=$SECONDS
   rm -rf "$out.tmp"
   mkdir -p "$out.tmp"
@@ -39,8 +55,8 @@ build_module() {
   touch "$out.tmp/.complete"
   rm -rf "$out"
   mv "$out.tmp" "$out"
-  log "built $name in $((SECONDS - started)) s"
   exec {lock}>&-
+  log "built $name in $((SECONDS - started)) s"
   echo "$out"
 }
 
@@ -92,8 +108,7 @@ dirs=(
   "$(build_module kubernetes "$KUBERNETES_VERSION" "$(stamp_kubernetes)")"
   "$(build_module kustomize "$KUSTOMIZE_VERSION" "")"
 )
-# Named by the module builds it links, so that checkouts on different pins never share it.
-bin="$cache_root/bin/all-$KUBERNETES_VERSION-$(printf '%s\n' "${dirs[@]}" | sha256sum | cut -c1-12)"
+bin="$cache_root/bin/all-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-$KUSTOMIZE_VERSION"
 mkdir -p "$bin"
 for dir in "${dirs[@]}"; do
   for file in "$dir"/*; do

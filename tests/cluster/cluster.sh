@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The test cluster: a real control plane (etcd, kube-apiserver with RBAC, kube-controller-manager,
 # kube-scheduler) and kwok with two simulated nodes, started on loopback by kwokctl's binary
-# runtime from the binaries build.sh makes. No container engine is involved.
+# runtime from the binaries build.sh makes, and one real node (node.sh: a kubelet with
+# containerd and runc), tainted so that only pods that tolerate it run there.
 #
 #   cluster.sh up          start (or reuse) the cluster; prints the kubeconfig path
 #   cluster.sh down        stop every process the cluster started, by pid, and forget it
 #   cluster.sh kubeconfig  print the kubeconfig path (fails when the cluster is not serving)
 #   cluster.sh bin         print the directory of the built binaries (kubectl, helm, ...)
+#   cluster.sh load-image ARCHIVE [REFERENCE...]  import an OCI image archive into the real
+#                          node's containerd (no registry here), tagged with each REFERENCE too
+#   cluster.sh container-pid ID   the host pid of a container on the real node (kernel checks)
 #   cluster.sh restart-apiserver  kill kube-apiserver and start it again with the same command
 #                          line (for tests of what a controller does when the apiserver goes away)
 #   cluster.sh stop-apiserver / start-apiserver   the same in two steps, for a test that acts
@@ -21,6 +25,11 @@ cluster_dir="$KWOK_WORKDIR/clusters/$name"
 kubeconfig="$cache_root/$name.kubeconfig"
 
 log() { echo "cluster.sh: $*" >&2; }
+
+node() {
+  NAME=$name CLUSTER_DIR=$cluster_dir KUBECONFIG_PATH=$kubeconfig BIN=$bin CACHE_ROOT=$cache_root \
+    bash "$here/node.sh" "$@"
+}
 
 binaries() {
   bin=$("$here/build.sh")
@@ -42,10 +51,18 @@ all_running() {
 
 create() {
   log "creating cluster $name (state in $cluster_dir)"
+  node down
   kwokctl delete cluster --name "$name" >/dev/null 2>&1 || true
   rm -f "$kubeconfig"
+  # The real node's pods reach the apiserver at the node's gateway address: its certificate
+  # must name that address too.
+  local config="$KWOK_WORKDIR/$name.kwokctl.yaml"
+  mkdir -p "$KWOK_WORKDIR"
+  { cat "$here/kwokctl.yaml"; printf '  kubeApiserverCertSANs:\n    - %s\n' "$(node gateway)"; } >"$config"
+  # kwok fakes the status of the nodes it manages and of their pods: only its own nodes (the
+  # annotation `kwokctl scale node` puts on them), never the real one.
   kwokctl create cluster --name "$name" --runtime binary \
-    --config "$here/kwokctl.yaml" \
+    --config "$config" \
     --kube-apiserver-binary "$bin/kube-apiserver" \
     --kube-controller-manager-binary "$bin/kube-controller-manager" \
     --kube-scheduler-binary "$bin/kube-scheduler" \
@@ -54,18 +71,35 @@ create() {
     --kube-authorization \
     --disable-qps-limits \
     --extra-args etcd=unsafe-no-fsync=true \
+    --extra-args kwok-controller=manage-all-nodes=false \
+    --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --kubeconfig "$kubeconfig" \
     --wait 180s >&2
   kwokctl scale node --name "$name" --replicas 2 >&2
   kubectl --kubeconfig "$kubeconfig" wait --for=condition=Ready node --all --timeout=120s >&2
   # Pods need a ServiceAccount; the controller-manager creates "default" shortly after start.
   until kubectl --kubeconfig "$kubeconfig" -n default get serviceaccount default >/dev/null 2>&1; do sleep 0.5; done
+  node up
+}
+
+# The apiserver's certificate names the real node's gateway (clusters created before the real
+# node existed do not).
+certificate_names_gateway() {
+  openssl x509 -noout -ext subjectAltName -in "$cluster_dir/pki/admin.crt" 2>/dev/null |
+    grep -q "IP Address:$(node gateway)\b"
 }
 
 up() {
   binaries
   if serving && all_running; then
-    log "cluster $name is already serving"
+    if node running; then
+      log "cluster $name is already serving"
+    elif certificate_names_gateway; then
+      node up
+    else
+      log "cluster $name serves but was made without the real node; creating it again"
+      create
+    fi
   else
     create
   fi
@@ -74,6 +108,7 @@ up() {
 
 down() {
   binaries
+  node down
   local pids=()
   if [[ -d "$cluster_dir/pids" ]]; then
     for f in "$cluster_dir"/pids/*.pid; do
@@ -159,5 +194,7 @@ case "${1:-}" in
   restart-apiserver) restart_apiserver ;;
   stop-apiserver) stop_apiserver ;;
   start-apiserver) start_apiserver ;;
-  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver|stop-apiserver|start-apiserver" >&2; exit 2 ;;
+  load-image) shift && binaries && node load "$@" ;;
+  container-pid) binaries && node container-pid "${2:?container ID}" ;;
+  *) echo "usage: $0 up|down|kubeconfig|bin|restart-apiserver|stop-apiserver|start-apiserver|load-image ARCHIVE [REFERENCE...]|container-pid ID" >&2; exit 2 ;;
 esac

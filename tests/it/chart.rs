@@ -24,11 +24,11 @@ use kube::{
 use serde_json::{Value, json};
 use support::cluster::{TestNamespace, admin_config, binaries_dir, kubeconfig_path, unique_name};
 
-fn chart_dir() -> PathBuf {
+pub(crate) fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/driftless")
 }
 
-fn helm(args: &[&str]) -> Output {
+pub(crate) fn helm(args: &[&str]) -> Output {
     let helm = binaries_dir().join("helm");
     Command::new(&helm)
         .args(args)
@@ -49,7 +49,7 @@ fn helm(args: &[&str]) -> Output {
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", helm.display()))
 }
 
-fn expect_success(what: &str, output: &Output) -> String {
+pub(crate) fn expect_success(what: &str, output: &Output) -> String {
     assert!(
         output.status.success(),
         "{what} failed:\n{}\n{}",

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod dir_tree;
 pub mod git;
 pub mod objects;
+pub mod real_node;
 pub mod replica;
 pub mod waiting;
 pub mod webhook;

@@ -38,14 +38,9 @@ pub fn github_push(
     delivery: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let signature = github_signature(key, body);
-    let headers = [
-        ("X-GitHub-Event", "push"),
-        ("X-GitHub-Delivery", delivery),
-        ("X-Hub-Signature-256", signature.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    post(port, path, &headers, body)
+    let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    github_push_to(address, path, key, delivery, body)
+        .unwrap_or_else(|error| panic!("the receiver on port {port} does not listen: {error}"))
 }
 
 /// POSTs `body` with `headers` to the receiver; returns the status code and the response.
@@ -64,8 +59,39 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("the receiver listens");
+    let address = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    request_to(address, method, path, headers, body)
+        .unwrap_or_else(|error| panic!("the receiver on port {port} does not listen: {error}"))
+}
+
+/// Delivers `body` as a GitHub push event signed with `key` to a receiver at `address` (a
+/// pod's IP); a connection refused or reset is an error, for callers that retry.
+pub fn github_push_to(
+    address: std::net::SocketAddr,
+    path: &str,
+    key: &[u8],
+    delivery: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let signature = github_signature(key, body);
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", delivery),
+        ("X-Hub-Signature-256", signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    request_to(address, "POST", path, &headers, body)
+}
+
+/// [`request`] to any address; the connection failing is an error, not a panic.
+pub fn request_to(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -77,7 +103,7 @@ pub fn request(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(request.as_bytes())?;
     let _ = stream.write_all(body);
     let mut response = Vec::new();
     let mut buffer = [0; 8192];
@@ -93,7 +119,7 @@ pub fn request(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    (status, response)
+    Ok((status, response))
 }
 
 /// Writes a shared webhook secret as the Helm chart mounts it: one file per provider, with

@@ -25,6 +25,7 @@ use super::tls::TestTls;
 pub struct HttpOptions {
     basic_auth: Option<(String, String)>,
     tls: bool,
+    address: Option<std::net::IpAddr>,
 }
 
 impl HttpOptions {
@@ -38,6 +39,13 @@ impl HttpOptions {
     /// generated for this server; see [`HttpGitServer::ca_pem`].
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Listens on `address` instead of 127.0.0.1, e.g. the real node's gateway, which the
+    /// node's pods reach (they have a loopback of their own).
+    pub fn listen_on(mut self, address: std::net::IpAddr) -> Self {
+        self.address = Some(address);
         self
     }
 }
@@ -63,10 +71,13 @@ struct ServerState {
 
 impl HttpGitServer {
     /// Serves `project_root` (e.g. [`GitRepos::root`](super::GitRepos::root)) on an
-    /// ephemeral port of 127.0.0.1. Ready when this returns: the socket is already
-    /// listening, so early connections wait in its backlog.
+    /// ephemeral port of 127.0.0.1 (or [`HttpOptions::listen_on`]). Ready when this returns:
+    /// the socket is already listening, so early connections wait in its backlog.
     pub fn start(project_root: &Path, options: HttpOptions) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let ip = options
+            .address
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let listener = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
         listener
             .set_nonblocking(true)
             .expect("tokio needs a non-blocking listener");
