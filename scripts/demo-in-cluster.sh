@@ -18,9 +18,9 @@ release_namespace=driftless-system
 namespace=driftless-demo
 name=quickstart
 pids=()
-
-step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
-fail() { printf '\n\033[1;31mmake demo-in-cluster FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
+demo_name="make demo-in-cluster"
+# shellcheck source=demo-common.sh
+source scripts/demo-common.sh
 on_error() {
   local status=$? line=$1
   printf '\n\033[1;31mmake demo-in-cluster FAILED (exit %s) at scripts/demo-in-cluster.sh line %s\033[0m\n' "$status" "$line" >&2
@@ -28,11 +28,7 @@ on_error() {
   kubectl -n "$release_namespace" logs -l "app.kubernetes.io/instance=$release" --tail 30 >&2 2>/dev/null || true
 }
 trap 'on_error $LINENO' ERR
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap stop_background EXIT
 trap 'exit 130' INT TERM
 started=$SECONDS
 
@@ -92,15 +88,8 @@ helm upgrade --install "$release" charts/driftless \
 kubectl -n "$release_namespace" get pods -o wide
 
 step "A Git repository with examples/quickstart/deploy, served on the node's gateway ($gateway)"
-rm -rf "$work/git" "$work/checkout"
-mkdir -p "$work/git" "$work/checkout"
-git init --quiet --bare --initial-branch=main "$work/git/quickstart.git"
-git -C "$work/checkout" init --quiet --initial-branch=main
-cp -r examples/quickstart/deploy "$work/checkout/deploy"
-git -C "$work/checkout" add deploy
-git -C "$work/checkout" -c user.name=demo -c user.email=demo@driftless.invalid commit --quiet -m "quickstart"
-git -C "$work/checkout" push --quiet "$work/git/quickstart.git" main
-git_port=$(python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$gateway")
+quickstart_repository "quickstart"
+git_port=$(free_port "$gateway")
 python3 scripts/git-http-server.py "$work/git" "$git_port" "$gateway" >"$work/git-http.log" 2>&1 &
 pids+=($!)
 url="http://$gateway:$git_port/quickstart.git"
@@ -108,34 +97,9 @@ for _ in $(seq 50); do git ls-remote "$url" >/dev/null 2>&1 && break; sleep 0.2;
 git ls-remote "$url" >/dev/null || fail "the git server at $url does not serve (see $work/git-http.log)"
 
 step "Applying the GitRepository $namespace/$name -> $url"
-kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
 first_sha=$(git -C "$work/checkout" rev-parse HEAD)
-kubectl apply -f - <<YAML
-apiVersion: driftless.dev/v1alpha1
-kind: GitRepository
-metadata:
-  name: $name
-  namespace: $namespace
-spec:
-  url: $url
-  ref:
-    branch: main
-  path: deploy/
-  interval: 1h
-  prune: true
-YAML
+apply_quickstart "$url" 1h
 
-wait_applied() {
-  local sha=$1 start=$SECONDS revision ready
-  while ((SECONDS - start < 180)); do
-    revision=$(kubectl -n "$namespace" get gitrepository "$name" -o jsonpath='{.status.lastAppliedRevision}' 2>/dev/null || true)
-    ready=$(kubectl -n "$namespace" get gitrepository "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    if [[ "$revision" == *"$sha" && "$ready" == True ]]; then return 0; fi
-    sleep 0.2
-  done
-  kubectl -n "$namespace" get gitrepository "$name" -o yaml >&2 || true
-  fail "GitRepository $namespace/$name did not apply $sha within 180s"
-}
 step "Waiting for the controller pod to apply ${first_sha:0:12}"
 wait_applied "$first_sha"
 kubectl -n "$namespace" get gitrepositories
@@ -149,11 +113,7 @@ second_sha=$(git -C "$work/checkout" rev-parse HEAD)
 push_start=$(date +%s%N)
 endpoint=$(kubectl -n "$release_namespace" get endpointslices -l "kubernetes.io/service-name=$release-webhook" \
   -o jsonpath='{.items[0].endpoints[0].addresses[0]}:{.items[0].ports[0].port}')
-payload=$(printf '{"url":"%s","ref":"refs/heads/main","commit":"%s"}' "$url" "$second_sha")
-signature=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$webhook_secret" "$payload")
-answer=$(curl -sS -o "$work/webhook-answer" -w '%{http_code}' -X POST \
-  -H 'Content-Type: application/json' -H "X-Delivery-Id: demo-$second_sha" \
-  -H "X-Signature: sha256=$signature" --data "$payload" "http://$endpoint/hooks/generic" || true)
+answer=$(deliver_push "$url" "$second_sha" "$webhook_secret" "http://$endpoint/hooks/generic")
 echo "POST http://$endpoint/hooks/generic -> HTTP $answer $(cat "$work/webhook-answer" 2>/dev/null)"
 [[ $answer == 2* ]] || fail "the controller pod did not accept the push"
 wait_applied "$second_sha"

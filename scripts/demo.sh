@@ -13,9 +13,9 @@ work="$repo_root/.work/demo"
 namespace=driftless-demo
 name=quickstart
 pids=()
-
-step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
-fail() { printf '\n\033[1;31mmake demo FAILED: %s\033[0m\n' "$*" >&2; exit 1; }
+demo_name="make demo"
+# shellcheck source=demo-common.sh
+source scripts/demo-common.sh
 on_error() {
   local status=$? line=$1
   printf '\n\033[1;31mmake demo FAILED (exit %s) at scripts/demo.sh line %s\033[0m\n' "$status" "$line" >&2
@@ -25,11 +25,7 @@ on_error() {
   fi
 }
 trap 'on_error $LINENO' ERR
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap stop_background EXIT
 trap 'exit 130' INT TERM
 
 step "Prerequisites (Debian packages, Rust components)"
@@ -71,14 +67,8 @@ kubectl wait --for=condition=Established crd/gitrepositories.driftless.dev --tim
 
 step "A Git repository with examples/quickstart/deploy, served over smart HTTP (git http-backend)"
 rm -rf "$work"
-mkdir -p "$work/git" "$work/checkout" "$work/cache"
-git init --quiet --bare --initial-branch=main "$work/git/quickstart.git"
-git -C "$work/checkout" init --quiet --initial-branch=main
-cp -r examples/quickstart/deploy "$work/checkout/deploy"
-git -C "$work/checkout" add deploy
-git -C "$work/checkout" -c user.name=demo -c user.email=demo@driftless.invalid commit --quiet -m "quickstart: Namespace, Deployment, Service, ConfigMap"
-git -C "$work/checkout" push --quiet "$work/git/quickstart.git" main
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mkdir -p "$work/cache"
+quickstart_repository "quickstart: Namespace, Deployment, Service, ConfigMap"
 git_port=$(free_port)
 python3 scripts/git-http-server.py "$work/git" "$git_port" >"$work/git-http.log" 2>&1 &
 pids+=($!)
@@ -91,22 +81,8 @@ git clone --quiet "$url" "$work/verify-clone" || fail "the git server at $url do
 echo "serving $url (a clone works: $(git -C "$work/verify-clone" log --oneline -1))"
 
 step "Applying the GitRepository $namespace/$name -> $url"
-kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
 first_sha=$(git -C "$work/checkout" rev-parse HEAD)
-kubectl apply -f - <<YAML
-apiVersion: driftless.dev/v1alpha1
-kind: GitRepository
-metadata:
-  name: $name
-  namespace: $namespace
-spec:
-  url: $url
-  ref:
-    branch: main
-  path: deploy/
-  interval: 5m
-  prune: true
-YAML
+apply_quickstart "$url" 5m
 # Events of an earlier run would only confuse the picture below.
 kubectl -n "$namespace" delete events --field-selector "involvedObject.name=$name" >/dev/null 2>&1 || true
 
@@ -135,18 +111,9 @@ for _ in $(seq 100); do
 done
 echo "controller pid $controller_pid, metrics on http://127.0.0.1:$metrics_port/metrics, webhooks on http://127.0.0.1:$webhook_port/hooks/"
 
-# Waits until the GitRepository has applied the commit $1 and is Ready.
-wait_applied() {
-  local sha=$1 start=$SECONDS revision ready
-  while ((SECONDS - start < 180)); do
-    revision=$(kubectl -n "$namespace" get gitrepository "$name" -o jsonpath='{.status.lastAppliedRevision}' 2>/dev/null || true)
-    ready=$(kubectl -n "$namespace" get gitrepository "$name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    if [[ "$revision" == *"$sha" && "$ready" == True ]]; then return 0; fi
-    kill -0 "$controller_pid" 2>/dev/null || fail "the controller exited (see $work/controller.log)"
-    sleep 0.2
-  done
-  kubectl -n "$namespace" get gitrepository "$name" -o yaml >&2 || true
-  fail "GitRepository $namespace/$name did not apply $sha within 180s"
+# Checked while waiting for a commit to apply (wait_applied).
+controller_alive() {
+  kill -0 "$controller_pid" 2>/dev/null || fail "the controller exited (see $work/controller.log)"
 }
 
 step "Waiting for $name to apply ${first_sha:0:12}"
@@ -171,15 +138,8 @@ diff_status=0
 push_start=$(date +%s%N)
 git -C "$work/checkout" push --quiet "$work/git/quickstart.git" main
 second_sha=$(git -C "$work/checkout" rev-parse HEAD)
-# The push notification, as a Git host sends it: a push event signed with the shared secret
-# (HMAC-SHA256 of the body in X-Signature), delivered to the generic receiver.
-payload=$(printf '{"url":"%s","ref":"refs/heads/main","commit":"%s"}' "$url" "$second_sha")
-signature=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$webhook_secret" "$payload")
-echo "POST http://127.0.0.1:$webhook_port/hooks/generic  X-Signature: sha256=${signature:0:16}...  $payload"
-answer=$(curl -sS -o "$work/webhook-answer" -w '%{http_code}' -X POST \
-  -H 'Content-Type: application/json' -H "X-Delivery-Id: demo-$second_sha" \
-  -H "X-Signature: sha256=$signature" --data "$payload" \
-  "http://127.0.0.1:$webhook_port/hooks/generic" || true)
+# The push notification, as a Git host sends it, delivered to the generic receiver.
+answer=$(deliver_push "$url" "$second_sha" "$webhook_secret" "http://127.0.0.1:$webhook_port/hooks/generic")
 echo "webhook answer: HTTP $answer $(cat "$work/webhook-answer" 2>/dev/null)"
 if [[ "$answer" != 2* ]]; then
   printf '\033[1;33mthe webhook was not accepted; asking for a reconcile through the annotation instead\033[0m\n'

@@ -238,7 +238,12 @@ async fn install_and_operate(mode: &str) {
     let deleted = Instant::now();
     let new_leader = wait_for_leader(&namespace, &pods, Some(&leader)).await;
     step(&format!(
-        "the standby {new_leader} took the Lease {:?} after the leader pod was deleted",
+        "{new_leader} ({}) took the Lease {:?} after the leader pod was deleted",
+        if pods.iter().any(|pod| pod_name(pod) == new_leader) {
+            "the standby"
+        } else {
+            "the leader's replacement"
+        },
         deleted.elapsed()
     ));
     let third = commit_app(&repo, "third", "three");
@@ -512,8 +517,10 @@ fn assert_runs_restricted_on(pod: &Pod, node: &RealNode) {
     );
 }
 
-/// Waits until the leader Lease is held by one of the ready pods of `candidates`' release, not
-/// `previous`; returns the holder's pod name (the controller's identity is `HOSTNAME_…`).
+/// Waits until the leader Lease is held by a pod of `candidates`' ReplicaSets (one of them, or
+/// one the Deployment started in place of a deleted one), not `previous`; returns the holder's
+/// pod name (the controller's identity is `HOSTNAME_…`). After the leader pod is deleted, the
+/// standby and the leader's replacement both ask for the Lease: either may win.
 async fn wait_for_leader(
     namespace: &TestNamespace,
     candidates: &[Pod],
@@ -521,6 +528,11 @@ async fn wait_for_leader(
 ) -> String {
     let leases = namespace.api::<Lease>();
     let names: Vec<String> = candidates.iter().map(pod_name).collect();
+    let replica_set_of = |pod: &str| {
+        pod.rsplit_once('-')
+            .map_or(String::new(), |(set, _)| set.to_owned())
+    };
+    let replica_sets: Vec<String> = names.iter().map(|name| replica_set_of(name)).collect();
     let mut last = None;
     for _ in 0..240 {
         if let Some(lease) = leases.get_opt("driftless-leader").await.unwrap() {
@@ -529,7 +541,7 @@ async fn wait_for_leader(
                 .and_then(|spec| spec.holder_identity)
                 .unwrap_or_default();
             let pod = holder.split('_').next().unwrap_or_default().to_owned();
-            if names.contains(&pod) && Some(pod.as_str()) != previous {
+            if replica_sets.contains(&replica_set_of(&pod)) && Some(pod.as_str()) != previous {
                 return pod;
             }
             last = Some(holder);
