@@ -771,15 +771,10 @@ impl Drop for Release {
     }
 }
 
-/// Installs the chart into a fresh namespace whose Pod Security admission enforces the
-/// restricted profile, waits for the controller pod to run (kwok runs it), and checks the
-/// objects. Returns the namespace, the release and a client holding the chart
-/// ServiceAccount's token.
-async fn install(rbac_mode: &str) -> (TestNamespace, Release, Client) {
-    support::cluster::install_crds().await;
-    let namespace = TestNamespace::create(&format!("chart-{rbac_mode}")).await;
-    let namespaces: Api<Namespace> = Api::all(namespace.client.clone());
-    namespaces
+/// A test namespace whose Pod Security admission enforces the restricted profile.
+pub(crate) async fn restricted_namespace(test: &str) -> TestNamespace {
+    let namespace = TestNamespace::create(test).await;
+    Api::<Namespace>::all(namespace.client.clone())
         .patch(
             &namespace.name,
             &PatchParams::apply("driftless-test"),
@@ -794,6 +789,16 @@ async fn install(rbac_mode: &str) -> (TestNamespace, Release, Client) {
         )
         .await
         .expect("label the namespace for restricted Pod Security");
+    namespace
+}
+
+/// Installs the chart into a fresh namespace whose Pod Security admission enforces the
+/// restricted profile, waits for the controller pod to run (kwok runs it), and checks the
+/// objects. Returns the namespace, the release and a client holding the chart
+/// ServiceAccount's token.
+async fn install(rbac_mode: &str) -> (TestNamespace, Release, Client) {
+    support::cluster::install_crds().await;
+    let namespace = restricted_namespace(&format!("chart-{rbac_mode}")).await;
 
     let release = Release {
         name: unique_name("drift"),

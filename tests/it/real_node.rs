@@ -11,7 +11,7 @@
 //! No kube-proxy runs here: a push goes to the webhook Service's endpoints (the ready pods' IPs,
 //! as kube-proxy would pick), reachable from the host over the node's bridge.
 
-use crate::chart::{chart_dir, expect_success, helm};
+use crate::chart::{chart_dir, expect_success, helm, restricted_namespace};
 use crate::support;
 
 use std::{
@@ -31,7 +31,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams},
 };
 use serde_json::{Value, json};
 use support::{
@@ -335,27 +335,6 @@ async fn install_and_operate(mode: &str) {
         delete_and_wait_gone(&admin, name).await;
     }
     step("driftless uninstall + helm uninstall: the pods, RBAC and both namespaces are gone");
-}
-
-/// A test namespace whose Pod Security admission enforces the restricted profile.
-async fn restricted_namespace(test: &str) -> TestNamespace {
-    let namespace = TestNamespace::create(test).await;
-    Api::<Namespace>::all(namespace.client.clone())
-        .patch(
-            &namespace.name,
-            &PatchParams::apply("driftless-test"),
-            &Patch::Apply(json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": namespace.name,
-                    "labels": { "pod-security.kubernetes.io/enforce": "restricted" },
-                },
-            })),
-        )
-        .await
-        .expect("label the namespace for restricted Pod Security");
-    namespace
 }
 
 /// Merges `patch` into `base`, objects key by key.
