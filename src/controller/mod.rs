@@ -161,6 +161,8 @@ pub struct Context {
     pushes: Arc<pushes::Pushes>,
     /// What the last full reconcile of each object applied.
     applied: unchanged::AppliedDigests,
+    /// The objects of manifest files already read, by blob id (bounded; see its module).
+    parsed: crate::manifests::ParsedCache,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -226,6 +228,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         health_waits: health::HealthWaits::default(),
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
+        parsed: crate::manifests::ParsedCache::default(),
         client,
         settings: settings.clone(),
         metrics,

@@ -27,7 +27,7 @@ const HOURLY: &str = "1h";
 /// 180 times shorter than the hourly poll.
 const WEBHOOK_DEADLINE: Duration = Duration::from_secs(20);
 
-const GITHUB_SECRET: &str = "github shared secret";
+pub(crate) const GITHUB_SECRET: &str = "github shared secret";
 /// A Standard Webhooks key (`whsec_<base64>`). GitLab sends the configured secret token as is
 /// in `X-Gitlab-Token`, or signs with it as a Standard Webhooks key; one `gitlab` file serves
 /// both, so the token GitLab is configured with is this same string.
@@ -52,7 +52,7 @@ fn shared_secrets() -> tempfile::TempDir {
 }
 
 /// Flags serving webhooks on `port` with the secrets in `secrets`.
-fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
+pub(crate) fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
     [
         "--webhook-bind-address".to_owned(),
         format!("127.0.0.1:{port}"),
@@ -61,13 +61,13 @@ fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
     ]
 }
 
-fn strs(flags: &[String]) -> Vec<&str> {
+pub(crate) fn strs(flags: &[String]) -> Vec<&str> {
     flags.iter().map(String::as_str).collect()
 }
 
 /// The ways a Git host delivers a push, each with its own headers and payload shape.
 #[derive(Clone, Copy, Debug)]
-enum Delivery {
+pub(crate) enum Delivery {
     GitHub,
     GitLabToken,
     GitLabSigned,
@@ -324,7 +324,7 @@ impl Delivery {
     }
 
     /// Delivers the push of `after` to the receiver on `port`.
-    fn deliver(
+    pub(crate) fn deliver(
         self,
         port: u16,
         repo: &TestRepo,
