@@ -11,6 +11,7 @@ mod finalizer;
 mod health;
 mod identity;
 mod leader;
+mod priority;
 mod prune;
 mod pushes;
 mod reconcile;
@@ -256,10 +257,15 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             let store = store.clone();
             move |secret| users_of(&store, "Secret", &secret)
         })
-        .watches_stream(metadata_changes(configmaps), move |configmap| {
-            users_of(&store, "ConfigMap", &configmap)
+        .watches_stream(metadata_changes(configmaps), {
+            let store = store.clone();
+            move |configmap| users_of(&store, "ConfigMap", &configmap)
         })
-        .reconcile_on(queued(queued_pushes))
+        .reconcile_on(priority::in_order(
+            queued_pushes,
+            context.clone(),
+            store.clone(),
+        ))
         .graceful_shutdown_on(termination_signal())
         .run(reconcile_with_finalizer, error_policy, context);
     // From here this replica leads (or there is no election): pushes go to its queue.
@@ -307,13 +313,6 @@ where
     watcher(api, watcher::Config::default())
         .default_backoff()
         .touched_objects()
-}
-
-/// The objects the webhook receiver queued, as a stream for the reconcile loop.
-fn queued(
-    mut pushes: pushes::Queued,
-) -> impl futures::Stream<Item = ObjectRef<GitRepository>> + Send {
-    futures::stream::poll_fn(move |cx| pushes.poll_recv(cx))
 }
 
 /// The GitRepositories of `object`'s namespace that read it (`kind` `Secret` or `ConfigMap`).

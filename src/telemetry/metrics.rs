@@ -76,7 +76,8 @@ pub struct StageLabels {
     /// `parse`, `prepare` (digest of the desired objects), `status` (the `Reconciling` write),
     /// `apply_list` (reading live objects), `apply_plan` (comparison and dry runs),
     /// `apply_write`, `apply_established` (waiting for CRDs and refreshing discovery),
-    /// `prune`, `record` (the final status write).
+    /// `prune`, `record` (the final status write); `push_order` (ordering the GitRepositories
+    /// one push reached, changed paths first).
     pub stage: String,
 }
 

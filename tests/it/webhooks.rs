@@ -1148,6 +1148,11 @@ async fn a_push_costs_the_paths_whose_objects_it_did_not_change_no_write() {
     wait_applied_named(&namespace, "a", &second, WEBHOOK_DEADLINE).await;
     assert_eq!(configmap_value(&namespace, "a").await.as_deref(), Some("2"));
     wait_until(|| replica.counter(unchanged) == 2, "b and c end early").await;
+    let ordered = r#"driftless_reconcile_stage_duration_seconds_count{stage="push_order"}"#;
+    assert!(
+        replica.counter(ordered) >= 1,
+        "the three queued together were ordered by changed path"
+    );
     let after = versions().await;
     assert_ne!(after[0], before[0], "a recorded its new revision");
     assert_eq!(after[1..], before[1..], "b and c were not written to");
