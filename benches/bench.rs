@@ -22,6 +22,8 @@ mod git_fetch;
 mod helm;
 #[path = "scenarios/push.rs"]
 mod push;
+#[path = "scenarios/real_content.rs"]
+mod real_content;
 #[path = "scenarios/receiver.rs"]
 mod receiver;
 #[path = "scenarios/render.rs"]
@@ -46,7 +48,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "git",
     "coalesce",
     "apply",
@@ -59,6 +61,7 @@ const SCENARIOS: [&str; 12] = [
     "flux-scale",
     "flux-overlays",
     "flux-monorepo",
+    "real-content",
 ];
 /// `flux` on the command line: every side-by-side comparison with Flux.
 const FLUX_SCENARIOS: [&str; 4] = ["flux-push", "flux-scale", "flux-overlays", "flux-monorepo"];
@@ -138,6 +141,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "flux-scale" => flux_scale::scenario().await,
             "flux-overlays" => flux_scale::overlays().await,
             "flux-monorepo" => flux_monorepo::scenario().await,
+            "real-content" => real_content::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;

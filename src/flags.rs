@@ -90,6 +90,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_APPLY_CONCURRENCY", default_value_t = 8)]
     pub apply_concurrency: usize,
 
+    /// How often free heap pages are handed back to the system (glibc's `malloc_trim`), so
+    /// an idle controller's RSS follows what it holds; 0s: never.
+    #[arg(long, env = "DRIFTLESS_MEMORY_TRIM_INTERVAL", default_value = "60s", value_parser = parse_duration_or_never)]
+    pub memory_trim_interval: Duration,
+
     /// Polling interval for GitRepositories that do not set `spec.interval` (e.g. 30s, 5m).
     #[arg(long, env = "DRIFTLESS_DEFAULT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub default_interval: Duration,
@@ -395,4 +400,12 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 /// Parses Go-style durations as Kubernetes users write them: `90s`, `5m`, `1h30m`, `250ms`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     driftless::api::parse_duration(text).map_err(|error| error.to_string())
+}
+
+/// [`parse_duration`], or `0` / `0s` for "never".
+fn parse_duration_or_never(text: &str) -> Result<Duration, String> {
+    match text {
+        "0" | "0s" => Ok(Duration::ZERO),
+        _ => parse_duration(text),
+    }
 }

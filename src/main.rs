@@ -12,8 +12,22 @@ use flags::{Cli, Command, ControllerArgs};
 /// Installed as `kubectl-driftless`, the binary is a kubectl plugin: `kubectl driftless get`.
 const PLUGIN_NAME: &str = "kubectl-driftless";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads allocate: see `driftless::memory`.
+    driftless::memory::cap_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = parse_command_line();
     if !matches!(cli.command, Command::Controller(_)) {
         end_quietly_when_the_reader_leaves();
@@ -142,6 +156,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         }
     });
     readiness.set(true);
+    tokio::spawn(driftless::memory::keep_trimming(args.memory_trim_interval));
     driftless::controller::run(config, settings, metrics).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use crate::{
     api::{GitRepositorySpec, HelmSpec, PostBuild, ValuesReference},
     apply::DesiredObject,
-    manifests::{Budget, Manifest},
+    manifests::{Budget, Manifest, ManifestSource},
     render::{
         Capabilities, ChartRequest, Entry, KustomizationEdits, RenderError, RenderErrors,
         RenderOptions, Renderer, RepositoryTree, TreeSource, ValuesDocument,
@@ -61,9 +61,42 @@ pub struct ChartContext {
 /// The manifest streams of a revision: plain files outside every unit, then one rendered
 /// stream per unit, named `<unit> (kustomize build)` in error messages.
 pub struct ManifestInputs<'a> {
-    plain: Vec<(&'a str, Cow<'a, [u8]>)>,
-    rendered: Vec<(String, Arc<[u8]>)>,
+    plain: Vec<PlainFile<'a>>,
+    rendered: Vec<RenderedStream>,
     renderer: Option<String>,
+}
+
+/// A manifest file passed through as committed, unless `postBuild` substituted in it.
+struct PlainFile<'a> {
+    path: &'a str,
+    contents: Cow<'a, [u8]>,
+    /// What identifies `contents` for the parse cache: the git blob id while they are the
+    /// committed bytes (nothing to hash), else their digest.
+    key: Cow<'a, str>,
+}
+
+/// A renderer's output, named after its unit or chart.
+struct RenderedStream {
+    name: String,
+    output: Arc<[u8]>,
+    /// The digest of `output`, for the parse cache.
+    key: String,
+}
+
+impl RenderedStream {
+    fn new(name: String, output: Arc<[u8]>) -> Self {
+        let key = content_key(&output);
+        Self { name, output, key }
+    }
+}
+
+/// A content address for bytes that are no committed blob (rendered or substituted), in a
+/// namespace of its own beside git's blob ids.
+fn content_key(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 impl ManifestInputs<'_> {
@@ -73,14 +106,23 @@ impl ManifestInputs<'_> {
     }
 
     pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.sources().map(|source| (source.file, source.bytes))
+    }
+
+    /// [`Self::files`] with the blob id of each file still as committed, for the parse cache.
+    pub fn sources(&self) -> impl Iterator<Item = ManifestSource<'_>> {
         self.plain
             .iter()
-            .map(|(name, contents)| (*name, contents.as_ref()))
-            .chain(
-                self.rendered
-                    .iter()
-                    .map(|(name, output)| (name.as_str(), &output[..])),
-            )
+            .map(|file| ManifestSource {
+                file: file.path,
+                bytes: file.contents.as_ref(),
+                blob: Some(file.key.as_ref()),
+            })
+            .chain(self.rendered.iter().map(|stream| ManifestSource {
+                file: stream.name.as_str(),
+                bytes: &stream.output[..],
+                blob: Some(stream.key.as_str()),
+            }))
     }
 
     /// `spec.postBuild`: substitutes the variables in every stream (text that is not UTF-8 is
@@ -97,14 +139,21 @@ impl ManifestInputs<'_> {
                 .map(String::into_bytes)
                 .map_err(|e| e.to_string())
         };
-        for (name, contents) in &mut self.plain {
-            if let Ok(text) = std::str::from_utf8(contents) {
-                *contents = Cow::Owned(run(name, text)?);
+        for file in &mut self.plain {
+            if let Ok(text) = std::str::from_utf8(&file.contents) {
+                let substituted = run(file.path, text)?;
+                if substituted.as_slice() != file.contents.as_ref() {
+                    file.key = Cow::Owned(content_key(&substituted));
+                    file.contents = Cow::Owned(substituted);
+                }
             }
         }
-        for (name, output) in &mut self.rendered {
-            if let Ok(text) = std::str::from_utf8(output) {
-                *output = Arc::from(run(name.as_str(), text)?);
+        for stream in &mut self.rendered {
+            if let Ok(text) = std::str::from_utf8(&stream.output) {
+                let substituted = run(stream.name.as_str(), text)?;
+                if substituted.as_slice() != &stream.output[..] {
+                    *stream = RenderedStream::new(stream.name.clone(), Arc::from(substituted));
+                }
             }
         }
         Ok(())
@@ -129,14 +178,18 @@ pub async fn manifest_inputs<'a>(
         .files
         .iter()
         .filter(|file| rendered.layout.unit_of(&file.path).is_none())
-        .map(|file| (file.path.as_str(), Cow::Borrowed(file.contents.as_slice())))
+        .map(|file| PlainFile {
+            path: file.path.as_str(),
+            contents: Cow::Borrowed(file.contents.as_slice()),
+            key: Cow::Borrowed(file.blob.as_str()),
+        })
         .collect();
-    let rendered: Vec<(String, Arc<[u8]>)> = rendered
+    let rendered: Vec<RenderedStream> = rendered
         .units
         .into_iter()
         .map(|unit| {
             let dir = if unit.dir.is_empty() { "." } else { &unit.dir };
-            (format!("{dir}{RENDERED_SUFFIX}"), unit.output)
+            RenderedStream::new(format!("{dir}{RENDERED_SUFFIX}"), unit.output)
         })
         .collect();
     let renderer = match renderer.kustomize() {
@@ -167,7 +220,7 @@ async fn chart_inputs<'a>(
         .unwrap_or_default();
     Ok(ManifestInputs {
         plain: Vec::new(),
-        rendered: vec![(
+        rendered: vec![RenderedStream::new(
             format!("{}{TEMPLATED_SUFFIX}", request.display_chart()),
             unit.output,
         )],

@@ -257,7 +257,11 @@ impl Setup {
         // A private copy of the release binary: another build may replace it mid-run.
         let binary_dir = tempfile::tempdir()?;
         let driftless_binary = binary_dir.path().join("driftless");
-        std::fs::copy(env!("CARGO_BIN_EXE_driftless"), &driftless_binary)?;
+        // `DRIFTLESS_BENCH_DRIFTLESS_BINARY`: another build, e.g. the one before a change.
+        let source = std::env::var_os("DRIFTLESS_BENCH_DRIFTLESS_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_driftless")));
+        std::fs::copy(&source, &driftless_binary)?;
         Ok(Self {
             admin: support::cluster::admin_client().await,
             driftless_binary,
@@ -532,6 +536,17 @@ impl Running {
         match self.process.as_ref() {
             Some(Process::Driftless { controller, .. }) => Some(controller.webhook_port),
             _ => None,
+        }
+    }
+
+    /// The controller's `/metrics` text (driftless only; empty for Flux).
+    pub fn metrics_text(&self) -> String {
+        match self.process.as_ref() {
+            Some(Process::Driftless { controller, .. }) => {
+                support::controller::http_get(controller.metrics_port, "/metrics")
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
         }
     }
 

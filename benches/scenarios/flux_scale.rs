@@ -52,7 +52,8 @@ pub async fn overlays() -> Result<Value> {
 }
 
 async fn run(name: &str, sizes: &[usize], layout: Layout, idle_secs: u64) -> Result<Value> {
-    let setup = Setup::prepare(true).await?;
+    // `DRIFTLESS_BENCH_FLUX_CONFIGS=none`: driftless alone, without building Flux.
+    let setup = Setup::prepare(!crate::common::flux::configs().is_empty()).await?;
     let largest = sizes.iter().copied().max().unwrap_or(0);
     let load_before = load_average();
     let mut runs = Vec::new();

@@ -31,7 +31,7 @@ mod wait;
 
 use std::{
     collections::{HashMap, hash_map::Entry},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::future::join_all;
@@ -48,7 +48,7 @@ pub use error::{ApplyError, ObjectFailure};
 pub use object::{DesiredObject, ObjectRef, digest_of};
 pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
-pub use report::{ApplyOptions, ApplyReport};
+pub use report::{ApplyOptions, ApplyReport, ApplyTimings};
 pub use wait::HealthCheck;
 
 use kinds::{DefinedKinds, KindCache, ResolvedKind, discovered, is_crd, is_namespace};
@@ -142,29 +142,50 @@ impl Applier {
         let (foundation, rest): (Vec<_>, Vec<_>) = prepared
             .into_iter()
             .partition(|p| is_crd(&p.object) || is_namespace(&p.object));
-        let crd_names = crd_names(&foundation);
         let mut report = stage::apply_stage(
             &self.client,
             foundation,
             &options.owner_labels,
             options.concurrency,
+            &options.trusted,
         )
         .await?;
-        if !crd_names.is_empty() {
-            self.await_established(crd_names, options.crd_established_timeout)
+        let started = Instant::now();
+        // A CRD the stage left as it was is served already (it was applied and waited for
+        // before): waiting for it again and refreshing discovery would cost a watch per CRD and
+        // a full discovery on every push of a repository that carries CRDs.
+        let written = written_crds(&report);
+        if !written.is_empty() {
+            self.await_established(written, options.crd_established_timeout)
                 .await?;
+        }
+        if !written_crds(&report).is_empty() || !self.serves_all(&rest).await? {
             self.kinds.refresh().await.map_err(ApplyError::Discovery)?;
         }
+        report.timings.established = started.elapsed();
         report.merge(
             stage::apply_stage(
                 &self.client,
                 rest,
                 &options.owner_labels,
                 options.concurrency,
+                &options.trusted,
             )
             .await?,
         );
         Ok(report)
+    }
+
+    /// Whether the cached discovery serves the kind of every object (a CRD applied by
+    /// another owner or by hand may have appeared since it was read).
+    async fn serves_all(&self, objects: &[PreparedObject]) -> Result<bool, ApplyError> {
+        let discovery = self.kinds.current().await.map_err(ApplyError::Discovery)?;
+        Ok(objects.iter().all(|prepared| {
+            declared_gvk(&prepared.object)
+                .ok()
+                .and_then(|gvk| discovered(&discovery, &gvk))
+                .is_some()
+        }))
     }
 
     /// What [`Applier::apply`] would do to each object, found by the same preparation and dry
@@ -301,11 +322,16 @@ fn duplicates(prepared: &[PreparedObject]) -> Vec<ObjectFailure> {
     failures
 }
 
-fn crd_names(objects: &[PreparedObject]) -> Vec<String> {
-    objects
-        .iter()
-        .filter(|p| is_crd(&p.object))
-        .map(|p| p.reference.name.clone())
+/// The CRDs a stage created or wrote.
+fn written_crds(report: &ApplyReport) -> Vec<String> {
+    [&report.created, &report.configured, &report.drift_corrected]
+        .into_iter()
+        .flatten()
+        .filter(|reference| {
+            reference.kind == "CustomResourceDefinition"
+                && reference.api_version.starts_with("apiextensions.k8s.io/")
+        })
+        .map(|reference| reference.name.clone())
         .collect()
 }
 

@@ -1,6 +1,10 @@
 //! Inputs and outputs of an apply besides the objects themselves.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use super::object::ObjectRef;
 
@@ -16,6 +20,11 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// How long applied CustomResourceDefinitions may take to become Established.
     pub crd_established_timeout: Duration,
+    /// Content hashes ([`crate::api::APPLIED_HASH_ANNOTATION`]) of objects the caller knows
+    /// to be in place as applied (the last apply of the same owner wrote or compared them and
+    /// nothing asked to look again): they are reported unchanged without being read, compared
+    /// or dry-run. Empty for a full comparison, which is what finds drift.
+    pub trusted: Arc<HashSet<String>>,
 }
 
 impl ApplyOptions {
@@ -48,6 +57,7 @@ impl Default for ApplyOptions {
             owner_labels: BTreeMap::new(),
             concurrency: 8,
             crd_established_timeout: Duration::from_secs(60),
+            trusted: Arc::default(),
         }
     }
 }
@@ -68,6 +78,24 @@ pub struct ApplyReport {
     pub unchanged: Vec<ObjectRef>,
     /// Write (non-dry-run) requests issued.
     pub writes: usize,
+    /// Content hashes of every object the apply left in place as desired (all of them, once
+    /// it succeeded): what [`ApplyOptions::trusted`] may name next time.
+    pub in_place: Vec<String>,
+    /// Where the apply spent its time.
+    pub timings: ApplyTimings,
+}
+
+/// Time spent in each step of an apply, summed over its stages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyTimings {
+    /// Reading the live objects (the LISTs by owner labels).
+    pub list: Duration,
+    /// Comparing with the live objects, and the dry runs of those that may differ.
+    pub plan: Duration,
+    /// The writes.
+    pub write: Duration,
+    /// Waiting for applied CRDs to be Established and refreshing discovery.
+    pub established: Duration,
 }
 
 impl ApplyReport {
@@ -78,5 +106,10 @@ impl ApplyReport {
         self.drift_corrected.extend(other.drift_corrected);
         self.unchanged.extend(other.unchanged);
         self.writes += other.writes;
+        self.in_place.extend(other.in_place);
+        self.timings.list += other.timings.list;
+        self.timings.plan += other.timings.plan;
+        self.timings.write += other.timings.write;
+        self.timings.established += other.timings.established;
     }
 }

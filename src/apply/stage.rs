@@ -1,7 +1,10 @@
 //! Applying one stage: dry-run every object first, write only when all passed, and skip the
 //! objects the dry run shows to be unchanged.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use futures::{StreamExt, stream};
 use kube::{
@@ -39,9 +42,16 @@ pub async fn apply_stage(
     objects: Vec<PreparedObject>,
     owner_labels: &BTreeMap<String, String>,
     concurrency: usize,
+    trusted: &HashSet<String>,
 ) -> Result<ApplyReport, ApplyError> {
     let concurrency = concurrency.max(1);
+    let in_place: Vec<String> = objects.iter().map(|object| object.hash.clone()).collect();
+    let (trusted, objects): (Vec<_>, Vec<_>) = objects
+        .into_iter()
+        .partition(|object| trusted.contains(&object.hash));
+    let started = Instant::now();
     let mut live = prefetch(client, &objects, owner_labels, concurrency).await;
+    let listed = started.elapsed();
     let with_live: Vec<_> = objects
         .into_iter()
         .map(|object| {
@@ -58,7 +68,16 @@ pub async fn apply_stage(
     if !failures.is_empty() {
         return Err(ApplyError::Validation(failures));
     }
-    write_all(client, plans, concurrency).await
+    let planned = started.elapsed();
+    let mut report = write_all(client, plans, concurrency).await?;
+    report
+        .unchanged
+        .extend(trusted.into_iter().map(|object| object.reference));
+    report.in_place = in_place;
+    report.timings.list = listed;
+    report.timings.plan = planned - listed;
+    report.timings.write = started.elapsed() - planned;
+    Ok(report)
 }
 
 /// Decides whether the object needs a write. An object that was last applied from this very

@@ -19,6 +19,9 @@ pub(super) struct Converged {
     pub(super) renderer: Option<String>,
     /// Digest of the objects applied (see [`crate::apply::digest_of`]).
     pub(super) digest: String,
+    /// When every object was last compared with the cluster, when this apply trusted some to
+    /// be in place (a push); `None`: it compared all of them now.
+    pub(super) compared_at: Option<std::time::Instant>,
 }
 
 impl Converged {

@@ -156,6 +156,7 @@ mod tests {
             inventory: vec![entry("a")],
             renderer: None,
             digest: "d".into(),
+            compared_at: None,
         }
     }
 

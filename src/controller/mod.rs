@@ -11,6 +11,7 @@ mod finalizer;
 mod health;
 mod identity;
 mod leader;
+mod priority;
 mod prune;
 mod pushes;
 mod reconcile;
@@ -161,6 +162,8 @@ pub struct Context {
     pushes: Arc<pushes::Pushes>,
     /// What the last full reconcile of each object applied.
     applied: unchanged::AppliedDigests,
+    /// The objects of manifest files already read, by blob id (bounded; see its module).
+    parsed: crate::manifests::ParsedCache,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -226,6 +229,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         health_waits: health::HealthWaits::default(),
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
+        parsed: crate::manifests::ParsedCache::default(),
         client,
         settings: settings.clone(),
         metrics,
@@ -253,10 +257,15 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             let store = store.clone();
             move |secret| users_of(&store, "Secret", &secret)
         })
-        .watches_stream(metadata_changes(configmaps), move |configmap| {
-            users_of(&store, "ConfigMap", &configmap)
+        .watches_stream(metadata_changes(configmaps), {
+            let store = store.clone();
+            move |configmap| users_of(&store, "ConfigMap", &configmap)
         })
-        .reconcile_on(queued(queued_pushes))
+        .reconcile_on(priority::in_order(
+            queued_pushes,
+            context.clone(),
+            store.clone(),
+        ))
         .graceful_shutdown_on(termination_signal())
         .run(reconcile_with_finalizer, error_policy, context);
     // From here this replica leads (or there is no election): pushes go to its queue.
@@ -304,13 +313,6 @@ where
     watcher(api, watcher::Config::default())
         .default_backoff()
         .touched_objects()
-}
-
-/// The objects the webhook receiver queued, as a stream for the reconcile loop.
-fn queued(
-    mut pushes: pushes::Queued,
-) -> impl futures::Stream<Item = ObjectRef<GitRepository>> + Send {
-    futures::stream::poll_fn(move |cx| pushes.poll_recv(cx))
 }
 
 /// The GitRepositories of `object`'s namespace that read it (`kind` `Secret` or `ConfigMap`).

@@ -97,6 +97,12 @@ impl Pushes {
             .map_err(|_| QueueError::Stopped)
     }
 
+    /// When the push not yet taken for `namespace/name` was queued.
+    pub(super) fn queued_at(&self, namespace: &str, name: &str) -> Option<Instant> {
+        let key = (namespace.to_owned(), name.to_owned());
+        lock(&self.pending).get(&key)?.queued_at
+    }
+
     /// The push that asked for this reconcile, if one did since the last one began.
     pub(super) fn take(&self, namespace: &str, name: &str) -> Option<Push> {
         let key = (namespace.to_owned(), name.to_owned());

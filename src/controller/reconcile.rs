@@ -89,10 +89,18 @@ pub(super) async fn reconcile_repository(
             report_success(&context, &repository, &converged, started.elapsed()).await;
             let previous = repository.status.as_ref();
             let decided = decision::after_success(previous, &converged, webhook_path, delivery);
+            let recording = Instant::now();
             record(&api, &repository, &decided).await?;
-            context.applied.remember(&repository, &converged.digest);
+            context.metrics.observe_stage("record", recording.elapsed());
+            let checked_at = converged.compared_at.unwrap_or_else(Instant::now);
+            context.applied.remember(
+                &repository,
+                &converged.digest,
+                &converged.report.in_place,
+                checked_at,
+            );
             context.failures.clear(&namespace, &name);
-            Ok(Action::requeue(jittered(interval)))
+            Ok(Action::requeue(next_look(interval, checked_at)))
         }
         Err(failure) => {
             report_failure(&context, &repository, &failure, started.elapsed()).await;
@@ -111,6 +119,16 @@ pub(super) async fn reconcile_repository(
         }
     }
 }
+
+/// The next reconcile: after the interval, or sooner when a push left some objects unread and
+/// the drift check that compares every object is due earlier.
+fn next_look(interval: Duration, checked_at: Instant) -> Duration {
+    let due_in = interval.saturating_sub(checked_at.elapsed());
+    jittered(interval).min(due_in.max(MIN_REQUEUE))
+}
+
+/// The soonest a drift check is scheduled, so that a late one does not spin.
+const MIN_REQUEUE: Duration = Duration::from_secs(1);
 
 /// The per-object webhook's path for the status, read as the tenant. A Secret the tenant's
 /// account may not read gets no path, and a Warning event saying why (the receiver serves no
@@ -191,9 +209,11 @@ async fn work(
         let step = recheck_health(&repository, context, namespace, wait).await;
         return Ok(Work::Done(repository, step));
     }
-    let options =
+    let mut options =
         ApplyOptions::for_repository(&repository, namespace, context.settings.apply_concurrency);
+    let fetching = Instant::now();
     let fetched = artifact_of(&repository, context, namespace, durations.timeout, pushed).await;
+    context.metrics.observe_stage("fetch", fetching.elapsed());
     let desired = match fetched {
         Ok(artifact) => desired_state(&repository, context, namespace, &options, artifact).await,
         Err(failure) => Err(failure),
@@ -208,13 +228,26 @@ async fn work(
     if let Some(drift_check_in) = unchanged {
         return Ok(Work::Unchanged { drift_check_in });
     }
+    // Only a push trusts what the last apply left in place; the interval reconcile and one
+    // asked for by hand compare every object, which is what finds drift.
+    let trusted = pushed.and_then(|_| applied.trusted(&repository, durations.interval));
+    let compared_at = trusted.as_ref().map(|trusted| trusted.checked_at);
+    if let Some(trusted) = trusted {
+        options.trusted = trusted.hashes;
+    }
     // Remembered again once everything is applied: until then the cluster may hold part of
     // another set of objects.
     context.applied.forget(namespace, &repository.name_any());
+    let marking = Instant::now();
     let repository = if is_new_work(&repository, &desired.revision) {
         mark_reconciling(api, repository, &desired.revision).await?
     } else {
         repository
+    };
+    context.metrics.observe_stage("status", marking.elapsed());
+    let desired = DesiredState {
+        compared_at,
+        ..desired
     };
     let step = converge(
         &repository,
@@ -237,6 +270,9 @@ struct DesiredState {
     renderer: Option<String>,
     /// See [`crate::apply::digest_of`].
     digest: String,
+    /// When every object was last compared with the cluster, if this apply trusts some of them
+    /// to be in place since; `None` when it compares all.
+    compared_at: Option<Instant>,
 }
 
 /// Renders and reads the revision's files into the objects to apply.
@@ -266,6 +302,7 @@ async fn desired_state(
         )
         .at(&revision)
     })?;
+    let rendering = Instant::now();
     let mut inputs =
         revision::manifest_inputs(&context.renderer, &artifact, &repository.spec, &chart)
             .await
@@ -273,17 +310,28 @@ async fn desired_state(
     super::render::substitute(&mut inputs, &repository.spec, namespace, &reader)
         .await
         .map_err(|error| substitution_failure(&revision, error))?;
-    let mut manifests = manifests::read_manifests(inputs.files(), &manifests::Budget::default())
+    let metrics = &context.metrics;
+    metrics.observe_stage("render", rendering.elapsed());
+    let parsing = Instant::now();
+    let budget = manifests::Budget::default();
+    let read = manifests::read_manifests_cached(inputs.sources(), &budget, Some(&context.parsed))
         .map_err(|errors| manifest_failure(&revision, errors))?;
+    metrics.count_manifest_files(read.parsed_files, read.cached_files);
+    metrics.observe_stage("parse", parsing.elapsed());
+    let preparing = Instant::now();
+    let mut manifests = read.manifests;
     let renderer = inputs.renderer();
     revision::apply_common_metadata(&mut manifests, &repository.spec);
     let objects = revision::desired_objects(manifests);
+    let digest = digest_of(&objects);
+    metrics.observe_stage("prepare", preparing.elapsed());
     Ok(DesiredState {
-        digest: digest_of(&objects),
+        digest,
         revision,
         commit_time: artifact.commit_time,
         objects,
         renderer,
+        compared_at: None,
     })
 }
 
@@ -304,9 +352,17 @@ async fn converge(
         .apply(desired.objects, options)
         .await
         .map_err(|error| apply_failure(&revision, &error))?;
+    let metrics = &context.metrics;
+    let timings = &report.timings;
+    metrics.observe_stage("apply_list", timings.list);
+    metrics.observe_stage("apply_plan", timings.plan);
+    metrics.observe_stage("apply_write", timings.write);
+    metrics.observe_stage("apply_established", timings.established);
+    let pruning = Instant::now();
     let (inventory, pruned) = prune_stale(repository, namespace, context, &applier, &report)
         .await
         .map_err(|failure| failure.at(&revision))?;
+    metrics.observe_stage("prune", pruning.elapsed());
     let objects: Vec<ObjectRef> = [
         &report.created,
         &report.configured,
@@ -325,6 +381,7 @@ async fn converge(
         inventory,
         renderer: desired.renderer,
         digest: desired.digest,
+        compared_at: desired.compared_at,
     };
     if repository.spec.wait != Some(true) {
         return Ok(Step::Converged { converged, started });

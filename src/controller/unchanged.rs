@@ -7,10 +7,16 @@
 //! after rendering and substitution), not on file paths, so a change to a Kustomize base or a
 //! chart dependency outside the path is never missed. Drift is not looked for on this path:
 //! the interval reconcile that does so is kept on its schedule.
+//!
+//! A push that does change some objects applies only those: the objects whose content hash is
+//! one the last apply left in place are trusted to be there (see
+//! [`crate::apply::ApplyOptions::trusted`]) and cost no read, comparison or dry run. The time
+//! of the last full comparison is carried over, so the drift check that looks at every object
+//! again stays on its schedule however often pushes come.
 
 use std::{
-    collections::HashMap,
-    sync::Mutex,
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -31,20 +37,52 @@ struct Applied {
     generation: Option<i64>,
     /// Digest of the desired objects (see [`crate::apply::digest_of`]).
     digest: String,
-    /// When the objects were last applied and compared with the cluster.
+    /// When every object was last compared with the cluster.
     checked_at: Instant,
+    /// Content hashes of the objects the last apply left in place.
+    in_place: Arc<HashSet<String>>,
+}
+
+/// What a push may take as in place, and since when nothing was compared.
+pub(super) struct Trusted {
+    pub(super) hashes: Arc<HashSet<String>>,
+    pub(super) checked_at: Instant,
 }
 
 impl AppliedDigests {
-    /// Remembers what a reconcile that applied and compared everything found in place.
-    pub(super) fn remember(&self, repository: &GitRepository, digest: &str) {
+    /// Remembers what a reconcile applied: `digest` of its objects, the content hashes it left
+    /// in place, and when every object was last compared with the cluster (now after a full
+    /// comparison; the earlier time when a push trusted some objects).
+    pub(super) fn remember(
+        &self,
+        repository: &GitRepository,
+        digest: &str,
+        in_place: &[String],
+        checked_at: Instant,
+    ) {
         let applied = Applied {
             uid: repository.uid(),
             generation: repository.metadata.generation,
             digest: digest.to_owned(),
-            checked_at: Instant::now(),
+            checked_at,
+            in_place: Arc::new(in_place.iter().cloned().collect()),
         };
         lock(&self.applied).insert(key_of(repository), applied);
+    }
+
+    /// The objects a push may leave unread because the last apply put them in place, while
+    /// the drift check is not due; `None` when everything must be compared.
+    pub(super) fn trusted(
+        &self,
+        repository: &GitRepository,
+        interval: Duration,
+    ) -> Option<Trusted> {
+        let applied = lock(&self.applied).get(&key_of(repository))?.clone();
+        may_trust(&applied, repository, interval, Instant::now())?;
+        Some(Trusted {
+            hashes: applied.in_place,
+            checked_at: applied.checked_at,
+        })
     }
 
     pub(super) fn forget(&self, namespace: &str, name: &str) {
@@ -80,6 +118,20 @@ fn ends_early(
     interval: Duration,
     now: Instant,
 ) -> Option<Duration> {
+    if applied.digest != digest {
+        return None;
+    }
+    may_trust(applied, repository, interval, now)
+}
+
+/// The rule without the digest: the same object at the same spec, no reconcile asked for by
+/// hand since, and the drift check not due yet; how long until it is.
+fn may_trust(
+    applied: &Applied,
+    repository: &GitRepository,
+    interval: Duration,
+    now: Instant,
+) -> Option<Duration> {
     let same_object = applied.uid == repository.uid();
     let same_spec = applied.generation == repository.metadata.generation;
     let requested = repository.annotations().get(RECONCILE_REQUESTED_AT);
@@ -88,7 +140,7 @@ fn ends_early(
         .as_ref()
         .and_then(|status| status.last_handled_reconcile_at.as_ref());
     let asked_by_hand = requested.is_some() && requested != handled;
-    if !same_object || !same_spec || applied.digest != digest || asked_by_hand {
+    if !same_object || !same_spec || asked_by_hand {
         return None;
     }
     let since = now.saturating_duration_since(applied.checked_at);
@@ -119,6 +171,7 @@ mod tests {
             generation: Some(2),
             digest: "d-1".into(),
             checked_at,
+            in_place: Arc::default(),
         }
     }
 
@@ -160,5 +213,42 @@ mod tests {
         asked.status.as_mut().unwrap().last_handled_reconcile_at =
             Some("2026-12-02T01:00:00Z".into());
         assert!(ends_early(&checked, &asked, "d-1", INTERVAL, now).is_some());
+    }
+
+    #[test]
+    fn a_push_trusts_what_the_last_apply_left_until_the_drift_check_is_due() {
+        let digests = AppliedDigests::default();
+        let repository = repository();
+        let minute_ago = Instant::now() - Duration::from_secs(60);
+        digests.remember(&repository, "d-1", &["h-1".into()], minute_ago);
+        let trusted = digests.trusted(&repository, INTERVAL).unwrap();
+        assert!(trusted.hashes.contains("h-1"));
+        assert_eq!(trusted.checked_at, minute_ago, "the last full comparison");
+        digests.remember(
+            &repository,
+            "d-2",
+            &["h-1".into()],
+            Instant::now() - INTERVAL,
+        );
+        assert!(
+            digests.trusted(&repository, INTERVAL).is_none(),
+            "the drift check is due: compare everything"
+        );
+    }
+
+    #[test]
+    fn nothing_is_trusted_for_a_reconcile_asked_for_by_hand_or_a_new_spec() {
+        let digests = AppliedDigests::default();
+        digests.remember(&repository(), "d-1", &["h-1".into()], Instant::now());
+        let mut asked = repository();
+        asked
+            .annotations_mut()
+            .insert(RECONCILE_REQUESTED_AT.into(), "2026-12-02T01:00:00Z".into());
+        assert!(digests.trusted(&asked, INTERVAL).is_none());
+        let mut edited = repository();
+        edited.metadata.generation = Some(3);
+        assert!(digests.trusted(&edited, INTERVAL).is_none());
+        digests.forget("team-a", "app");
+        assert!(digests.trusted(&repository(), INTERVAL).is_none());
     }
 }

@@ -110,6 +110,12 @@ impl RevisionUsage {
             || allowance.max_scalar_bytes < budget.max_scalar_bytes
     }
 
+    /// Adds what another file used.
+    pub fn add_usage(&mut self, other: RevisionUsage) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.scalar_bytes = self.scalar_bytes.saturating_add(other.scalar_bytes);
+    }
+
     /// Adds what `value` holds.
     pub fn add(&mut self, value: &Value) {
         let mut pending = vec![value];

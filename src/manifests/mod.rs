@@ -33,6 +33,7 @@
 //! missing metadata.name`). Objects come out in file order, then document order.
 
 mod budget;
+mod cache;
 mod error;
 mod object;
 mod parse;
@@ -44,6 +45,8 @@ use std::collections::hash_map::Entry;
 
 pub use budget::Budget;
 use budget::RevisionUsage;
+pub use cache::ParsedCache;
+use cache::ParsedFile;
 pub use error::{Duplicate, ManifestError, ManifestErrors, Position, Problem};
 pub use object::{Manifest, ObjectId};
 
@@ -54,18 +57,72 @@ pub fn read_manifests<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     budget: &Budget,
 ) -> Result<Vec<Manifest>, ManifestErrors> {
+    let sources = files.into_iter().map(|(file, bytes)| ManifestSource {
+        file,
+        bytes,
+        blob: None,
+    });
+    read_manifests_cached(sources, budget, None).map(|read| read.manifests)
+}
+
+/// One file to read: its path, its bytes, and a content address of those bytes when the
+/// caller has one (the git blob id of committed bytes, a digest of rendered ones): the key of
+/// the parse cache.
+#[derive(Clone, Copy, Debug)]
+pub struct ManifestSource<'a> {
+    pub file: &'a str,
+    pub bytes: &'a [u8],
+    pub blob: Option<&'a str>,
+}
+
+/// The objects of a revision, and how many files were parsed or taken from the cache.
+#[derive(Debug)]
+pub struct ReadManifests {
+    pub manifests: Vec<Manifest>,
+    pub parsed_files: u64,
+    pub cached_files: u64,
+}
+
+/// [`read_manifests`], taking the objects of files with a blob id from `cache` when it holds
+/// them, and keeping those it parses without a problem there.
+pub fn read_manifests_cached<'a>(
+    files: impl IntoIterator<Item = ManifestSource<'a>>,
+    budget: &Budget,
+    cache: Option<&ParsedCache>,
+) -> Result<ReadManifests, ManifestErrors> {
     let mut manifests = Vec::new();
     let mut errors = Vec::new();
     let mut usage = RevisionUsage::default();
-    for (file, bytes) in files {
+    let (mut parsed_files, mut cached_files) = (0, 0);
+    for ManifestSource { file, bytes, blob } in files {
         if is_kustomization_file(file) {
             tracing::debug!(file, "skipping a kustomization file");
             continue;
         }
+        let cached = cache
+            .zip(blob)
+            .and_then(|(cache, blob)| cache.get(blob, file));
+        if let Some(cached) = cached {
+            usage.add_usage(cached.usage);
+            if usage.over(budget) {
+                let message = RevisionUsage::exhausted(budget, None);
+                errors.push(ManifestError::in_file(
+                    file,
+                    Problem::RevisionLimit(message),
+                ));
+                break;
+            }
+            cached_files += 1;
+            manifests.extend(cached.manifests.iter().cloned());
+            continue;
+        }
+        parsed_files += 1;
         let allowance = usage.allowance(budget);
         match parse::parse_file(file, bytes, &allowance) {
             Ok(documents) => {
-                documents.iter().for_each(|d| usage.add(&d.value));
+                let mut file_usage = RevisionUsage::default();
+                documents.iter().for_each(|d| file_usage.add(&d.value));
+                usage.add_usage(file_usage);
                 if usage.over(budget) {
                     let message = RevisionUsage::exhausted(budget, None);
                     errors.push(ManifestError::in_file(
@@ -75,8 +132,18 @@ pub fn read_manifests<'a>(
                     // Every later file would fail the same way: one error says it all.
                     break;
                 }
+                let (first_object, errors_before) = (manifests.len(), errors.len());
                 for document in documents {
                     object::collect_document(file, document, &mut manifests, &mut errors);
+                }
+                if let (Some(cache), Some(blob)) = (cache, blob)
+                    && errors.len() == errors_before
+                {
+                    let parsed = ParsedFile {
+                        manifests: manifests[first_object..].to_vec(),
+                        usage: file_usage,
+                    };
+                    cache.insert(blob, file, bytes.len(), parsed);
                 }
             }
             Err(error)
@@ -90,7 +157,11 @@ pub fn read_manifests<'a>(
     }
     errors.extend(duplicates(&manifests));
     if errors.is_empty() {
-        Ok(manifests)
+        Ok(ReadManifests {
+            manifests,
+            parsed_files,
+            cached_files,
+        })
     } else {
         Err(ManifestErrors(errors))
     }

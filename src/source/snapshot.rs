@@ -59,6 +59,29 @@ impl Snapshot {
             .collect()
     }
 
+    /// Whether the tree at `path` differs between commit `earlier` and this snapshot's commit
+    /// (compared by tree id: nothing is read below it); `None` when `earlier` is not in the
+    /// cache. Absent in both counts as unchanged.
+    pub fn path_changed_since(&self, earlier: &str, path: &str) -> Result<Option<bool>, TreeError> {
+        let repo = Repository::open_bare(&self.repo_dir)?;
+        let Ok(earlier) = Oid::from_str(earlier) else {
+            return Ok(None);
+        };
+        let Ok(earlier) = repo.find_commit(earlier) else {
+            return Ok(None);
+        };
+        let now = repo.find_tree(Oid::from_str(&self.tree)?)?;
+        let id_at = |root: &Tree<'_>| -> Option<Oid> {
+            let path = path.trim_matches('/');
+            if path.is_empty() {
+                Some(root.id())
+            } else {
+                root.get_path(Path::new(path)).ok().map(|entry| entry.id())
+            }
+        };
+        Ok(Some(id_at(&earlier.tree()?) != id_at(&now)))
+    }
+
     pub fn open(&self) -> Result<OpenSnapshot, TreeError> {
         let repo = Repository::open_bare(&self.repo_dir)?;
         let tree = Oid::from_str(&self.tree)?;
@@ -161,5 +184,75 @@ impl OpenSnapshot {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bare repository with one commit per entry of `commits`, each holding those files.
+    fn repository(commits: &[&[(&str, &str)]]) -> (tempfile::TempDir, Vec<Snapshot>) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let signature = git2::Signature::now("test", "test@example.invalid").unwrap();
+        let mut parent: Option<Oid> = None;
+        let mut snapshots = Vec::new();
+        for files in commits {
+            let mut index = git2::Index::new().unwrap();
+            for (path, text) in *files {
+                let blob = repo.blob(text.as_bytes()).unwrap();
+                let mut entry = git2::IndexEntry {
+                    ctime: git2::IndexTime::new(0, 0),
+                    mtime: git2::IndexTime::new(0, 0),
+                    dev: 0,
+                    ino: 0,
+                    mode: 0o100644,
+                    uid: 0,
+                    gid: 0,
+                    file_size: text.len() as u32,
+                    id: blob,
+                    flags: 0,
+                    flags_extended: 0,
+                    path: path.as_bytes().to_vec(),
+                };
+                entry.flags = path.len() as u16;
+                index.add(&entry).unwrap();
+            }
+            let tree = index.write_tree_to(&repo).unwrap();
+            let parents: Vec<git2::Commit<'_>> = parent
+                .iter()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .collect();
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            let tree_object = repo.find_tree(tree).unwrap();
+            let commit = repo
+                .commit(None, &signature, &signature, "c", &tree_object, &parents)
+                .unwrap();
+            parent = Some(commit);
+            snapshots.push(Snapshot {
+                repo_dir: dir.path().to_owned(),
+                commit: commit.to_string(),
+                tree: tree.to_string(),
+                ignore: Vec::new(),
+            });
+        }
+        (dir, snapshots)
+    }
+
+    #[test]
+    fn a_path_changed_when_its_tree_id_differs() {
+        let (_dir, snapshots) = repository(&[
+            &[("apps/a/cm.yaml", "1"), ("apps/b/cm.yaml", "1")],
+            &[("apps/a/cm.yaml", "2"), ("apps/b/cm.yaml", "1")],
+        ]);
+        let (first, second) = (&snapshots[0], &snapshots[1]);
+        let changed = |path| second.path_changed_since(&first.commit, path).unwrap();
+        assert_eq!(changed("apps/a"), Some(true));
+        assert_eq!(changed("apps/b"), Some(false));
+        assert_eq!(changed("apps/missing"), Some(false), "absent in both");
+        assert_eq!(changed(""), Some(true), "the root holds the change");
+        let unknown = "0123456789012345678901234567890123456789";
+        assert_eq!(second.path_changed_since(unknown, "apps/a").unwrap(), None);
     }
 }

@@ -59,6 +59,9 @@ impl Default for TreeLimits {
 pub struct ManifestFile {
     pub path: RepoPath,
     pub contents: Vec<u8>,
+    /// The git blob id of `contents` (40 hex digits): content-addressed, so two files with the
+    /// same id hold the same bytes, whichever repository or tenant they came from.
+    pub blob: String,
 }
 
 /// The manifest files under a path of a commit.
@@ -305,7 +308,11 @@ fn read_blob(
         });
     }
     let contents = repo.find_blob(id)?.content().to_vec();
-    Ok(ManifestFile { path, contents })
+    Ok(ManifestFile {
+        path,
+        contents,
+        blob: id.to_string(),
+    })
 }
 
 fn subtree_at<'r>(

@@ -27,7 +27,7 @@ const HOURLY: &str = "1h";
 /// 180 times shorter than the hourly poll.
 const WEBHOOK_DEADLINE: Duration = Duration::from_secs(20);
 
-const GITHUB_SECRET: &str = "github shared secret";
+pub(crate) const GITHUB_SECRET: &str = "github shared secret";
 /// A Standard Webhooks key (`whsec_<base64>`). GitLab sends the configured secret token as is
 /// in `X-Gitlab-Token`, or signs with it as a Standard Webhooks key; one `gitlab` file serves
 /// both, so the token GitLab is configured with is this same string.
@@ -52,7 +52,7 @@ fn shared_secrets() -> tempfile::TempDir {
 }
 
 /// Flags serving webhooks on `port` with the secrets in `secrets`.
-fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
+pub(crate) fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
     [
         "--webhook-bind-address".to_owned(),
         format!("127.0.0.1:{port}"),
@@ -61,13 +61,13 @@ fn webhook_flags(port: u16, secrets: &tempfile::TempDir) -> [String; 4] {
     ]
 }
 
-fn strs(flags: &[String]) -> Vec<&str> {
+pub(crate) fn strs(flags: &[String]) -> Vec<&str> {
     flags.iter().map(String::as_str).collect()
 }
 
 /// The ways a Git host delivers a push, each with its own headers and payload shape.
 #[derive(Clone, Copy, Debug)]
-enum Delivery {
+pub(crate) enum Delivery {
     GitHub,
     GitLabToken,
     GitLabSigned,
@@ -324,7 +324,7 @@ impl Delivery {
     }
 
     /// Delivers the push of `after` to the receiver on `port`.
-    fn deliver(
+    pub(crate) fn deliver(
         self,
         port: u16,
         repo: &TestRepo,
@@ -1148,6 +1148,11 @@ async fn a_push_costs_the_paths_whose_objects_it_did_not_change_no_write() {
     wait_applied_named(&namespace, "a", &second, WEBHOOK_DEADLINE).await;
     assert_eq!(configmap_value(&namespace, "a").await.as_deref(), Some("2"));
     wait_until(|| replica.counter(unchanged) == 2, "b and c end early").await;
+    let ordered = r#"driftless_reconcile_stage_duration_seconds_count{stage="push_order"}"#;
+    assert!(
+        replica.counter(ordered) >= 1,
+        "the three queued together were ordered by changed path"
+    );
     let after = versions().await;
     assert_ne!(after[0], before[0], "a recorded its new revision");
     assert_eq!(after[1..], before[1..], "b and c were not written to");
