@@ -10,6 +10,7 @@
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod commit_status;
 pub mod controller;
 pub mod manifests;
 pub mod render;

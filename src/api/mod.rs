@@ -1,5 +1,6 @@
 //! The custom resource types that users write and the controller reports on.
 
+mod commit_status;
 mod duration;
 mod git_repository;
 mod helm;
@@ -7,6 +8,7 @@ mod keys;
 mod kustomize;
 mod validation;
 
+pub use commit_status::{CommitStatusProvider, CommitStatusSpec};
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
     parse_duration,

@@ -66,6 +66,15 @@ pub struct RenderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitStatusLabels {
+    /// `github`, `gitlab`, `gitea`, `forgejo`, `bitbucket` or `bitbucketserver`.
+    pub provider: String,
+    /// `posted`, `failed` (refused by the host or unreachable after retries), `refused` (an
+    /// address or token the controller would not use) or `dropped` (the queue was full).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RendererLabels {
     pub renderer: String,
 }
@@ -136,6 +145,7 @@ pub struct Metrics {
     pub webhook_triggers: Family<TriggerLabels, Counter>,
     pub renders: Family<RenderLabels, Counter>,
     pub render_duration: Family<RendererLabels, Histogram, fn() -> Histogram>,
+    pub commit_statuses: Family<CommitStatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -241,6 +251,13 @@ impl Metrics {
             "Duration of renderer processes that ran, by renderer",
             render_duration.clone(),
         );
+        let commit_statuses = Family::<CommitStatusLabels, Counter>::default();
+        registry.register(
+            "commit_status_posts",
+            "Commit statuses for the Git host, by provider and outcome (posted, failed after \
+             retries, refused, dropped from a full queue)",
+            commit_statuses.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -260,6 +277,7 @@ impl Metrics {
             webhook_triggers,
             renders,
             render_duration,
+            commit_statuses,
         }
     }
 }
@@ -355,6 +373,15 @@ impl Metrics {
             route: route.to_owned(),
         };
         self.webhook_triggers.get_or_create(&labels).inc();
+    }
+
+    /// Counts one commit status by `provider` and `outcome` (see [`CommitStatusLabels`]).
+    pub fn count_commit_status(&self, provider: &str, outcome: &str) {
+        let labels = CommitStatusLabels {
+            provider: provider.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.commit_statuses.get_or_create(&labels).inc();
     }
 
     pub fn count_webhook_trigger_failures(&self, objects: usize) {

@@ -399,6 +399,29 @@ async fn admission_and_the_rust_rules_agree_on_every_spec() {
         with(json!({ "interval": "1h1m1s1ms1h1m1s1m" })),
         with(json!({ "retryInterval": "1d" })),
         with(json!({ "timeout": "1h0.001s" })),
+        // Commit status: the address, the context and the link.
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "address": "https://git.example.com", "context": long(255), "targetURL": format!("https://{}", long(2040)) } }),
+        ),
+        with(json!({ "commitStatus": { "provider": "github", "secretRef": { "name": "t" } } })),
+        with(
+            json!({ "commitStatus": { "provider": "gitlab", "secretRef": { "name": "t" }, "address": "ftp://git.example.com" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitlab", "secretRef": { "name": "t" }, "address": format!("https://{}", long(2041)) } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "bitbucket", "secretRef": { "name": "t" }, "context": long(256) } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "context": "" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "context": "a\nb" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "forgejo", "secretRef": { "name": "t" }, "targetURL": "javascript:alert(1)" } }),
+        ),
         // Helm with the Kustomize fields.
         with(json!({ "helm": {}, "namePrefix": "p-" })),
         with(json!({ "helm": {}, "components": ["c"] })),
