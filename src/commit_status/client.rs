@@ -68,14 +68,22 @@ const USER_AGENT: &str = concat!("driftless/", env!("CARGO_PKG_VERSION"));
 const MAX_ERROR_BODY: usize = 512;
 
 impl StatusClient {
-    pub fn new(policy: RetryPolicy) -> std::io::Result<Self> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .build();
+    /// Trusts the system's roots; without any (a minimal image), https posts fail and say so
+    /// in each status's Event, and the controller runs on.
+    pub fn new(policy: RetryPolicy) -> Self {
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(error) => {
+                tracing::warn!(%error, "no system CA roots: commit statuses over https will fail");
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { client, policy })
+        Self { client, policy }
     }
 
     /// Posts `request`, retrying what may pass; returns once it was accepted or given up.

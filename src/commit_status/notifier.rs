@@ -95,14 +95,16 @@ impl Notifier {
         }
     }
 
-    /// Whether `status` would be posted (it differs from the object's last one); lets the
-    /// caller skip reading the token for a status that would not be sent.
+    /// Whether `status` would be posted: its state differs from the object's last one for
+    /// this commit and context, and `pending` only for a commit with no status yet (a retry
+    /// of a failing commit is not news; its recovery is). Lets the caller skip reading the
+    /// token for a status that would not be sent.
     pub fn is_new(&self, key: &ObjectKey, status: &Status) -> bool {
         let last = lock(&self.last);
         !last.get(key).is_some_and(|last| {
             last.commit == status.commit
                 && last.context == status.context
-                && last.state == status.state
+                && (last.state == status.state || status.state == State::Pending)
         })
     }
 
@@ -211,4 +213,72 @@ fn unmark(last: &Mutex<HashMap<ObjectKey, Last>>, job: &Job) {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        api::CommitStatusProvider,
+        commit_status::{Credentials, RetryPolicy},
+    };
+
+    fn status(commit: &str, state: State) -> Status {
+        Status {
+            commit: commit.repeat(40),
+            state,
+            context: "driftless/team-a/app".into(),
+            description: String::new(),
+            target_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_state_of_a_commit_is_posted_once_and_pending_only_first() {
+        // A server that accepts and never answers: every post stays in flight, so what the
+        // table decided is all the test sees.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let destination = Destination {
+            provider: CommitStatusProvider::Gitea,
+            api: format!("http://{}", silent.local_addr().unwrap()),
+            repository: "o/a".into(),
+            credentials: Credentials {
+                username: None,
+                token: "t".into(),
+            },
+        };
+        let client = StatusClient::new(RetryPolicy {
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        });
+        let notifier = Notifier::start(client, Metrics::default());
+        let key = ObjectKey {
+            namespace: "team-a".into(),
+            name: "app".into(),
+        };
+        let post = |commit: &str, state| {
+            notifier.post(
+                key.clone(),
+                destination.clone(),
+                status(commit, state),
+                None,
+            )
+        };
+        assert_eq!(post("a", State::Pending), Queued::Queued);
+        assert_eq!(post("a", State::Success), Queued::Queued);
+        // A resync of the same commit.
+        assert_eq!(post("a", State::Success), Queued::AlreadyPosted);
+        // A failure, retried: once; a retry's apply start is no news.
+        assert_eq!(post("a", State::Failure), Queued::Queued);
+        assert_eq!(post("a", State::Pending), Queued::AlreadyPosted);
+        assert_eq!(post("a", State::Failure), Queued::AlreadyPosted);
+        // Recovery.
+        assert_eq!(post("a", State::Success), Queued::Queued);
+        // A new commit starts with pending.
+        assert_eq!(post("b", State::Pending), Queued::Queued);
+        notifier.forget(&key);
+        assert!(notifier.is_new(&key, &status("b", State::Pending)));
+    }
 }

@@ -3,6 +3,7 @@
 //! those modules knows about this one.
 
 mod artifact;
+mod commit_status;
 pub mod conditions;
 mod converged;
 mod decision;
@@ -95,6 +96,11 @@ pub struct Settings {
     pub require_service_account: bool,
     /// Rendering kustomizations (the input limits come from `source_limits`).
     pub render: RenderSettings,
+    /// Hosts besides the repository's own that `spec.commitStatus.address` may name (the
+    /// token is sent there).
+    pub commit_status_allowed_hosts: Vec<String>,
+    /// How hard a commit status is tried.
+    pub commit_status_retry: crate::commit_status::RetryPolicy,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -161,6 +167,8 @@ pub struct Context {
     pushes: Arc<pushes::Pushes>,
     /// What the last full reconcile of each object applied.
     applied: unchanged::AppliedDigests,
+    /// The commit statuses posted in the background, each state once.
+    commit_statuses: crate::commit_status::Notifier,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -226,6 +234,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         health_waits: health::HealthWaits::default(),
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
+        commit_statuses: crate::commit_status::Notifier::start(
+            crate::commit_status::StatusClient::new(settings.commit_status_retry),
+            metrics.clone(),
+        ),
         client,
         settings: settings.clone(),
         metrics,

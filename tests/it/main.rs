@@ -12,6 +12,7 @@ mod apiserver_restart;
 mod apply;
 mod chart;
 mod cli;
+mod commit_status;
 mod control_plane;
 mod controller;
 mod crd;
