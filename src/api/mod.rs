@@ -1,5 +1,6 @@
 //! The custom resource types that users write and the controller reports on.
 
+mod alerts;
 mod commit_status;
 mod duration;
 mod git_repository;
@@ -8,6 +9,7 @@ mod keys;
 mod kustomize;
 mod validation;
 
+pub use alerts::{AlertEvent, AlertSeverity, AlertSpec, AlertType};
 pub use commit_status::{CommitStatusProvider, CommitStatusSpec};
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,

@@ -236,6 +236,14 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
     if let Some(commit_status) = &spec.commit_status {
         check_commit_status(commit_status, report);
     }
+    report.max_items("spec.alerts", spec.alerts.len(), MAX_ALERTS);
+    for (index, alert) in spec.alerts.iter().enumerate() {
+        report.max_items(
+            &format!("spec.alerts[{index}].events"),
+            alert.events.len(),
+            5,
+        );
+    }
     if let Some(helm) = &spec.helm {
         check_helm(helm, report);
     }
@@ -252,6 +260,8 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
 
 /// The longest `commitStatus.address` and `commitStatus.targetURL`.
 pub const MAX_URL: usize = 2048;
+/// Most `spec.alerts` entries.
+pub const MAX_ALERTS: usize = 8;
 /// The longest `commitStatus.context`.
 pub const MAX_CONTEXT: usize = 255;
 

@@ -124,9 +124,14 @@ impl StatusClient {
 
     async fn attempt(&self, request: &PostRequest) -> Result<Attempt, PostError> {
         let body = serde_json::to_vec(&request.body).expect("a JSON value serializes");
-        let mut builder = Request::post(&request.url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, USER_AGENT);
+        let mut builder = Request::post(&request.url).header(header::USER_AGENT, USER_AGENT);
+        if !request
+            .headers
+            .iter()
+            .any(|(name, _)| *name == "content-type")
+        {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }

@@ -81,7 +81,7 @@ pub struct Status {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostRequest {
     pub url: String,
-    /// Besides `Content-Type: application/json` and `User-Agent`, which every request carries.
+    /// Besides `User-Agent`, and `Content-Type: application/json` unless named here.
     pub headers: Vec<(&'static str, String)>,
     pub body: Value,
 }

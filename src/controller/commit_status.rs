@@ -2,6 +2,8 @@
 //! tenant, and the Events a status that could not be posted leaves. The posting itself
 //! ([`crate::commit_status`]) runs in the background and never fails a reconcile.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
@@ -88,16 +90,8 @@ fn commit_of(revision: &str) -> Option<&str> {
 enum Refusal {
     #[error(transparent)]
     Address(#[from] crate::commit_status::AddressError),
-    #[error(
-        "Secret {namespace}/{secret} named by spec.commitStatus.secretRef could not be read as \
-         {account}: {message}"
-    )]
-    Unreadable {
-        account: String,
-        namespace: String,
-        secret: String,
-        message: String,
-    },
+    #[error("{0}")]
+    Unreadable(String),
     #[error("Secret {namespace}/{secret} named by spec.commitStatus.secretRef has no `token`")]
     NoToken { namespace: String, secret: String },
 }
@@ -116,54 +110,64 @@ async fn destination_of(
         spec.address.as_deref(),
         &context.settings.commit_status_allowed_hosts,
     )?;
-    let namespace = repository.namespace().unwrap_or_default();
-    let secret = spec.secret_ref.name.clone();
-    let tenants = Tenants {
-        config: &context.config,
-        client: &context.client,
-        settings: &context.settings,
-    };
-    let account = || {
-        tenants
-            .account_of(repository)
-            .map(|account| format!("ServiceAccount {account}"))
-            .unwrap_or_else(|| "the controller".to_owned())
-    };
-    let unreadable = |message: String| Refusal::Unreadable {
-        account: account(),
-        namespace: namespace.clone(),
-        secret: secret.clone(),
-        message,
-    };
-    let client = tenants
-        .client_for(repository, &namespace, Reason::SecretNotFound)
-        .map_err(|failure| unreadable(failure.message))?;
-    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
-    let found = secrets
-        .get_opt(&secret)
+    let secret = &spec.secret_ref.name;
+    let mut data = tenant_secret(context, repository, secret, "spec.commitStatus.secretRef")
         .await
-        .map_err(|error| match error {
-            kube::Error::Api(status) => unreadable(status.message),
-            other => unreadable(other.to_string()),
-        })?;
-    let mut data = found.and_then(|s| s.data).unwrap_or_default();
-    let text = |bytes: k8s_openapi::ByteString| String::from_utf8(bytes.0).ok();
+        .map_err(Refusal::Unreadable)?;
     let token = data
         .remove("token")
-        .and_then(text)
         .map(|token| token.trim().to_owned())
         .filter(|token| !token.is_empty())
         .ok_or_else(|| Refusal::NoToken {
-            namespace: namespace.clone(),
+            namespace: repository.namespace().unwrap_or_default(),
             secret: secret.clone(),
         })?;
-    let username = data.remove("username").and_then(text);
+    let username = data.remove("username");
     Ok(Destination {
         provider: spec.provider,
         api: resolved.api,
         repository: resolved.repository,
         credentials: Credentials { username, token },
     })
+}
+
+/// The UTF-8 keys of Secret `secret` of the object's namespace, read as the account the object
+/// acts as (a missing Secret has none); `field` names the spec field in the refusal.
+pub(super) async fn tenant_secret(
+    context: &Context,
+    repository: &GitRepository,
+    secret: &str,
+    field: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let namespace = repository.namespace().unwrap_or_default();
+    let tenants = Tenants {
+        config: &context.config,
+        client: &context.client,
+        settings: &context.settings,
+    };
+    let account = tenants
+        .account_of(repository)
+        .map(|account| format!("ServiceAccount {account}"))
+        .unwrap_or_else(|| "the controller".to_owned());
+    let unreadable = |message: String| {
+        format!(
+            "Secret {namespace}/{secret} named by {field} could not be read as {account}: {message}"
+        )
+    };
+    let client = tenants
+        .client_for(repository, &namespace, Reason::SecretNotFound)
+        .map_err(|failure| unreadable(failure.message))?;
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
+    let found = secrets.get_opt(secret).await.map_err(|error| match error {
+        kube::Error::Api(status) => unreadable(status.message),
+        other => unreadable(other.to_string()),
+    })?;
+    Ok(found
+        .and_then(|s| s.data)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, String::from_utf8(value.0).ok()?)))
+        .collect())
 }
 
 /// A Warning event on the object when the host did not take the status.

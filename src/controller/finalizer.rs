@@ -56,6 +56,7 @@ pub(super) async fn cleanup(
             namespace: namespace.clone(),
             name: name.clone(),
         });
+    context.alerts.forget(&namespace, &name);
     // A GitRepository created again under this name starts without the old one's backoff.
     context.failures.clear(&namespace, &name);
     let inventory = previous_inventory(repository);

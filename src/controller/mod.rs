@@ -2,6 +2,7 @@
 //! [`crate::manifests`] (read and validate) and [`crate::apply`] (server-side apply); none of
 //! those modules knows about this one.
 
+mod alerts;
 mod artifact;
 mod commit_status;
 pub mod conditions;
@@ -169,6 +170,8 @@ pub struct Context {
     applied: unchanged::AppliedDigests,
     /// The commit statuses posted in the background, each state once.
     commit_statuses: crate::commit_status::Notifier,
+    /// The alerts sent in the background, each event once per revision.
+    alerts: crate::alerts::Alerts,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -235,6 +238,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
         commit_statuses: crate::commit_status::Notifier::start(
+            crate::commit_status::StatusClient::new(settings.commit_status_retry),
+            metrics.clone(),
+        ),
+        alerts: crate::alerts::Alerts::start(
             crate::commit_status::StatusClient::new(settings.commit_status_retry),
             metrics.clone(),
         ),

@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 
 use super::{
     Context, Error,
+    alerts::{announce_failure, announce_success},
     artifact::artifact_of,
     commit_status::report_commit_status,
     conditions::{Outcome, Reason},
@@ -97,6 +98,7 @@ pub(super) async fn reconcile_repository(
             };
             let revision = &converged.revision;
             report_commit_status(&context, &repository, revision, State::Success, healthy).await;
+            announce_success(&context, &repository, &converged).await;
             let previous = repository.status.as_ref();
             let decided = decision::after_success(previous, &converged, webhook_path, delivery);
             record(&api, &repository, &decided).await?;
@@ -111,6 +113,7 @@ pub(super) async fn reconcile_repository(
                 report_commit_status(&context, &repository, revision, State::Failure, &message)
                     .await;
             }
+            announce_failure(&context, &repository, &failure).await;
             record(
                 &api,
                 &repository,

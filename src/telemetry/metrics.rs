@@ -75,6 +75,15 @@ pub struct CommitStatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `slack`, `msteams`, `discord`, `webhook` or `cloudevents`.
+    pub r#type: String,
+    /// `sent`, `failed` (after retries), `refused` (a Secret the controller could not use) or
+    /// `dropped` (the queue was full).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RendererLabels {
     pub renderer: String,
 }
@@ -146,6 +155,7 @@ pub struct Metrics {
     pub renders: Family<RenderLabels, Counter>,
     pub render_duration: Family<RendererLabels, Histogram, fn() -> Histogram>,
     pub commit_statuses: Family<CommitStatusLabels, Counter>,
+    pub alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -258,6 +268,13 @@ impl Metrics {
              retries, refused, dropped from a full queue)",
             commit_statuses.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts by type and outcome (sent, failed after retries, refused, dropped from a \
+             full queue)",
+            alerts.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -278,6 +295,7 @@ impl Metrics {
             renders,
             render_duration,
             commit_statuses,
+            alerts,
         }
     }
 }
@@ -382,6 +400,15 @@ impl Metrics {
             outcome: outcome.to_owned(),
         };
         self.commit_statuses.get_or_create(&labels).inc();
+    }
+
+    /// Counts one alert by `kind` and `outcome` (see [`AlertLabels`]).
+    pub fn count_alert(&self, kind: &str, outcome: &str) {
+        let labels = AlertLabels {
+            r#type: kind.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.alerts.get_or_create(&labels).inc();
     }
 
     pub fn count_webhook_trigger_failures(&self, objects: usize) {

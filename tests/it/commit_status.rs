@@ -573,18 +573,18 @@ async fn a_tenant_cannot_send_its_token_to_another_server() {
         )
         .await;
     wait_applied(&namespace, &commit, Duration::from_secs(60)).await;
-    let note = warning_event(&namespace, "CommitStatusRefused").await;
-    assert!(note.contains("--commit-status-allowed-hosts"), "{note}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         elsewhere.requests().is_empty(),
         "the token went to another server: {:?}",
         elsewhere.requests()
     );
+    let note = warning_event(&namespace, "CommitStatusRefused").await;
+    assert!(note.contains("--commit-status-allowed-hosts"), "{note}");
 }
 
 /// The note of the first Warning event with `reason` on GitRepository `app`, waiting up to 60 s.
-async fn warning_event(namespace: &TestNamespace, reason: &str) -> String {
+pub(crate) async fn warning_event(namespace: &TestNamespace, reason: &str) -> String {
     use k8s_openapi::api::events::v1::Event;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

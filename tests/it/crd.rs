@@ -422,6 +422,19 @@ async fn admission_and_the_rust_rules_agree_on_every_spec() {
         with(
             json!({ "commitStatus": { "provider": "forgejo", "secretRef": { "name": "t" }, "targetURL": "javascript:alert(1)" } }),
         ),
+        // Alerts: the types, the events, the counts.
+        with(
+            json!({ "alerts": [{ "type": "slack", "secretRef": { "name": "s" } },
+                               { "type": "cloudevents", "secretRef": { "name": "c" }, "severity": "error",
+                                 "events": ["Applied", "Failed", "DriftCorrected", "Pruned", "Stalled"] }] }),
+        ),
+        with(
+            json!({ "alerts": [{ "type": "webhook", "secretRef": { "name": "w" },
+                                 "events": ["Applied", "Applied", "Failed", "Pruned", "Stalled", "DriftCorrected"] }] }),
+        ),
+        with(
+            json!({ "alerts": (0..9).map(|_| json!({ "type": "discord", "secretRef": { "name": "d" } })).collect::<Vec<_>>() }),
+        ),
         // Helm with the Kustomize fields.
         with(json!({ "helm": {}, "namePrefix": "p-" })),
         with(json!({ "helm": {}, "components": ["c"] })),

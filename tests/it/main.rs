@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod apiserver_restart;
 mod apply;
 mod chart;
