@@ -110,6 +110,17 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_REQUIRE_SERVICE_ACCOUNT")]
     pub require_service_account: bool,
 
+    /// Hosts besides the repository's own that `spec.commitStatus.address` may name, comma
+    /// separated (e.g. a GitHub Enterprise API on its own host). A commit status's token is
+    /// only ever sent to the repository's host or to one of these, so a tenant cannot send a
+    /// token to a server of its choosing.
+    #[arg(
+        long,
+        env = "DRIFTLESS_COMMIT_STATUS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub commit_status_allowed_hosts: Vec<String>,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

@@ -7,9 +7,11 @@
 //! modules knows about the controller or the CLI. [`repo_path`] is the ground vocabulary of paths
 //! inside a revision that source, render, manifests and the CLI share.
 
+pub mod alerts;
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod commit_status;
 pub mod controller;
 pub mod manifests;
 pub mod memory;

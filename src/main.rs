@@ -135,6 +135,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         default_service_account: args.default_service_account.clone(),
         require_service_account: args.require_service_account,
         render: args.repository_shape.bound_render(args.render.settings()),
+        commit_status_allowed_hosts: args.commit_status_allowed_hosts.clone(),
+        commit_status_retry: Default::default(),
     };
     tracing::info!(
         version = driftless::VERSION,

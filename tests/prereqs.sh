@@ -12,6 +12,8 @@ declare -A debian_packages=(
   [/usr/include/openssl/ssl.h]=libssl-dev
   [/usr/bin/openssl]=openssl
   [/usr/bin/curl]=curl
+  # Gitea's SQLite driver is built with cgo (tests/cluster/build.sh gitea).
+  [/usr/bin/gcc]=gcc
   # The test cluster's real node (tests/cluster/node.sh) and the controller image.
   [/usr/bin/containerd]=containerd
   [/usr/sbin/runc]=runc

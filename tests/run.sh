@@ -15,6 +15,11 @@ started=$SECONDS
 bash tests/cluster/build.sh >/dev/null
 echo "binaries ready in $((SECONDS - started)) s"
 
+step "Gitea, the Git host of the commit-status tests (built once per machine, cached alike)"
+started=$SECONDS
+bash tests/cluster/build.sh gitea >/dev/null
+echo "Gitea ready in $((SECONDS - started)) s"
+
 step "test cluster"
 if kubeconfig=$(bash tests/cluster/cluster.sh kubeconfig 2>/dev/null); then
   echo "reusing the cluster that already serves ($kubeconfig)"

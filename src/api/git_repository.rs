@@ -110,6 +110,16 @@ pub struct GitRepositorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
 
+    /// Post each commit's outcome to the Git host as a commit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<super::CommitStatusSpec>,
+
+    /// Announce outcomes (Applied, Failed, DriftCorrected, Pruned, Stalled) to chat, a signed
+    /// webhook or a CloudEvents endpoint; each event once per revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub alerts: Vec<super::AlertSpec>,
+
     /// Kustomize: replaces the kustomization's `namePrefix` (as Flux's Kustomization does).
     /// Setting any Kustomize field on a path without a kustomization file makes driftless
     /// generate one for the path (every manifest file, every subdirectory kustomization).

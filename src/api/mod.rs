@@ -1,5 +1,7 @@
 //! The custom resource types that users write and the controller reports on.
 
+mod alerts;
+mod commit_status;
 mod duration;
 mod git_repository;
 mod helm;
@@ -7,6 +9,8 @@ mod keys;
 mod kustomize;
 mod validation;
 
+pub use alerts::{AlertEvent, AlertSeverity, AlertSpec, AlertType};
+pub use commit_status::{CommitStatusProvider, CommitStatusSpec};
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
     parse_duration,

@@ -17,7 +17,7 @@ use std::{fmt, sync::LazyLock, time::Duration};
 use regex::Regex;
 
 use super::{
-    GitRepository, GitRepositorySpec, HelmSpec,
+    CommitStatusSpec, GitRepository, GitRepositorySpec, HelmSpec,
     duration::{MAX_INTERVAL, MAX_TIMEOUT, parse_duration},
 };
 
@@ -86,6 +86,7 @@ static DURATION_DIGITS: LazyLock<Regex> = LazyLock::new(|| compile(DURATION_DIGI
 static LABEL: LazyLock<Regex> = LazyLock::new(|| compile(LABEL_PATTERN));
 static SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| compile(SUBDOMAIN_PATTERN));
 static PARENT: LazyLock<Regex> = LazyLock::new(|| compile(PARENT_PATTERN));
+static CONTROL_CHARACTER: LazyLock<Regex> = LazyLock::new(|| compile("[\\x00-\\x1f]"));
 static COMMIT: LazyLock<Regex> = LazyLock::new(|| compile(COMMIT_PATTERN));
 
 /// Collects the rules broken, each under its field's path.
@@ -232,6 +233,17 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
             }
         }
     }
+    if let Some(commit_status) = &spec.commit_status {
+        check_commit_status(commit_status, report);
+    }
+    report.max_items("spec.alerts", spec.alerts.len(), MAX_ALERTS);
+    for (index, alert) in spec.alerts.iter().enumerate() {
+        report.max_items(
+            &format!("spec.alerts[{index}].events"),
+            alert.events.len(),
+            5,
+        );
+    }
     if let Some(helm) = &spec.helm {
         check_helm(helm, report);
     }
@@ -241,6 +253,45 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
                 &format!("spec.postBuild.substituteFrom[{index}].kind"),
                 &source.kind,
                 report,
+            );
+        }
+    }
+}
+
+/// The longest `commitStatus.address` and `commitStatus.targetURL`.
+pub const MAX_URL: usize = 2048;
+/// Most `spec.alerts` entries.
+pub const MAX_ALERTS: usize = 8;
+/// The longest `commitStatus.context`.
+pub const MAX_CONTEXT: usize = 255;
+
+fn check_commit_status(status: &CommitStatusSpec, report: &mut Report) {
+    let web_url = |url: &str| {
+        url.chars().count() <= MAX_URL
+            && (url.starts_with("https://") || url.starts_with("http://"))
+    };
+    if let Some(address) = &status.address {
+        if !web_url(address) {
+            report.refuse(
+                "spec.commitStatus.address",
+                "address must be an http:// or https:// URL of at most 2048 characters",
+            );
+        }
+    }
+    if let Some(context) = &status.context {
+        let length = context.chars().count();
+        if !(1..=MAX_CONTEXT).contains(&length) || CONTROL_CHARACTER.is_match(context) {
+            report.refuse(
+                "spec.commitStatus.context",
+                "context must be 1 to 255 characters without control characters",
+            );
+        }
+    }
+    if let Some(target_url) = &status.target_url {
+        if !web_url(target_url) {
+            report.refuse(
+                "spec.commitStatus.targetURL",
+                "targetURL must be an http:// or https:// URL of at most 2048 characters",
             );
         }
     }

@@ -50,6 +50,13 @@ pub(super) async fn cleanup(
     context.metrics.forget(&namespace, &name);
     context.health_waits.forget(&namespace, &name);
     context.applied.forget(&namespace, &name);
+    context
+        .commit_statuses
+        .forget(&crate::commit_status::ObjectKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        });
+    context.alerts.forget(&namespace, &name);
     // A GitRepository created again under this name starts without the old one's backoff.
     context.failures.clear(&namespace, &name);
     let inventory = previous_inventory(repository);

@@ -119,6 +119,8 @@ pub(super) mod tests {
             default_service_account: None,
             require_service_account: false,
             render: Default::default(),
+            commit_status_allowed_hosts: Vec::new(),
+            commit_status_retry: Default::default(),
         }
     }
 

@@ -2,7 +2,9 @@
 //! [`crate::manifests`] (read and validate) and [`crate::apply`] (server-side apply); none of
 //! those modules knows about this one.
 
+mod alerts;
 mod artifact;
+mod commit_status;
 pub mod conditions;
 mod converged;
 mod decision;
@@ -96,6 +98,11 @@ pub struct Settings {
     pub require_service_account: bool,
     /// Rendering kustomizations (the input limits come from `source_limits`).
     pub render: RenderSettings,
+    /// Hosts besides the repository's own that `spec.commitStatus.address` may name (the
+    /// token is sent there).
+    pub commit_status_allowed_hosts: Vec<String>,
+    /// How hard a commit status is tried.
+    pub commit_status_retry: crate::commit_status::RetryPolicy,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -164,6 +171,10 @@ pub struct Context {
     applied: unchanged::AppliedDigests,
     /// The objects of manifest files already read, by blob id (bounded; see its module).
     parsed: crate::manifests::ParsedCache,
+    /// The commit statuses posted in the background, each state once.
+    commit_statuses: crate::commit_status::Notifier,
+    /// The alerts sent in the background, each event once per revision.
+    alerts: crate::alerts::Alerts,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -230,6 +241,14 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
         parsed: crate::manifests::ParsedCache::default(),
+        commit_statuses: crate::commit_status::Notifier::start(
+            crate::commit_status::StatusClient::new(settings.commit_status_retry),
+            metrics.clone(),
+        ),
+        alerts: crate::alerts::Alerts::start(
+            crate::commit_status::StatusClient::new(settings.commit_status_retry),
+            metrics.clone(),
+        ),
         client,
         settings: settings.clone(),
         metrics,

@@ -11,7 +11,9 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 
 use super::{
     Context, Error,
+    alerts::{announce_failure, announce_success},
     artifact::artifact_of,
+    commit_status::report_commit_status,
     conditions::{Outcome, Reason},
     converged::Converged,
     decision::{self, Decision},
@@ -31,6 +33,7 @@ use super::{
 use crate::{
     api::GitRepository,
     apply::{ApplyOptions, DesiredObject, ObjectRef, digest_of},
+    commit_status::State,
     manifests, revision,
     source::Artifact,
 };
@@ -87,6 +90,15 @@ pub(super) async fn reconcile_repository(
         }
         Ok(Step::Converged { converged, started }) => {
             report_success(&context, &repository, &converged, started.elapsed()).await;
+            // Only now: with spec.wait, after the objects became healthy.
+            let healthy = if repository.spec.wait == Some(true) {
+                "applied and healthy"
+            } else {
+                "applied"
+            };
+            let revision = &converged.revision;
+            report_commit_status(&context, &repository, revision, State::Success, healthy).await;
+            announce_success(&context, &repository, &converged).await;
             let previous = repository.status.as_ref();
             let decided = decision::after_success(previous, &converged, webhook_path, delivery);
             let recording = Instant::now();
@@ -104,6 +116,12 @@ pub(super) async fn reconcile_repository(
         }
         Err(failure) => {
             report_failure(&context, &repository, &failure, started.elapsed()).await;
+            if let Some(revision) = &failure.revision {
+                let message = format!("{}: {}", failure.reason.as_str(), failure.message);
+                report_commit_status(&context, &repository, revision, State::Failure, &message)
+                    .await;
+            }
+            announce_failure(&context, &repository, &failure).await;
             record(
                 &api,
                 &repository,
@@ -240,7 +258,9 @@ async fn work(
     context.applied.forget(namespace, &repository.name_any());
     let marking = Instant::now();
     let repository = if is_new_work(&repository, &desired.revision) {
-        mark_reconciling(api, repository, &desired.revision).await?
+        let revision = &desired.revision;
+        report_commit_status(context, &repository, revision, State::Pending, "applying").await;
+        mark_reconciling(api, repository, revision).await?
     } else {
         repository
     };

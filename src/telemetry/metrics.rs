@@ -66,6 +66,24 @@ pub struct RenderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitStatusLabels {
+    /// `github`, `gitlab`, `gitea`, `forgejo`, `bitbucket` or `bitbucketserver`.
+    pub provider: String,
+    /// `posted`, `failed` (refused by the host or unreachable after retries), `refused` (an
+    /// address or token the controller would not use) or `dropped` (the queue was full).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `slack`, `msteams`, `discord`, `webhook` or `cloudevents`.
+    pub r#type: String,
+    /// `sent`, `failed` (after retries), `refused` (a Secret the controller could not use) or
+    /// `dropped` (the queue was full).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RendererLabels {
     pub renderer: String,
 }
@@ -161,6 +179,8 @@ pub struct Metrics {
     pub render_duration: Family<RendererLabels, Histogram, fn() -> Histogram>,
     pub stage_duration: Family<StageLabels, Histogram, fn() -> Histogram>,
     pub manifest_files: Family<ParseLabels, Counter>,
+    pub commit_statuses: Family<CommitStatusLabels, Counter>,
+    pub alerts: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -279,6 +299,19 @@ impl Metrics {
             "Manifest files read into objects, by outcome (parsed, or cached: the objects of \
              the same git blob reused)",
             manifest_files.clone(),
+        let commit_statuses = Family::<CommitStatusLabels, Counter>::default();
+        registry.register(
+            "commit_status_posts",
+            "Commit statuses for the Git host, by provider and outcome (posted, failed after \
+             retries, refused, dropped from a full queue)",
+            commit_statuses.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alerts",
+            "Alerts by type and outcome (sent, failed after retries, refused, dropped from a \
+             full queue)",
+            alerts.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -301,6 +334,8 @@ impl Metrics {
             render_duration,
             stage_duration,
             manifest_files,
+            commit_statuses,
+            alerts,
         }
     }
 }
@@ -416,6 +451,24 @@ impl Metrics {
             route: route.to_owned(),
         };
         self.webhook_triggers.get_or_create(&labels).inc();
+    }
+
+    /// Counts one commit status by `provider` and `outcome` (see [`CommitStatusLabels`]).
+    pub fn count_commit_status(&self, provider: &str, outcome: &str) {
+        let labels = CommitStatusLabels {
+            provider: provider.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.commit_statuses.get_or_create(&labels).inc();
+    }
+
+    /// Counts one alert by `kind` and `outcome` (see [`AlertLabels`]).
+    pub fn count_alert(&self, kind: &str, outcome: &str) {
+        let labels = AlertLabels {
+            r#type: kind.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.alerts.get_or_create(&labels).inc();
     }
 
     pub fn count_webhook_trigger_failures(&self, objects: usize) {

@@ -29,9 +29,11 @@ cache_complete() { # DIR NAME
   done
 }
 
-# build NAME KEY BINARIES... LDFLAGS: builds the tools of modules/NAME into cache_root/bin/NAME-KEY
+# build_module NAME KEY LDFLAGS [TAGS]: builds the tools of modules/NAME into
+# cache_root/bin/NAME-KEY. With build tags, cgo is on (Gitea's SQLite driver needs it);
+# without, the binaries are static.
 build_module() {
-  local name=$1 key=$2 ldflags=$3
+  local name=$1 key=$2 ldflags=$3 tags=${4:-}
   local out="$cache_root/bin/$name-$key"
   if cache_complete "$out" "$name"; then
     echo "$out"
@@ -51,7 +53,11 @@ build_module() {
   local started=$SECONDS
   rm -rf "$out.tmp"
   mkdir -p "$out.tmp"
-  (cd "$here/modules/$name" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp/" tool)
+  local cgo=0
+  [[ -n $tags ]] && cgo=1
+  (cd "$here/modules/$name" &&
+    CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$out.tmp/" tool)
+  [[ $(type -t "after_build_$name") == function ]] && "after_build_$name" "$out.tmp"
   touch "$out.tmp/.complete"
   rm -rf "$out"
   mv "$out.tmp" "$out"
@@ -79,6 +85,24 @@ if [[ ${1:-} == flux ]]; then
   ln -sfn "$source_dir/source-controller" "$bin/source-controller"
   ln -sfn "$kustomize_dir/kustomize-controller" "$bin/kustomize-controller"
   echo "$bin"
+  exit 0
+fi
+
+# Gitea reads its templates and option files (licences, gitignores, locales) from its
+# STATIC_ROOT_PATH at run time (no frontend build: the API, git over HTTP and webhooks need
+# none). They are copied next to the binary so that cleaning the module cache breaks nothing.
+after_build_gitea() { # DIR
+  local src
+  src=$(cd "$here/modules/gitea" && go list -m -f '{{.Dir}}' code.gitea.io/gitea)
+  mkdir -p "$1/static"
+  cp -r --no-preserve=mode "$src/templates" "$src/options" "$src/public" "$1/static/"
+}
+
+# `build.sh gitea`: the Git host of the commit-status and webhook tests, alone in its directory
+# (tests/support/gitea.rs runs it from there; its static files are in static/).
+if [[ ${1:-} == gitea ]]; then
+  build_module gitea "$GITEA_VERSION" \
+    "-X main.Version=${GITEA_VERSION#v}" "sqlite sqlite_unlock_notify"
   exit 0
 fi
 

@@ -127,8 +127,26 @@ $(upstream_replaces "github.com/fluxcd/kustomize-controller@$FLUX_KUSTOMIZE_VERS
 )"
 }
 
+# Gitea, the real Git host of the commit-status and webhook tests (tests/cluster/build.sh gitea).
+# Its replace lines are copied from the release; `tidy -e`: some of its test-only imports are
+# not served, and are not built. v1.27 declares its module path as gitea.dev while the proxy
+# serves it as code.gitea.io/gitea, so it cannot be required by either name.
+gitea_module() {
+  write_module gitea "module driftless.test/cluster/gitea
+
+go 1.26.2
+
+tool code.gitea.io/gitea
+
+require code.gitea.io/gitea $GITEA_VERSION
+
+replace (
+$(upstream_replaces "code.gitea.io/gitea@$GITEA_VERSION")
+)" -e
+}
+
 modules=("$@")
-[[ ${#modules[@]} -gt 0 ]] || modules=(kubernetes etcd kwok helm kustomize flux_source flux_kustomize)
+[[ ${#modules[@]} -gt 0 ]] || modules=(kubernetes etcd kwok helm kustomize flux_source flux_kustomize gitea)
 for module in "${modules[@]}"; do
   "${module}_module"
 done

@@ -399,6 +399,42 @@ async fn admission_and_the_rust_rules_agree_on_every_spec() {
         with(json!({ "interval": "1h1m1s1ms1h1m1s1m" })),
         with(json!({ "retryInterval": "1d" })),
         with(json!({ "timeout": "1h0.001s" })),
+        // Commit status: the address, the context and the link.
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "address": "https://git.example.com", "context": long(255), "targetURL": format!("https://{}", long(2040)) } }),
+        ),
+        with(json!({ "commitStatus": { "provider": "github", "secretRef": { "name": "t" } } })),
+        with(
+            json!({ "commitStatus": { "provider": "gitlab", "secretRef": { "name": "t" }, "address": "ftp://git.example.com" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitlab", "secretRef": { "name": "t" }, "address": format!("https://{}", long(2041)) } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "bitbucket", "secretRef": { "name": "t" }, "context": long(256) } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "context": "" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "gitea", "secretRef": { "name": "t" }, "context": "a\nb" } }),
+        ),
+        with(
+            json!({ "commitStatus": { "provider": "forgejo", "secretRef": { "name": "t" }, "targetURL": "javascript:alert(1)" } }),
+        ),
+        // Alerts: the types, the events, the counts.
+        with(
+            json!({ "alerts": [{ "type": "slack", "secretRef": { "name": "s" } },
+                               { "type": "cloudevents", "secretRef": { "name": "c" }, "severity": "error",
+                                 "events": ["Applied", "Failed", "DriftCorrected", "Pruned", "Stalled"] }] }),
+        ),
+        with(
+            json!({ "alerts": [{ "type": "webhook", "secretRef": { "name": "w" },
+                                 "events": ["Applied", "Applied", "Failed", "Pruned", "Stalled", "DriftCorrected"] }] }),
+        ),
+        with(
+            json!({ "alerts": (0..9).map(|_| json!({ "type": "discord", "secretRef": { "name": "d" } })).collect::<Vec<_>>() }),
+        ),
         // Helm with the Kustomize fields.
         with(json!({ "helm": {}, "namePrefix": "p-" })),
         with(json!({ "helm": {}, "components": ["c"] })),

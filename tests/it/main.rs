@@ -8,10 +8,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod apiserver_restart;
 mod apply;
 mod chart;
 mod cli;
+mod commit_status;
 mod control_plane;
 mod controller;
 mod crd;

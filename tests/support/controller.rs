@@ -26,6 +26,11 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         default_service_account: None,
         require_service_account: false,
         render: driftless::render::RenderSettings::default(),
+        commit_status_allowed_hosts: Vec::new(),
+        commit_status_retry: driftless::commit_status::RetryPolicy {
+            first_backoff: Duration::from_millis(200),
+            ..Default::default()
+        },
     }
 }
 
