@@ -105,6 +105,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_REQUIRE_SERVICE_ACCOUNT")]
     pub require_service_account: bool,
 
+    /// Let `spec.dependsOn` name objects of another namespace although
+    /// --require-service-account is set (restricted mode refuses them otherwise: a tenant's
+    /// apply would wait on, and so learn the readiness of, another tenant's objects).
+    #[arg(long, env = "DRIFTLESS_ALLOW_CROSS_NAMESPACE_DEPENDENCIES")]
+    pub allow_cross_namespace_dependencies: bool,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

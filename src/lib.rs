@@ -12,6 +12,7 @@ pub mod apply;
 pub mod cli;
 pub mod controller;
 pub mod manifests;
+pub mod ordering;
 pub mod render;
 pub mod repo_path;
 pub mod revision;

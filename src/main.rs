@@ -121,6 +121,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         default_service_account: args.default_service_account.clone(),
         require_service_account: args.require_service_account,
         render: args.repository_shape.bound_render(args.render.settings()),
+        allow_cross_namespace_dependencies: args.allow_cross_namespace_dependencies,
     };
     tracing::info!(
         version = driftless::VERSION,

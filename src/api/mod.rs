@@ -1,5 +1,6 @@
 //! The custom resource types that users write and the controller reports on.
 
+mod dependency;
 mod duration;
 mod git_repository;
 mod helm;
@@ -7,6 +8,10 @@ mod keys;
 mod kustomize;
 mod validation;
 
+pub use dependency::{
+    DependenciesReady, Dependency, DependencyPolicy, GIT_REPOSITORY_API_VERSION,
+    GIT_REPOSITORY_KIND,
+};
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
     parse_duration,

@@ -1,7 +1,7 @@
 //! What a successful reconcile did, as the status, the events and the metrics report it.
 
 use crate::{
-    api::{ApplyCounts, InventoryEntry},
+    api::{ApplyCounts, DependenciesReady, InventoryEntry},
     apply::{ApplyReport, PruneReport},
 };
 
@@ -19,6 +19,8 @@ pub(super) struct Converged {
     pub(super) renderer: Option<String>,
     /// Digest of the objects applied (see [`crate::apply::digest_of`]).
     pub(super) digest: String,
+    /// The revision and generation every `spec.dependsOn` entry was found ready for.
+    pub(super) dependencies_ready: Option<DependenciesReady>,
 }
 
 impl Converged {

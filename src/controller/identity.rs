@@ -119,6 +119,7 @@ pub(super) mod tests {
             default_service_account: None,
             require_service_account: false,
             render: Default::default(),
+            allow_cross_namespace_dependencies: false,
         }
     }
 

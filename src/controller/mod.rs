@@ -6,6 +6,7 @@ mod artifact;
 pub mod conditions;
 mod converged;
 mod decision;
+mod dependencies;
 mod failure;
 mod finalizer;
 mod health;
@@ -95,6 +96,9 @@ pub struct Settings {
     pub require_service_account: bool,
     /// Rendering kustomizations (the input limits come from `source_limits`).
     pub render: RenderSettings,
+    /// Let `spec.dependsOn` name another namespace although `require_service_account` is set
+    /// (without it, such dependencies are always allowed).
+    pub allow_cross_namespace_dependencies: bool,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -161,6 +165,8 @@ pub struct Context {
     pushes: Arc<pushes::Pushes>,
     /// What the last full reconcile of each object applied.
     applied: unchanged::AppliedDigests,
+    /// Every GitRepository watched, for the dependency graph.
+    repositories: Store<GitRepository>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -211,6 +217,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         }
         None => None,
     };
+    let (store, writer) = reflector::store();
     let context = Arc::new(Context {
         config,
         source: SourceEngine::new(
@@ -226,6 +233,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         health_waits: health::HealthWaits::default(),
         pushes: pushes.clone(),
         applied: unchanged::AppliedDigests::default(),
+        repositories: store.clone(),
         client,
         settings: settings.clone(),
         metrics,
@@ -235,7 +243,13 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         let context = context.clone();
         async move { context.source.keep_evicting().await }
     }));
-    let (store, writer) = reflector::store();
+    // The dependents of a GitRepository are reconciled as soon as its readiness changes: a
+    // watch of its own, filtered to those changes, so no status write of another kind wakes
+    // anything.
+    let readiness_changes = watcher(repositories.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(dependencies::readiness_hash, PredicateConfig::default());
     let changes = watcher(repositories, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -253,8 +267,12 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             let store = store.clone();
             move |secret| users_of(&store, "Secret", &secret)
         })
-        .watches_stream(metadata_changes(configmaps), move |configmap| {
-            users_of(&store, "ConfigMap", &configmap)
+        .watches_stream(metadata_changes(configmaps), {
+            let store = store.clone();
+            move |configmap| users_of(&store, "ConfigMap", &configmap)
+        })
+        .watches_stream(readiness_changes, move |dependency| {
+            dependencies::dependents_of(&store, &dependency)
         })
         .reconcile_on(queued(queued_pushes))
         .graceful_shutdown_on(termination_signal())
@@ -373,7 +391,7 @@ fn wants_reconcile(repository: &GitRepository) -> Option<u64> {
         .hash_property(repository)
 }
 
-fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
+pub(super) fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }

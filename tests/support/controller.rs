@@ -26,6 +26,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         default_service_account: None,
         require_service_account: false,
         render: driftless::render::RenderSettings::default(),
+        allow_cross_namespace_dependencies: false,
     }
 }
 
