@@ -21,6 +21,7 @@ mod helm;
 mod hostile;
 mod kustomize;
 mod operations;
+mod ordering;
 mod real_node;
 mod source;
 mod source_credentials;
