@@ -111,6 +111,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_ALLOW_CROSS_NAMESPACE_DEPENDENCIES")]
     pub allow_cross_namespace_dependencies: bool,
 
+    /// Do not read Argo CD's `argocd.argoproj.io/sync-wave` annotation as
+    /// `driftless.dev/apply-wave` (read by default, so an Argo CD repository keeps its order).
+    #[arg(long, env = "DRIFTLESS_IGNORE_ARGOCD_ANNOTATIONS")]
+    pub ignore_argocd_annotations: bool,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

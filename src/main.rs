@@ -122,6 +122,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         require_service_account: args.require_service_account,
         render: args.repository_shape.bound_render(args.render.settings()),
         allow_cross_namespace_dependencies: args.allow_cross_namespace_dependencies,
+        ignore_argocd_annotations: args.ignore_argocd_annotations,
     };
     tracing::info!(
         version = driftless::VERSION,

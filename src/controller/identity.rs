@@ -120,6 +120,7 @@ pub(super) mod tests {
             require_service_account: false,
             render: Default::default(),
             allow_cross_namespace_dependencies: false,
+            ignore_argocd_annotations: false,
         }
     }
 

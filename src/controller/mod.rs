@@ -21,6 +21,7 @@ mod schedule;
 mod spec;
 mod status;
 mod unchanged;
+mod waves;
 mod webhook_token;
 mod webhooks;
 
@@ -99,6 +100,9 @@ pub struct Settings {
     /// Let `spec.dependsOn` name another namespace although `require_service_account` is set
     /// (without it, such dependencies are always allowed).
     pub allow_cross_namespace_dependencies: bool,
+    /// Leave Argo CD's `argocd.argoproj.io/sync-wave` annotation unread (it is read as
+    /// `driftless.dev/apply-wave` otherwise).
+    pub ignore_argocd_annotations: bool,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.

@@ -17,8 +17,7 @@ use super::{
     decision::{self, Decision},
     dependencies::{DependencyCheck, check_dependencies},
     failure::{
-        Failure, apply_failure, manifest_failure, refuse_skipped_paths, render_failure,
-        substitution_failure,
+        Failure, manifest_failure, refuse_skipped_paths, render_failure, substitution_failure,
     },
     health::{HealthWait, Step, look_at_health, recheck_health, record_waiting},
     identity::{Tenants, applier_for, client_for},
@@ -27,6 +26,7 @@ use super::{
     schedule::{jittered, retry_after},
     spec::{SpecDurations, check_spec},
     status::{is_new_work, mark_reconciling, write_status},
+    waves::{WavePlan, apply_in_waves},
     webhook_token::{TokenError, webhook_path_of},
 };
 use crate::{
@@ -385,10 +385,18 @@ async fn converge(
     let started = Instant::now();
     let revision = desired.revision;
     let applier = applier_for(repository, namespace, context)?;
-    let report = applier
-        .apply(desired.objects, options)
-        .await
-        .map_err(|error| apply_failure(&revision, &error))?;
+    let inventory = repository
+        .status
+        .as_ref()
+        .map(|status| status.inventory.as_slice())
+        .unwrap_or_default();
+    let plan = WavePlan {
+        revision: &revision,
+        argocd: !context.settings.ignore_argocd_annotations,
+        deadline: started.checked_add(durations.timeout).unwrap_or(started),
+        inventory,
+    };
+    let report = apply_in_waves(&applier, desired.objects, options, &plan).await?;
     let (inventory, pruned) = prune_stale(repository, namespace, context, &applier, &report)
         .await
         .map_err(|failure| failure.at(&revision))?;

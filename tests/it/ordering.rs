@@ -469,3 +469,127 @@ async fn restricted_mode_refuses_another_namespace_unless_the_flag_allows_it() {
         "{message}"
     );
 }
+
+fn annotated_configmap(name: &str, annotation: &str, wave: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    {annotation}: \"{wave}\"\ndata:\n  value: \"1\"\n"
+    )
+}
+
+fn gate(node_selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gate
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: gate}}
+  template:
+    metadata:
+      labels: {{app: gate}}
+    spec:
+      {node_selector}
+      containers:
+      - name: app
+        image: example.invalid/gate:1
+"
+    )
+}
+
+fn created_at(configmap: &ConfigMap) -> jiff::Timestamp {
+    configmap.metadata.creation_timestamp.as_ref().unwrap().0
+}
+
+/// Waves inside one revision: -1, then 0 (a Deployment), then 1 (driftless's annotation),
+/// then 2 (Argo CD's); a wave that is not healthy keeps every later wave out of the cluster.
+#[tokio::test]
+async fn waves_of_one_revision_apply_in_order_each_after_the_lower_ones_are_healthy() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-waves").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("waves");
+    let before = annotated_configmap("before", "driftless.dev/apply-wave", "-1");
+    let after = annotated_configmap("after", "driftless.dev/apply-wave", "1");
+    let argo = annotated_configmap("argo-after", "argocd.argoproj.io/sync-wave", "2");
+    let stuck = gate("nodeSelector: {no-such-node: \"true\"}");
+    let files = |gate: &str| {
+        vec![
+            ("deploy/after.yaml".to_owned(), after.clone()),
+            ("deploy/argo.yaml".to_owned(), argo.clone()),
+            ("deploy/before.yaml".to_owned(), before.clone()),
+            ("deploy/gate.yaml".to_owned(), gate.to_owned()),
+        ]
+    };
+    let commit = |message: &str, files: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &borrowed)
+    };
+    commit("a gate that never becomes healthy", files(&stuck));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "timeout": "6s" }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let failed = wait_for_named(
+        &namespace,
+        "app",
+        "wave 0 to fail its health check",
+        Duration::from_secs(60),
+        |r| reason(r) == "HealthCheckFailed",
+    )
+    .await;
+    let (_, _, message) = ready(&failed).unwrap();
+    assert!(
+        message.contains("wave 0") && message.contains("gate"),
+        "{message}"
+    );
+    let configmaps = namespace.api::<ConfigMap>();
+    assert!(
+        configmaps.get_opt("before").await.unwrap().is_some(),
+        "wave -1 applied"
+    );
+    for later in ["after", "argo-after"] {
+        assert!(
+            configmaps.get_opt(later).await.unwrap().is_none(),
+            "{later} waits for wave 0 to be healthy"
+        );
+    }
+
+    let healthy = gate("");
+    let fixed = commit("a schedulable gate", files(&healthy));
+    request_reconcile(&namespace.api::<GitRepository>(), "app").await;
+    support::waiting::wait_applied_named(&namespace, "app", &fixed, Duration::from_secs(60)).await;
+    let deployment = namespace
+        .api::<k8s_openapi::api::apps::v1::Deployment>()
+        .get("gate")
+        .await
+        .unwrap();
+    let available = deployment
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Available" && c.status == "True")
+        .and_then(|c| c.last_transition_time)
+        .expect("the gate is available")
+        .0;
+    let after = configmaps.get("after").await.unwrap();
+    let argo = configmaps.get("argo-after").await.unwrap();
+    assert!(
+        created_at(&after) >= available,
+        "wave 1 after wave 0 is healthy"
+    );
+    assert!(
+        created_at(&argo) >= created_at(&after),
+        "Argo CD's wave 2 after wave 1"
+    );
+}

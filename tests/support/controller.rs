@@ -27,6 +27,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         require_service_account: false,
         render: driftless::render::RenderSettings::default(),
         allow_cross_namespace_dependencies: false,
+        ignore_argocd_annotations: false,
     }
 }
 
