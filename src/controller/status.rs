@@ -194,7 +194,7 @@ mod tests {
             webhook_path: Some("/hooks/x".into()),
             last_webhook: None,
             last_applied_renderer: Some("kustomize v5.8.2".into()),
-            dependencies_ready: None,
+            dependencies_ready: Some(crate::api::DependenciesReady::default()),
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else {
             panic!("a status serializes to an object");
