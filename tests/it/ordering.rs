@@ -593,3 +593,60 @@ async fn waves_of_one_revision_apply_in_order_each_after_the_lower_ones_are_heal
         "Argo CD's wave 2 after wave 1"
     );
 }
+
+/// A dependency of another kind (here a CRD, which no watch reports on) is read by its kstatus
+/// health: missing, then not Established, then ready; the dependent applies within a poll.
+#[tokio::test]
+async fn a_dependency_of_another_kind_is_waited_for_by_its_health() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-kind").await;
+    let group = format!("{}.driftless.test", namespace.name);
+    let repos = GitRepos::new();
+    let repo = repos.create("uses-crd");
+    let widget = widget(&group);
+    repo.commit("a widget", &[("deploy/widget.yaml", widget.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let crd_name = format!("widgets.{group}");
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "dependsOn": [{ "name": crd_name, "apiVersion": "apiextensions.k8s.io/v1",
+                                    "kind": "CustomResourceDefinition" }] }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let waiting = wait_for_named(
+        &namespace,
+        "app",
+        "DependencyNotReady for the missing CRD",
+        Duration::from_secs(60),
+        |r| reason(r) == "DependencyNotReady",
+    )
+    .await;
+    let (_, _, message) = ready(&waiting).unwrap();
+    assert!(
+        message.contains("CustomResourceDefinition") && message.contains("does not exist"),
+        "{message}"
+    );
+    let definition: CustomResourceDefinition =
+        serde_saphyr::from_str(&crd(&group)).expect("the CRD manifest");
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    crds_api
+        .create(&Default::default(), &definition)
+        .await
+        .unwrap();
+    let created = Instant::now();
+    wait_for_named(
+        &namespace,
+        "app",
+        "Ready",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+    eprintln!("applied {:?} after its CRD was created", created.elapsed());
+    let reasons = warnings(&namespace).await;
+    assert!(reasons.is_empty(), "no failed apply: {reasons:?}");
+    let _ = crds_api.delete(&crd_name, &Default::default()).await;
+}
