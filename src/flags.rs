@@ -120,6 +120,16 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub commit_status_allowed_hosts: Vec<String>,
+    /// Let `spec.dependsOn` name objects of another namespace although
+    /// --require-service-account is set (restricted mode refuses them otherwise: a tenant's
+    /// apply would wait on, and so learn the readiness of, another tenant's objects).
+    #[arg(long, env = "DRIFTLESS_ALLOW_CROSS_NAMESPACE_DEPENDENCIES")]
+    pub allow_cross_namespace_dependencies: bool,
+
+    /// Do not read Argo CD's `argocd.argoproj.io/sync-wave` annotation as
+    /// `driftless.dev/apply-wave` (read by default, so an Argo CD repository keeps its order).
+    #[arg(long, env = "DRIFTLESS_IGNORE_ARGOCD_ANNOTATIONS")]
+    pub ignore_argocd_annotations: bool,
 
     #[command(flatten)]
     pub source: SourceArgs,

@@ -15,6 +15,7 @@ pub mod commit_status;
 pub mod controller;
 pub mod manifests;
 pub mod memory;
+pub mod ordering;
 pub mod render;
 pub mod repo_path;
 pub mod revision;

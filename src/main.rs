@@ -137,6 +137,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         render: args.repository_shape.bound_render(args.render.settings()),
         commit_status_allowed_hosts: args.commit_status_allowed_hosts.clone(),
         commit_status_retry: Default::default(),
+        allow_cross_namespace_dependencies: args.allow_cross_namespace_dependencies,
+        ignore_argocd_annotations: args.ignore_argocd_annotations,
     };
     tracing::info!(
         version = driftless::VERSION,

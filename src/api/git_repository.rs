@@ -156,6 +156,12 @@ pub struct GitRepositorySpec {
     /// its objects instead of the files under `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<super::HelmSpec>,
+
+    /// Objects that must be ready before this one applies (see docs/ordering.md): other
+    /// GitRepositories by default, or any object whose readiness kstatus reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub depends_on: Vec<super::Dependency>,
 }
 
 /// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that
@@ -240,6 +246,10 @@ pub struct GitRepositoryStatus {
     /// patch of this one key; the reconciler's status writes leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_webhook: Option<LastWebhook>,
+    /// The revision and generation for which every `spec.dependsOn` entry was last found
+    /// ready; a dependency with policy `UntilReady` is not checked again for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies_ready: Option<super::DependenciesReady>,
 }
 
 /// A webhook delivery as recorded in `status.lastWebhook`.

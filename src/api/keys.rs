@@ -41,3 +41,12 @@ pub const OWNER_NAMESPACE_LABEL: &str = "driftless.dev/namespace";
 /// Label or annotation that keeps one object's `${var}` expressions as they are when set to
 /// `disabled` (Flux's `kustomize.toolkit.fluxcd.io/substitute` is accepted as well).
 pub const SUBSTITUTE_ANNOTATION: &str = "driftless.dev/substitute";
+
+/// Annotation putting an object in an apply wave (an integer, default 0): the waves of a
+/// revision are applied in ascending order, each after every object of the lower waves is
+/// healthy.
+pub const APPLY_WAVE_ANNOTATION: &str = "driftless.dev/apply-wave";
+
+/// Argo CD's wave annotation, read as [`APPLY_WAVE_ANNOTATION`] when that one is absent (unless
+/// the controller runs with `--ignore-argocd-annotations`).
+pub const ARGOCD_SYNC_WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod commit_status;
+mod dependency;
 mod duration;
 mod git_repository;
 mod helm;
@@ -11,6 +12,10 @@ mod validation;
 
 pub use alerts::{AlertEvent, AlertSeverity, AlertSpec, AlertType};
 pub use commit_status::{CommitStatusProvider, CommitStatusSpec};
+pub use dependency::{
+    DependenciesReady, Dependency, DependencyPolicy, GIT_REPOSITORY_API_VERSION,
+    GIT_REPOSITORY_KIND,
+};
 pub use duration::{
     DurationError, MAX_INTERVAL, MAX_TIMEOUT, format_duration, parse_bounded_duration,
     parse_duration,

@@ -17,7 +17,7 @@ use std::{fmt, sync::LazyLock, time::Duration};
 use regex::Regex;
 
 use super::{
-    CommitStatusSpec, GitRepository, GitRepositorySpec, HelmSpec,
+    CommitStatusSpec, Dependency, GitRepository, GitRepositorySpec, HelmSpec,
     duration::{MAX_INTERVAL, MAX_TIMEOUT, parse_duration},
 };
 
@@ -57,6 +57,8 @@ pub const MAX_SUBDOMAIN: usize = 253;
 pub const MAX_PATH: usize = 1024;
 /// Most `helm.valuesFiles` and most `helm.valuesFrom` entries.
 pub const MAX_VALUES_SOURCES: usize = 32;
+/// Most `dependsOn` entries.
+pub const MAX_DEPENDENCIES: usize = 64;
 
 /// The scp-like URL form (`git@host:org/repo.git`).
 const SCP_URL_PATTERN: &str = "^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$";
@@ -254,6 +256,37 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
                 &source.kind,
                 report,
             );
+        }
+    }
+    check_dependencies(&spec.depends_on, report);
+}
+
+fn check_dependencies(dependencies: &[Dependency], report: &mut Report) {
+    report.max_items("spec.dependsOn", dependencies.len(), MAX_DEPENDENCIES);
+    for (index, dependency) in dependencies.iter().enumerate() {
+        let field = format!("spec.dependsOn[{index}]");
+        if dependency.api_version.is_some() != dependency.kind.is_some() {
+            report.refuse(
+                &field,
+                "apiVersion and kind are set together (both unset name a GitRepository)",
+            );
+        }
+        let name = format!("{field}.name");
+        if dependency.name.is_empty() {
+            report.refuse(&name, "should be at least 1 chars long");
+        }
+        report.max_length(&name, &dependency.name, MAX_SUBDOMAIN);
+        if let Some(namespace) = &dependency.namespace {
+            let field = format!("{field}.namespace");
+            if report.max_length(&field, namespace, MAX_LABEL) && !LABEL.is_match(namespace) {
+                report.refuse(&field, "namespace must be a DNS-1123 label");
+            }
+        }
+        if let Some(api_version) = &dependency.api_version {
+            report.max_length(&format!("{field}.apiVersion"), api_version, MAX_SUBDOMAIN);
+        }
+        if let Some(kind) = &dependency.kind {
+            report.max_length(&format!("{field}.kind"), kind, MAX_LABEL);
         }
     }
 }

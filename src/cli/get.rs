@@ -126,7 +126,7 @@ pub fn table(repositories: &[GitRepository], with_namespace: bool, wide: bool) -
         header.insert(0, "NAMESPACE");
     }
     if wide {
-        header.extend(["SUSPENDED", "URL", "PATH", "MESSAGE"]);
+        header.extend(["SUSPENDED", "URL", "PATH", "DEPENDS ON", "MESSAGE"]);
     }
     let mut table = Table::new(&header);
     for repository in repositories {
@@ -153,12 +153,43 @@ pub fn table(repositories: &[GitRepository], with_namespace: bool, wide: bool) -
                 repository.spec.suspend.unwrap_or(false).to_string(),
                 repository.spec.url.clone(),
                 repository.spec.path.clone().unwrap_or_else(|| "/".into()),
+                depends_on_cell(repository),
                 ready.map(|c| c.message.clone()).unwrap_or_default(),
             ]);
         }
         table.row(row);
     }
     table.render()
+}
+
+/// `spec.dependsOn` in one cell: `crds,Deployment/platform/ingress` (a GitRepository of the
+/// same namespace by its name alone); `-` when there is none. Which of them block is in the
+/// message.
+fn depends_on_cell(repository: &GitRepository) -> String {
+    let own = repository.namespace().unwrap_or_default();
+    let names: Vec<String> = repository
+        .spec
+        .depends_on
+        .iter()
+        .map(|dependency| {
+            let namespace = dependency.namespace_or(&own);
+            let located = if namespace == own {
+                dependency.name.clone()
+            } else {
+                format!("{namespace}/{}", dependency.name)
+            };
+            if dependency.is_git_repository() {
+                located
+            } else {
+                format!("{}/{located}", dependency.kind())
+            }
+        })
+        .collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(",")
+    }
 }
 
 pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -168,4 +199,33 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
 /// Plain text: colour codes would break the column alignment that scripts and eyes rely on.
 fn ready_cell(ready: Option<&Condition>) -> String {
     ready.map_or("Unknown", |c| c.status.as_str()).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wide_table_names_what_each_repository_depends_on() {
+        let repository: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "driftless.dev/v1alpha1", "kind": "GitRepository",
+            "metadata": { "name": "app", "namespace": "team-a" },
+            "spec": { "url": "https://example.com/r.git", "dependsOn": [
+                { "name": "crs" },
+                { "name": "crds", "namespace": "platform" },
+                { "name": "ingress", "namespace": "team-a", "apiVersion": "apps/v1",
+                  "kind": "Deployment" },
+            ] },
+        }))
+        .unwrap();
+        assert_eq!(
+            depends_on_cell(&repository),
+            "crs,platform/crds,Deployment/ingress"
+        );
+        let table = table(&[repository], false, true);
+        assert!(
+            table.lines().next().unwrap().contains("DEPENDS ON"),
+            "{table}"
+        );
+    }
 }

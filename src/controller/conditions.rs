@@ -26,6 +26,12 @@ pub enum Reason {
     InvalidSpec,
     /// No ServiceAccount to apply as, and the controller may not use its own identity.
     ServiceAccountRequired,
+    /// A `spec.dependsOn` entry is not ready; the message names it and why.
+    DependencyNotReady,
+    /// `spec.dependsOn` leads back to the object; the message names the cycle.
+    DependencyCycle,
+    /// `spec.dependsOn` names another namespace, which restricted mode refuses.
+    CrossNamespaceDependency,
 }
 
 impl Reason {
@@ -44,6 +50,9 @@ impl Reason {
             Reason::SecretNotFound => "SecretNotFound",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::ServiceAccountRequired => "ServiceAccountRequired",
+            Reason::DependencyNotReady => "DependencyNotReady",
+            Reason::DependencyCycle => "DependencyCycle",
+            Reason::CrossNamespaceDependency => "CrossNamespaceDependency",
         }
     }
 }

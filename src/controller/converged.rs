@@ -1,7 +1,7 @@
 //! What a successful reconcile did, as the status, the events and the metrics report it.
 
 use crate::{
-    api::{ApplyCounts, InventoryEntry},
+    api::{ApplyCounts, DependenciesReady, InventoryEntry},
     apply::{ApplyReport, PruneReport},
 };
 
@@ -22,6 +22,8 @@ pub(super) struct Converged {
     /// When every object was last compared with the cluster, when this apply trusted some to
     /// be in place (a push); `None`: it compared all of them now.
     pub(super) compared_at: Option<std::time::Instant>,
+    /// The revision and generation every `spec.dependsOn` entry was found ready for.
+    pub(super) dependencies_ready: Option<DependenciesReady>,
 }
 
 impl Converged {

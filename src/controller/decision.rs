@@ -9,7 +9,9 @@
 //!   inventory it carries, so the next reconcile still knows, and retries, what it owns.
 
 use super::{conditions::Outcome, converged::Converged, failure::Failure, status::ready_message};
-use crate::api::{ApplyCounts, GitRepositoryStatus, InventoryEntry, LastWebhook};
+use crate::api::{
+    ApplyCounts, DependenciesReady, GitRepositoryStatus, InventoryEntry, LastWebhook,
+};
 
 /// The status a finished reconcile writes: its conditions and the fields it sets.
 #[derive(Debug, PartialEq)]
@@ -24,6 +26,8 @@ pub(super) struct Decision {
     webhook_path: Option<String>,
     /// The push delivery that started this reconcile, recorded with its status.
     delivery: Option<LastWebhook>,
+    /// `None` keeps the record as it was.
+    dependencies_ready: Option<DependenciesReady>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -59,6 +63,7 @@ pub(super) fn after_success(
         last_apply: (!resync).then(|| converged.counts()),
         webhook_path,
         delivery,
+        dependencies_ready: converged.dependencies_ready.clone(),
     }
 }
 
@@ -82,6 +87,7 @@ pub(super) fn after_failure(
         last_apply: None,
         webhook_path,
         delivery,
+        dependencies_ready: None,
     }
 }
 
@@ -106,6 +112,9 @@ impl Decision {
         }
         if let Some(delivery) = &self.delivery {
             status.last_webhook = Some(delivery.clone());
+        }
+        if let Some(ready) = &self.dependencies_ready {
+            status.dependencies_ready = Some(ready.clone());
         }
     }
 }
@@ -157,6 +166,7 @@ mod tests {
             renderer: None,
             digest: "d".into(),
             compared_at: None,
+            dependencies_ready: None,
         }
     }
 

@@ -121,6 +121,8 @@ pub(super) mod tests {
             render: Default::default(),
             commit_status_allowed_hosts: Vec::new(),
             commit_status_retry: Default::default(),
+            allow_cross_namespace_dependencies: false,
+            ignore_argocd_annotations: false,
         }
     }
 

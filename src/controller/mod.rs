@@ -8,6 +8,7 @@ mod commit_status;
 pub mod conditions;
 mod converged;
 mod decision;
+mod dependencies;
 mod failure;
 mod finalizer;
 mod health;
@@ -23,6 +24,7 @@ mod schedule;
 mod spec;
 mod status;
 mod unchanged;
+mod waves;
 mod webhook_token;
 mod webhooks;
 
@@ -103,6 +105,12 @@ pub struct Settings {
     pub commit_status_allowed_hosts: Vec<String>,
     /// How hard a commit status is tried.
     pub commit_status_retry: crate::commit_status::RetryPolicy,
+    /// Let `spec.dependsOn` name another namespace although `require_service_account` is set
+    /// (without it, such dependencies are always allowed).
+    pub allow_cross_namespace_dependencies: bool,
+    /// Leave Argo CD's `argocd.argoproj.io/sync-wave` annotation unread (it is read as
+    /// `driftless.dev/apply-wave` otherwise).
+    pub ignore_argocd_annotations: bool,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -175,6 +183,8 @@ pub struct Context {
     commit_statuses: crate::commit_status::Notifier,
     /// The alerts sent in the background, each event once per revision.
     alerts: crate::alerts::Alerts,
+    /// Every GitRepository watched, for the dependency graph.
+    repositories: Store<GitRepository>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -225,6 +235,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         }
         None => None,
     };
+    let (store, writer) = reflector::store();
     let context = Arc::new(Context {
         config,
         source: SourceEngine::new(
@@ -249,6 +260,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             crate::commit_status::StatusClient::new(settings.commit_status_retry),
             metrics.clone(),
         ),
+        repositories: store.clone(),
         client,
         settings: settings.clone(),
         metrics,
@@ -258,7 +270,13 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         let context = context.clone();
         async move { context.source.keep_evicting().await }
     }));
-    let (store, writer) = reflector::store();
+    // The dependents of a GitRepository are reconciled as soon as its readiness changes: a
+    // watch of its own, filtered to those changes, so no status write of another kind wakes
+    // anything.
+    let readiness_changes = watcher(repositories.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(dependencies::readiness_hash, PredicateConfig::default());
     let changes = watcher(repositories, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -279,6 +297,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .watches_stream(metadata_changes(configmaps), {
             let store = store.clone();
             move |configmap| users_of(&store, "ConfigMap", &configmap)
+        })
+        .watches_stream(readiness_changes, {
+            let store = store.clone();
+            move |dependency| dependencies::dependents_of(&store, &dependency)
         })
         .reconcile_on(priority::in_order(
             queued_pushes,
@@ -394,7 +416,7 @@ fn wants_reconcile(repository: &GitRepository) -> Option<u64> {
         .hash_property(repository)
 }
 
-fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
+pub(super) fn predicate_hash(value: &impl std::hash::Hash) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }

@@ -17,9 +17,9 @@ use super::{
     conditions::{Outcome, Reason},
     converged::Converged,
     decision::{self, Decision},
+    dependencies::{DependencyCheck, check_dependencies},
     failure::{
-        Failure, apply_failure, manifest_failure, refuse_skipped_paths, render_failure,
-        substitution_failure,
+        Failure, manifest_failure, refuse_skipped_paths, render_failure, substitution_failure,
     },
     health::{HealthWait, Step, look_at_health, recheck_health, record_waiting},
     identity::{Tenants, applier_for, client_for},
@@ -28,10 +28,11 @@ use super::{
     schedule::{jittered, retry_after},
     spec::{SpecDurations, check_spec},
     status::{is_new_work, mark_reconciling, write_status},
+    waves::{WavePlan, apply_in_waves},
     webhook_token::{TokenError, webhook_path_of},
 };
 use crate::{
-    api::GitRepository,
+    api::{DependenciesReady, GitRepository},
     apply::{ApplyOptions, DesiredObject, ObjectRef, digest_of},
     commit_status::State,
     manifests, revision,
@@ -67,6 +68,20 @@ pub(super) async fn reconcile_repository(
     };
     let (repository, result) = match worked {
         Work::Done(repository, result) => (repository, result),
+        Work::Blocked {
+            repository,
+            revision,
+            message,
+            look_again_in,
+        } => {
+            record_blocked(&context, &api, &repository, &revision, message).await?;
+            context
+                .metrics
+                .observe_reconcile(Reason::DependencyNotReady.as_str(), started.elapsed());
+            return Ok(Action::requeue(
+                look_again_in.unwrap_or_else(|| jittered(interval)),
+            ));
+        }
         Work::Unchanged { drift_check_in } => {
             context
                 .metrics
@@ -201,6 +216,42 @@ async fn record(
     Ok(())
 }
 
+/// A dependent waits for its dependencies: `Ready=False, reason=DependencyNotReady` naming
+/// each blocker, and an event saying so once. Not a failure: no Warning, no backoff; the
+/// dependencies' readiness changes reconcile it again (see `super::dependencies`).
+async fn record_blocked(
+    context: &Context,
+    api: &Api<GitRepository>,
+    repository: &GitRepository,
+    revision: &str,
+    message: String,
+) -> Result<(), Error> {
+    let namespace = repository.namespace().unwrap_or_default();
+    context
+        .metrics
+        .set_ready(&namespace, &repository.name_any(), false);
+    let message = format!("revision {revision} waits: {message}");
+    let outcome = Outcome::Failed {
+        reason: Reason::DependencyNotReady,
+        message: message.clone(),
+    };
+    let written = write_status(api, repository, &outcome, |status| {
+        status.last_fetched_revision = Some(revision.to_owned());
+    })
+    .await?;
+    if written.is_some() {
+        publish(
+            &context.recorder,
+            repository,
+            kube::runtime::events::EventType::Normal,
+            Reason::DependencyNotReady.as_str(),
+            message,
+        )
+        .await;
+    }
+    Ok(())
+}
+
 /// How far a reconcile's work went.
 // Returned once per reconcile and matched at once, never stored: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -210,6 +261,13 @@ enum Work {
     Unchanged { drift_check_in: Duration },
     /// The object as last written, and where its work ended.
     Done(Arc<GitRepository>, Result<Step, Failure>),
+    /// `revision` waits for the dependencies `message` names; nothing was applied.
+    Blocked {
+        repository: Arc<GitRepository>,
+        revision: String,
+        message: String,
+        look_again_in: Option<Duration>,
+    },
 }
 
 /// Fetches, renders and applies; or, while the applied revision waits for health, only looks
@@ -223,7 +281,13 @@ async fn work(
     durations: &SpecDurations,
     pushed: Option<Instant>,
 ) -> Result<Work, Error> {
-    if let Some(wait) = context.health_waits.take(&repository) {
+    // A push ends a health wait at once: the pushed commit is fetched and applied now (often
+    // the fix for the rollout that waits), not after the old revision's timeout.
+    if pushed.is_some() {
+        context
+            .health_waits
+            .forget(namespace, &repository.name_any());
+    } else if let Some(wait) = context.health_waits.take(&repository) {
         let step = recheck_health(&repository, context, namespace, wait).await;
         return Ok(Work::Done(repository, step));
     }
@@ -253,6 +317,25 @@ async fn work(
     if let Some(trusted) = trusted {
         options.trusted = trusted.hashes;
     }
+    let dependencies_ready =
+        match check_dependencies(&repository, context, namespace, &desired.revision).await {
+            Ok(DependencyCheck::Open { ready }) => ready,
+            Ok(DependencyCheck::Blocked {
+                message,
+                look_again_in,
+            }) => {
+                return Ok(Work::Blocked {
+                    repository,
+                    revision: desired.revision,
+                    message,
+                    look_again_in,
+                });
+            }
+            Err(failure) => {
+                let failure = failure.at(&desired.revision);
+                return Ok(Work::Done(repository, Err(failure)));
+            }
+        };
     // Remembered again once everything is applied: until then the cluster may hold part of
     // another set of objects.
     context.applied.forget(namespace, &repository.name_any());
@@ -276,6 +359,7 @@ async fn work(
         &options,
         desired,
         durations,
+        dependencies_ready,
     )
     .await;
     Ok(Work::Done(repository, step))
@@ -364,14 +448,23 @@ async fn converge(
     options: &ApplyOptions,
     desired: DesiredState,
     durations: &SpecDurations,
+    dependencies_ready: Option<DependenciesReady>,
 ) -> Result<Step, Failure> {
     let started = Instant::now();
     let revision = desired.revision;
     let applier = applier_for(repository, namespace, context)?;
-    let report = applier
-        .apply(desired.objects, options)
-        .await
-        .map_err(|error| apply_failure(&revision, &error))?;
+    let inventory = repository
+        .status
+        .as_ref()
+        .map(|status| status.inventory.as_slice())
+        .unwrap_or_default();
+    let plan = WavePlan {
+        revision: &revision,
+        argocd: !context.settings.ignore_argocd_annotations,
+        deadline: started.checked_add(durations.timeout).unwrap_or(started),
+        inventory,
+    };
+    let report = apply_in_waves(&applier, desired.objects, options, &plan).await?;
     let metrics = &context.metrics;
     let timings = &report.timings;
     metrics.observe_stage("apply_list", timings.list);
@@ -402,6 +495,7 @@ async fn converge(
         renderer: desired.renderer,
         digest: desired.digest,
         compared_at: desired.compared_at,
+        dependencies_ready,
     };
     if repository.spec.wait != Some(true) {
         return Ok(Step::Converged { converged, started });

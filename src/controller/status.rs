@@ -93,7 +93,7 @@ pub(super) fn ready_message(status: Option<&GitRepositoryStatus>) -> Option<Stri
 /// The status fields the reconciler owns. A merge patch leaves out what serialization skips
 /// (an emptied inventory, a removed webhook path), and leaving a key out keeps the old value:
 /// each of these that is absent is sent as `null`, which deletes it.
-const RECONCILER_STATUS_FIELDS: [&str; 11] = [
+const RECONCILER_STATUS_FIELDS: [&str; 12] = [
     "observedGeneration",
     "conditions",
     "lastFetchedRevision",
@@ -105,6 +105,7 @@ const RECONCILER_STATUS_FIELDS: [&str; 11] = [
     "lastApply",
     "webhookPath",
     "lastAppliedRenderer",
+    "dependenciesReady",
 ];
 
 /// The merge patch of a status write. `lastWebhook` is written by a replica that received a
@@ -193,6 +194,7 @@ mod tests {
             webhook_path: Some("/hooks/x".into()),
             last_webhook: None,
             last_applied_renderer: Some("kustomize v5.8.2".into()),
+            dependencies_ready: Some(crate::api::DependenciesReady::default()),
         };
         let serde_json::Value::Object(fields) = serde_json::to_value(full).unwrap() else {
             panic!("a status serializes to an object");

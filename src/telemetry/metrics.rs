@@ -299,6 +299,7 @@ impl Metrics {
             "Manifest files read into objects, by outcome (parsed, or cached: the objects of \
              the same git blob reused)",
             manifest_files.clone(),
+        );
         let commit_statuses = Family::<CommitStatusLabels, Counter>::default();
         registry.register(
             "commit_status_posts",

@@ -435,6 +435,26 @@ async fn admission_and_the_rust_rules_agree_on_every_spec() {
         with(
             json!({ "alerts": (0..9).map(|_| json!({ "type": "discord", "secretRef": { "name": "d" } })).collect::<Vec<_>>() }),
         ),
+        // dependsOn: the defaults, other kinds, and their bounds.
+        with(json!({ "dependsOn": [
+            { "name": "crds" },
+            { "name": "crs", "namespace": "platform", "policy": "Always" },
+            { "name": "widgets.example.com", "apiVersion": "apiextensions.k8s.io/v1",
+              "kind": "CustomResourceDefinition", "policy": "UntilReady" },
+        ] })),
+        with(
+            json!({ "dependsOn": (0..64).map(|i| json!({ "name": format!("d{i}") })).collect::<Vec<_>>() }),
+        ),
+        with(
+            json!({ "dependsOn": (0..65).map(|i| json!({ "name": format!("d{i}") })).collect::<Vec<_>>() }),
+        ),
+        with(json!({ "dependsOn": [{ "name": "" }] })),
+        with(json!({ "dependsOn": [{ "name": long(254) }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "kind": "HelmRelease" }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "apiVersion": "helm.toolkit.fluxcd.io/v2" }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "namespace": "Team_A" }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "namespace": long(64) }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "apiVersion": "v1", "kind": long(64) }] })),
         // Helm with the Kustomize fields.
         with(json!({ "helm": {}, "namePrefix": "p-" })),
         with(json!({ "helm": {}, "components": ["c"] })),

@@ -23,6 +23,7 @@ mod helm;
 mod hostile;
 mod kustomize;
 mod operations;
+mod ordering;
 mod real_content;
 mod real_node;
 mod source;

@@ -1376,3 +1376,67 @@ async fn a_webhook_secret_the_service_account_may_not_read_gets_no_hook() {
     }
     ping_until(port, &denied_path, TOKEN, 200, Duration::from_secs(30)).await;
 }
+
+fn rollout(name: &str, node_selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      {node_selector}
+      containers:
+      - name: app
+        image: example.invalid/app:1
+"
+    )
+}
+
+/// A broken rollout waits for health with a long timeout; the fix pushed meanwhile ends the
+/// wait and is applied (and healthy) at once, not after the old revision's ten minutes.
+#[tokio::test]
+async fn a_push_during_a_long_health_wait_is_applied_without_waiting_for_the_timeout() {
+    install_crds().await;
+    let namespace = TestNamespace::create("webhook-health-wait").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("rollout");
+    let broken = rollout("web", "nodeSelector: {no-such-node: \"true\"}");
+    let first = repo.commit("unschedulable", &[("deploy/web.yaml", broken.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let secrets = shared_secrets();
+    let port = free_port();
+    let _replica = start_replica(&namespace, &strs(&webhook_flags(port, &secrets)));
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": url, "path": "deploy", "interval": HOURLY, "wait": true,
+                    "timeout": "10m" }),
+        )
+        .await;
+    wait_for(&namespace, "the broken rollout to wait for health", |r| {
+        condition(r, "Reconciling").is_some_and(|(status, _, message)| {
+            status == "True" && message.contains("waiting") && message.contains(&first)
+        })
+    })
+    .await;
+    wait_for_port(port).await;
+
+    let fixed = rollout("web", "");
+    let second = repo.commit("schedulable", &[("deploy/web.yaml", fixed.as_str())]);
+    let pushed = tokio::time::Instant::now();
+    let (status, response) = Delivery::GitHub.deliver(port, &repo, &url, &first, &second, "w-1");
+    assert_eq!(status, 202, "{response}");
+    wait_applied_named(&namespace, "app", &second, WEBHOOK_DEADLINE).await;
+    eprintln!(
+        "the fix pushed during a 10 min health wait was applied and healthy in {:?}",
+        pushed.elapsed()
+    );
+}

@@ -31,6 +31,8 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
             first_backoff: Duration::from_millis(200),
             ..Default::default()
         },
+        allow_cross_namespace_dependencies: false,
+        ignore_argocd_annotations: false,
     }
 }
 

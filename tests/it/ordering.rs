@@ -1,0 +1,652 @@
+//! `spec.dependsOn` against the real cluster: a three-layer chain created at once converges in
+//! order without a failed apply, driven by its dependencies' readiness (not by polling); the
+//! policies; a cycle; the cross-namespace refusal of restricted mode.
+
+use crate::support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use driftless::api::GitRepository;
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Event},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{Api, api::Patch};
+use serde_json::json;
+use support::{
+    cluster::{TestNamespace, install_crds},
+    controller::RunningController,
+    git::{GitRepos, HttpGitServer, HttpOptions},
+    objects::condition,
+    waiting::wait_for_named,
+};
+
+/// No poll helps: a blocked GitRepository is woken by its dependency's readiness alone.
+const HOURLY: &str = "1h";
+
+fn crd(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"
+    )
+}
+
+const OPERATOR: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: widget-operator
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: widget-operator}
+  template:
+    metadata:
+      labels: {app: widget-operator}
+    spec:
+      containers:
+      - name: operator
+        image: example.invalid/widget-operator:1
+";
+
+fn widget(group: &str) -> String {
+    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  teeth: 12\n")
+}
+
+fn configmap(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+fn ready(repository: &GitRepository) -> Option<(String, String, String)> {
+    condition(repository, "Ready")
+}
+
+fn is_ready(repository: &GitRepository) -> bool {
+    ready(repository).is_some_and(|(status, _, _)| status == "True")
+}
+
+fn reason(repository: &GitRepository) -> String {
+    ready(repository)
+        .map(|(_, reason, _)| reason)
+        .unwrap_or_default()
+}
+
+/// The Warning events recorded on GitRepositories of the namespace, as `name: reason: note`.
+async fn warnings(namespace: &TestNamespace) -> Vec<String> {
+    namespace
+        .api::<Event>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|event| event.type_.as_deref() == Some("Warning"))
+        .filter(|event| event.involved_object.kind.as_deref() == Some("GitRepository"))
+        .map(|event| {
+            format!(
+                "{}: {}: {}",
+                event.involved_object.name.unwrap_or_default(),
+                event.reason.unwrap_or_default(),
+                event.message.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_three_layer_chain_created_at_once_converges_in_order_without_a_failed_apply() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-chain").await;
+    let group = format!("{}.driftless.test", namespace.name);
+    let repos = GitRepos::new();
+    let repo = repos.create("platform");
+    let (crd, widget, app) = (crd(&group), widget(&group), configmap("app", "uses a gear"));
+    repo.commit(
+        "three layers",
+        &[
+            ("crds/crd.yaml", crd.as_str()),
+            ("crds/operator.yaml", OPERATOR),
+            ("crs/widget.yaml", widget.as_str()),
+            ("app/app.yaml", app.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let _controller = RunningController::start(&namespace.name);
+    let layers = [
+        ("app", json!([{ "name": "crs" }])),
+        ("crs", json!([{ "name": "crds" }])),
+        ("crds", json!([])),
+    ];
+    // The dependents first: nothing but the dependencies' readiness may let them apply.
+    for (name, depends_on) in &layers {
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": url, "path": name, "interval": HOURLY, "wait": true,
+                        "timeout": "2m", "dependsOn": depends_on }),
+            )
+            .await;
+    }
+    let created = Instant::now();
+    let api = namespace.api::<GitRepository>();
+    let mut ready_at: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut reasons: BTreeSet<String> = BTreeSet::new();
+    while ready_at.len() < 3 {
+        assert!(
+            created.elapsed() < Duration::from_secs(90),
+            "the chain did not converge: ready {ready_at:?}, reasons seen {reasons:?}"
+        );
+        for (name, _) in &layers {
+            let repository = api.get(name).await.unwrap();
+            reasons.insert(reason(&repository));
+            if is_ready(&repository) {
+                ready_at.entry(name).or_insert_with(|| created.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("ready after creation: {ready_at:?}");
+    let (crds, crs, app) = (ready_at["crds"], ready_at["crs"], ready_at["app"]);
+    assert!(crds <= crs && crs <= app, "in order: {ready_at:?}");
+    let per_layer = [crs - crds, app - crs];
+    eprintln!(
+        "time added per layer (dependency Ready to dependent Ready, its own apply included): \
+         crds→crs {:?}, crs→app {:?}",
+        per_layer[0], per_layer[1]
+    );
+    for added in per_layer {
+        // The goal is under 1 s; a loaded test machine gets some slack, a fixed requeue (30 s
+        // in Flux, the 1 h interval here) would not fit.
+        assert!(added < Duration::from_secs(5), "{per_layer:?}");
+    }
+    reasons.remove("");
+    let allowed: BTreeSet<String> = ["Progressing", "Succeeded", "DependencyNotReady"]
+        .map(String::from)
+        .into();
+    assert!(
+        reasons.is_subset(&allowed),
+        "no failed step on the way: {reasons:?}"
+    );
+    let warnings = warnings(&namespace).await;
+    assert!(
+        warnings.is_empty(),
+        "no failed apply was recorded: {warnings:?}"
+    );
+    let app = api.get("app").await.unwrap();
+    let waited_for = app
+        .status
+        .as_ref()
+        .and_then(|s| s.dependencies_ready.clone());
+    assert!(
+        waited_for.is_some(),
+        "the gate was recorded: {:?}",
+        app.status
+    );
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_some(),
+        "the app is applied"
+    );
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    let _ = crds_api
+        .delete(&format!("widgets.{group}"), &Default::default())
+        .await;
+}
+
+#[tokio::test]
+async fn a_dependency_that_is_not_ready_blocks_always_and_not_until_ready() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-policy").await;
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    for name in ["base", "always", "until-ready"] {
+        let repo = repos.create(name);
+        let manifest = configmap(name, "1");
+        repo.commit("one", &[("deploy/cm.yaml", manifest.as_str())]);
+        let policy = match name {
+            "base" => None,
+            "always" => Some("Always"),
+            _ => Some("UntilReady"),
+        };
+        let depends_on = match policy {
+            None => json!([]),
+            Some(policy) => json!([{ "name": "base", "policy": policy }]),
+        };
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                        "dependsOn": depends_on }),
+            )
+            .await;
+    }
+    let _controller = RunningController::start(&namespace.name);
+    for name in ["base", "always", "until-ready"] {
+        wait_for_named(&namespace, name, "Ready", Duration::from_secs(60), is_ready).await;
+    }
+
+    // The dependency stops being ready; both dependents must re-apply the same revision
+    // (their ConfigMaps were deleted by hand).
+    let api = namespace.api::<GitRepository>();
+    let suspend = json!({ "spec": { "suspend": true } });
+    api.patch("base", &Default::default(), &Patch::Merge(&suspend))
+        .await
+        .unwrap();
+    wait_for_named(
+        &namespace,
+        "base",
+        "Suspended",
+        Duration::from_secs(30),
+        |r| reason(r) == "Suspended",
+    )
+    .await;
+    let configmaps = namespace.api::<ConfigMap>();
+    for name in ["always", "until-ready"] {
+        configmaps.delete(name, &Default::default()).await.unwrap();
+        request_reconcile(&api, name).await;
+    }
+    let blocked = wait_for_named(
+        &namespace,
+        "always",
+        "DependencyNotReady",
+        Duration::from_secs(30),
+        |r| reason(r) == "DependencyNotReady",
+    )
+    .await;
+    let (status, _, message) = ready(&blocked).unwrap();
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("GitRepository")
+            && message.contains("/base")
+            && message.contains("Suspended"),
+        "the message names the blocker and why: {message}"
+    );
+    wait_for_configmap(
+        &namespace,
+        "until-ready",
+        "UntilReady re-applies its revision",
+    )
+    .await;
+    assert!(is_ready(&api.get("until-ready").await.unwrap()));
+    assert!(
+        configmaps.get_opt("always").await.unwrap().is_none(),
+        "Always applies nothing while the dependency is not ready"
+    );
+
+    // Ready again: the blocked dependent applies at once (the interval is an hour).
+    let resume = json!({ "spec": { "suspend": false } });
+    let resumed = Instant::now();
+    api.patch("base", &Default::default(), &Patch::Merge(&resume))
+        .await
+        .unwrap();
+    wait_for_configmap(&namespace, "always", "Always applies once base is ready").await;
+    eprintln!(
+        "blocked dependent applied {:?} after its dependency resumed",
+        resumed.elapsed()
+    );
+    wait_for_named(
+        &namespace,
+        "always",
+        "Ready",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+}
+
+async fn request_reconcile(api: &Api<GitRepository>, name: &str) {
+    let now = jiff::Timestamp::now().to_string();
+    let patch = json!({ "metadata": { "annotations": {
+        driftless::api::RECONCILE_REQUESTED_AT: now } } });
+    api.patch(name, &Default::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn wait_for_configmap(namespace: &TestNamespace, name: &str, what: &str) {
+    let configmaps = namespace.api::<ConfigMap>();
+    for _ in 0..300 {
+        if configmaps.get_opt(name).await.unwrap().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for ConfigMap {name}: {what}");
+}
+
+#[tokio::test]
+async fn a_cycle_is_stalled_naming_it_and_converges_once_broken() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-cycle").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("cycle");
+    let files: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|name| (format!("{name}/cm.yaml"), configmap(name, "1")))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit("three", &borrowed);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    for (name, dependency) in [("a", "b"), ("b", "c"), ("c", "a")] {
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": url, "path": name, "interval": HOURLY,
+                        "dependsOn": [{ "name": dependency }] }),
+            )
+            .await;
+    }
+    let _controller = RunningController::start(&namespace.name);
+    for name in ["a", "b", "c"] {
+        let stalled = wait_for_named(
+            &namespace,
+            name,
+            "Stalled with DependencyCycle",
+            Duration::from_secs(60),
+            |r| condition(r, "Stalled").is_some_and(|(_, reason, _)| reason == "DependencyCycle"),
+        )
+        .await;
+        let (_, _, message) = ready(&stalled).unwrap();
+        let ns = &namespace.name;
+        for member in ["a", "b", "c"] {
+            assert!(message.contains(&format!("{ns}/{member}")), "{message}");
+        }
+        assert!(message.contains(" → "), "{message}");
+    }
+    // c no longer depends on a: c applies, then b, then a, each woken by the one before.
+    let api = namespace.api::<GitRepository>();
+    let patch = json!({ "spec": { "dependsOn": null } });
+    api.patch("c", &Default::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    for name in ["c", "b", "a"] {
+        wait_for_named(&namespace, name, "Ready", Duration::from_secs(30), is_ready).await;
+    }
+}
+
+#[tokio::test]
+async fn restricted_mode_refuses_another_namespace_unless_the_flag_allows_it() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-cross").await;
+    namespace
+        .grant_service_account(
+            "applier",
+            &["configmaps"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
+        )
+        .await;
+    let repos = GitRepos::new();
+    let repo = repos.create("tenant");
+    let manifest = configmap("tenant", "1");
+    repo.commit("one", &[("deploy/cm.yaml", manifest.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    namespace
+        .create_git_repository(
+            "tenant",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "serviceAccountName": "applier",
+                    "dependsOn": [{ "name": "platform", "namespace": "kube-system" }] }),
+        )
+        .await;
+    let restricted = RunningController::start_with(&namespace.name, |settings| {
+        settings.require_service_account = true;
+    });
+    let refused = wait_for_named(
+        &namespace,
+        "tenant",
+        "Stalled with CrossNamespaceDependency",
+        Duration::from_secs(60),
+        |r| {
+            condition(r, "Stalled")
+                .is_some_and(|(_, reason, _)| reason == "CrossNamespaceDependency")
+        },
+    )
+    .await;
+    let (_, _, message) = ready(&refused).unwrap();
+    assert!(
+        message.contains("kube-system/platform")
+            && message.contains("--allow-cross-namespace-dependencies"),
+        "{message}"
+    );
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("tenant")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing applied"
+    );
+    drop(restricted);
+
+    let _allowed = RunningController::start_with(&namespace.name, |settings| {
+        settings.require_service_account = true;
+        settings.allow_cross_namespace_dependencies = true;
+    });
+    request_reconcile(&namespace.api::<GitRepository>(), "tenant").await;
+    let waiting = wait_for_named(
+        &namespace,
+        "tenant",
+        "DependencyNotReady for the missing dependency",
+        Duration::from_secs(60),
+        |r| reason(r) == "DependencyNotReady",
+    )
+    .await;
+    let (_, _, message) = ready(&waiting).unwrap();
+    assert!(
+        message.contains("kube-system/platform") && message.contains("does not exist"),
+        "{message}"
+    );
+}
+
+fn annotated_configmap(name: &str, annotation: &str, wave: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    {annotation}: \"{wave}\"\ndata:\n  value: \"1\"\n"
+    )
+}
+
+fn gate(node_selector: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gate
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: gate}}
+  template:
+    metadata:
+      labels: {{app: gate}}
+    spec:
+      {node_selector}
+      containers:
+      - name: app
+        image: example.invalid/gate:1
+"
+    )
+}
+
+fn created_at(configmap: &ConfigMap) -> jiff::Timestamp {
+    configmap.metadata.creation_timestamp.as_ref().unwrap().0
+}
+
+/// Waves inside one revision: -1, then 0 (a Deployment), then 1 (driftless's annotation),
+/// then 2 (Argo CD's); a wave that is not healthy keeps every later wave out of the cluster.
+#[tokio::test]
+async fn waves_of_one_revision_apply_in_order_each_after_the_lower_ones_are_healthy() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-waves").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("waves");
+    let before = annotated_configmap("before", "driftless.dev/apply-wave", "-1");
+    let after = annotated_configmap("after", "driftless.dev/apply-wave", "1");
+    let argo = annotated_configmap("argo-after", "argocd.argoproj.io/sync-wave", "2");
+    let stuck = gate("nodeSelector: {no-such-node: \"true\"}");
+    let files = |gate: &str| {
+        vec![
+            ("deploy/after.yaml".to_owned(), after.clone()),
+            ("deploy/argo.yaml".to_owned(), argo.clone()),
+            ("deploy/before.yaml".to_owned(), before.clone()),
+            ("deploy/gate.yaml".to_owned(), gate.to_owned()),
+        ]
+    };
+    let commit = |message: &str, files: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &borrowed)
+    };
+    commit("a gate that never becomes healthy", files(&stuck));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "timeout": "6s" }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let failed = wait_for_named(
+        &namespace,
+        "app",
+        "wave 0 to fail its health check",
+        Duration::from_secs(60),
+        |r| reason(r) == "HealthCheckFailed",
+    )
+    .await;
+    let (_, _, message) = ready(&failed).unwrap();
+    assert!(
+        message.contains("wave 0") && message.contains("gate"),
+        "{message}"
+    );
+    let configmaps = namespace.api::<ConfigMap>();
+    assert!(
+        configmaps.get_opt("before").await.unwrap().is_some(),
+        "wave -1 applied"
+    );
+    for later in ["after", "argo-after"] {
+        assert!(
+            configmaps.get_opt(later).await.unwrap().is_none(),
+            "{later} waits for wave 0 to be healthy"
+        );
+    }
+
+    let healthy = gate("");
+    let fixed = commit("a schedulable gate", files(&healthy));
+    request_reconcile(&namespace.api::<GitRepository>(), "app").await;
+    support::waiting::wait_applied_named(&namespace, "app", &fixed, Duration::from_secs(60)).await;
+    let deployment = namespace
+        .api::<k8s_openapi::api::apps::v1::Deployment>()
+        .get("gate")
+        .await
+        .unwrap();
+    let available = deployment
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Available" && c.status == "True")
+        .and_then(|c| c.last_transition_time)
+        .expect("the gate is available")
+        .0;
+    let after = configmaps.get("after").await.unwrap();
+    let argo = configmaps.get("argo-after").await.unwrap();
+    assert!(
+        created_at(&after) >= available,
+        "wave 1 after wave 0 is healthy"
+    );
+    assert!(
+        created_at(&argo) >= created_at(&after),
+        "Argo CD's wave 2 after wave 1"
+    );
+}
+
+/// A dependency of another kind (here a CRD, which no watch reports on) is read by its kstatus
+/// health: missing, then not Established, then ready; the dependent applies within a poll.
+#[tokio::test]
+async fn a_dependency_of_another_kind_is_waited_for_by_its_health() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-kind").await;
+    let group = format!("{}.driftless.test", namespace.name);
+    let repos = GitRepos::new();
+    let repo = repos.create("uses-crd");
+    let widget = widget(&group);
+    repo.commit("a widget", &[("deploy/widget.yaml", widget.as_str())]);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let crd_name = format!("widgets.{group}");
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "dependsOn": [{ "name": crd_name, "apiVersion": "apiextensions.k8s.io/v1",
+                                    "kind": "CustomResourceDefinition" }] }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let waiting = wait_for_named(
+        &namespace,
+        "app",
+        "DependencyNotReady for the missing CRD",
+        Duration::from_secs(60),
+        |r| reason(r) == "DependencyNotReady",
+    )
+    .await;
+    let (_, _, message) = ready(&waiting).unwrap();
+    assert!(
+        message.contains("CustomResourceDefinition") && message.contains("does not exist"),
+        "{message}"
+    );
+    let definition: CustomResourceDefinition =
+        serde_saphyr::from_str(&crd(&group)).expect("the CRD manifest");
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    crds_api
+        .create(&Default::default(), &definition)
+        .await
+        .unwrap();
+    let created = Instant::now();
+    wait_for_named(
+        &namespace,
+        "app",
+        "Ready",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+    eprintln!("applied {:?} after its CRD was created", created.elapsed());
+    let reasons = warnings(&namespace).await;
+    assert!(reasons.is_empty(), "no failed apply: {reasons:?}");
+    let _ = crds_api.delete(&crd_name, &Default::default()).await;
+}
