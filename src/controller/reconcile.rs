@@ -67,10 +67,17 @@ pub(super) async fn reconcile_repository(
     };
     let (repository, result) = match worked {
         Work::Done(repository, result) => (repository, result),
-        Work::Unchanged { drift_check_in } => {
+        Work::Unchanged {
+            drift_check_in,
+            repository,
+            revision,
+        } => {
             context
                 .metrics
                 .observe_reconcile("unchanged", started.elapsed());
+            // The cluster already holds (healthy) exactly this commit's objects.
+            let note = "applied: the same objects as the commit applied before";
+            report_commit_status(&context, &repository, &revision, State::Success, note).await;
             tracing::debug!(
                 namespace,
                 name,
@@ -187,9 +194,14 @@ async fn record(
 // Returned once per reconcile and matched at once, never stored: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Work {
-    /// A push brought a commit that applies the same objects as the last full reconcile:
-    /// nothing was asked of the API; the next drift check is due in `drift_check_in`.
-    Unchanged { drift_check_in: Duration },
+    /// A push brought a commit (`revision`) that applies the same objects as the last full
+    /// reconcile: nothing was asked of the API; the next drift check is due in
+    /// `drift_check_in`.
+    Unchanged {
+        drift_check_in: Duration,
+        repository: Arc<GitRepository>,
+        revision: String,
+    },
     /// The object as last written, and where its work ended.
     Done(Arc<GitRepository>, Result<Step, Failure>),
 }
@@ -224,7 +236,11 @@ async fn work(
     let unchanged =
         pushed.and_then(|_| applied.unchanged(&repository, &desired.digest, durations.interval));
     if let Some(drift_check_in) = unchanged {
-        return Ok(Work::Unchanged { drift_check_in });
+        return Ok(Work::Unchanged {
+            drift_check_in,
+            repository,
+            revision: desired.revision,
+        });
     }
     // Remembered again once everything is applied: until then the cluster may hold part of
     // another set of objects.

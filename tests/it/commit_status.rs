@@ -474,6 +474,24 @@ async fn a_push_through_gitea_is_applied_by_its_webhook_and_its_outcome_posted_b
         "a resync posted a status"
     );
 
+    // A pushed commit that changes no object (a file outside `path`) ends before any apply,
+    // and is `success` at once: the cluster already holds exactly its objects.
+    let docs_only = push(
+        &repository,
+        &[("README.md", "docs\n".to_owned())],
+        "docs only",
+    );
+    let found = wait_states(
+        &gitea,
+        &repository,
+        &docs_only,
+        "success of a docs-only commit",
+        |s| s.iter().any(|(state, _)| state == "success"),
+    )
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].1.contains("same objects"), "{found:?}");
+
     // A broken commit: `failure` with the reason.
     let broken = push(
         &repository,
