@@ -149,6 +149,7 @@ async fn an_apply_is_announced_once_and_a_resync_announces_nothing() {
                                  "events": ["Applied", "Failed"] }] }),
         )
         .await;
+    crate::commit_status::assert_kept(&namespace, "alerts").await;
     wait_applied(&namespace, &first, Duration::from_secs(60)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while recorder.requests().is_empty() {
