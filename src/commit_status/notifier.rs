@@ -44,7 +44,8 @@ struct Last {
     commit: String,
     context: String,
     state: State,
-    destination: Destination,
+    /// Where it went; `None` for a state only learned from the object's status.
+    destination: Option<Destination>,
 }
 
 struct Job {
@@ -129,13 +130,16 @@ impl Notifier {
                     commit: status.commit.clone(),
                     context: status.context.clone(),
                     state: status.state,
-                    destination: destination.clone(),
+                    destination: Some(destination.clone()),
                 },
             )
         };
-        if let Some(previous) = previous.filter(|p| {
-            p.state == State::Failure && p.commit != status.commit && p.context == status.context
-        }) {
+        let superseded = previous.and_then(|p| {
+            let failed = p.state == State::Failure && p.context == status.context;
+            let destination = p.destination.clone()?;
+            (failed && p.commit != status.commit).then_some((p, destination))
+        });
+        if let Some((previous, previous_destination)) = superseded {
             let superseded = Status {
                 commit: previous.commit,
                 state: State::Error,
@@ -145,7 +149,7 @@ impl Notifier {
             };
             self.enqueue(Job {
                 key: key.clone(),
-                destination: previous.destination,
+                destination: previous_destination,
                 status: superseded,
                 on_failure: None,
             });
@@ -156,6 +160,19 @@ impl Notifier {
             status,
             on_failure,
         })
+    }
+
+    /// Records `status` as the object's last one without posting it, unless the object has
+    /// one already: what a controller that just started learns from the object's own status
+    /// (a commit it shows applied and Ready was reported `success` by whoever applied it), so
+    /// that the first resync after a restart or a leader change posts nothing.
+    pub fn seed(&self, key: &ObjectKey, status: &Status) {
+        lock(&self.last).entry(key.clone()).or_insert_with(|| Last {
+            commit: status.commit.clone(),
+            context: status.context.clone(),
+            state: status.state,
+            destination: None,
+        });
     }
 
     /// Forgets a deleted object.
@@ -190,7 +207,7 @@ async fn drain(
             Ok(()) => metrics.count_commit_status(provider, "posted"),
             Err(error) => {
                 metrics.count_commit_status(provider, "failed");
-                // A later reconcile may try again (a host that was down, a token replaced).
+                // A later reconcile tries again (a host that was down, a token replaced).
                 unmark(&last, &job);
                 if let Some(on_failure) = job.on_failure {
                     on_failure(error).await;
@@ -200,14 +217,16 @@ async fn drain(
     }
 }
 
-/// Removes the object's entry if it still is `job`'s status.
+/// Leaves a tombstone if the object's entry still is `job`'s status: it matches no commit, so
+/// the next reconcile posts again, and it keeps [`Notifier::seed`] from assuming the status
+/// was posted.
 fn unmark(last: &Mutex<HashMap<ObjectKey, Last>>, job: &Job) {
     let mut last = lock(last);
-    if last
-        .get(&job.key)
-        .is_some_and(|entry| entry.commit == job.status.commit && entry.state == job.status.state)
-    {
-        last.remove(&job.key);
+    if let Some(entry) = last.get_mut(&job.key) {
+        if entry.commit == job.status.commit && entry.state == job.status.state {
+            entry.commit.clear();
+            entry.destination = None;
+        }
     }
 }
 
@@ -280,5 +299,14 @@ mod tests {
         assert_eq!(post("b", State::Pending), Queued::Queued);
         notifier.forget(&key);
         assert!(notifier.is_new(&key, &status("b", State::Pending)));
+        // A restarted controller learns the last success from the object's status.
+        notifier.seed(&key, &status("b", State::Success));
+        assert_eq!(post("b", State::Success), Queued::AlreadyPosted);
+        notifier.seed(&key, &status("b", State::Failure));
+        assert_eq!(
+            post("b", State::Failure),
+            Queued::Queued,
+            "a seed never overrides"
+        );
     }
 }

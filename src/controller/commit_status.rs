@@ -49,6 +49,9 @@ pub(super) async fn report_commit_status(
         target_url: spec.target_url.clone(),
     };
     let key = ObjectKey { namespace, name };
+    if state == State::Success && shows_applied_and_ready(repository, revision) {
+        context.commit_statuses.seed(&key, &status);
+    }
     if !context.commit_statuses.is_new(&key, &status) {
         return;
     }
@@ -77,6 +80,19 @@ pub(super) async fn report_commit_status(
     context
         .commit_statuses
         .post(key, destination, status, Some(on_failure));
+}
+
+/// Whether the object's status (as read at the start of this reconcile) already shows
+/// `revision` applied and Ready: its success was reported when that was recorded.
+fn shows_applied_and_ready(repository: &GitRepository, revision: &str) -> bool {
+    let Some(status) = &repository.status else {
+        return false;
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    ready && status.last_applied_revision.as_deref() == Some(revision)
 }
 
 /// The commit SHA of a Flux-style revision (`main@sha1:<sha>`, `sha1:<sha>`).

@@ -82,10 +82,17 @@ pub(super) async fn reconcile_repository(
                 look_again_in.unwrap_or_else(|| jittered(interval)),
             ));
         }
-        Work::Unchanged { drift_check_in } => {
+        Work::Unchanged {
+            drift_check_in,
+            repository,
+            revision,
+        } => {
             context
                 .metrics
                 .observe_reconcile("unchanged", started.elapsed());
+            // The cluster already holds (healthy) exactly this commit's objects.
+            let note = "applied: the same objects as the commit applied before";
+            report_commit_status(&context, &repository, &revision, State::Success, note).await;
             tracing::debug!(
                 namespace,
                 name,
@@ -256,9 +263,14 @@ async fn record_blocked(
 // Returned once per reconcile and matched at once, never stored: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Work {
-    /// A push brought a commit that applies the same objects as the last full reconcile:
-    /// nothing was asked of the API; the next drift check is due in `drift_check_in`.
-    Unchanged { drift_check_in: Duration },
+    /// A push brought a commit (`revision`) that applies the same objects as the last full
+    /// reconcile: nothing was asked of the API; the next drift check is due in
+    /// `drift_check_in`.
+    Unchanged {
+        drift_check_in: Duration,
+        repository: Arc<GitRepository>,
+        revision: String,
+    },
     /// The object as last written, and where its work ended.
     Done(Arc<GitRepository>, Result<Step, Failure>),
     /// `revision` waits for the dependencies `message` names; nothing was applied.
@@ -308,7 +320,11 @@ async fn work(
     let unchanged =
         pushed.and_then(|_| applied.unchanged(&repository, &desired.digest, durations.interval));
     if let Some(drift_check_in) = unchanged {
-        return Ok(Work::Unchanged { drift_check_in });
+        return Ok(Work::Unchanged {
+            drift_check_in,
+            repository,
+            revision: desired.revision,
+        });
     }
     // Only a push trusts what the last apply left in place; the interval reconcile and one
     // asked for by hand compare every object, which is what finds drift.

@@ -149,6 +149,7 @@ async fn an_apply_is_announced_once_and_a_resync_announces_nothing() {
                                  "events": ["Applied", "Failed"] }] }),
         )
         .await;
+    crate::commit_status::assert_kept(&namespace, "alerts").await;
     wait_applied(&namespace, &first, Duration::from_secs(60)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while recorder.requests().is_empty() {
@@ -210,4 +211,50 @@ async fn an_apply_is_announced_once_and_a_resync_announces_nothing() {
             .unwrap()
             .ends_with(&second)
     );
+}
+
+// Discord's execute webhook (https://discord.com/developers/docs/resources/webhook#execute-webhook):
+// JSON with `content` and/or `embeds` (`title`, `description`, `color`).
+#[tokio::test]
+async fn discord_gets_content_and_an_embed() {
+    let got = send(AlertType::Discord, None, AlertEvent::Pruned).await;
+    let body = got.json();
+    assert!(
+        body["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pruned team-a/app")
+    );
+    let embed = &body["embeds"][0];
+    assert_eq!(
+        embed["description"],
+        alert(AlertEvent::Pruned).message.as_str()
+    );
+    assert!(embed["color"].is_u64());
+}
+
+// Teams workflow webhooks take a message whose attachment is an Adaptive Card
+// (https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using).
+#[tokio::test]
+async fn teams_gets_an_adaptive_card() {
+    let got = send(AlertType::Msteams, None, AlertEvent::DriftCorrected).await;
+    let body = got.json();
+    assert_eq!(body["type"], "message");
+    let attachment = &body["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    let texts: Vec<&str> = attachment["content"]["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|block| block["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts[0].starts_with("DriftCorrected team-a/app"),
+        "{texts:?}"
+    );
+    assert_eq!(texts[1], alert(AlertEvent::DriftCorrected).message.as_str());
 }
