@@ -10,6 +10,7 @@ mod dependencies;
 mod failure;
 mod finalizer;
 mod health;
+mod hooks;
 mod identity;
 mod leader;
 mod prune;
