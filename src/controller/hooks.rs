@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use super::{conditions::Reason, failure::Failure};
 use crate::{
     apply::{Applier, ApplyOptions, DesiredObject, ObjectRef},
-    ordering::{Phase, Role, delete_policy_of, role_of},
+    ordering::{Phase, Role, delete_policy_of, hook_weight, role_of},
 };
 
 /// A revision's hooks by phase, in manifest order.
@@ -70,6 +70,14 @@ pub(super) fn split_hooks(
         )
         .at(revision)
         .stalled());
+    }
+    for phase in [
+        &mut hooks.pre_apply,
+        &mut hooks.post_apply,
+        &mut hooks.apply_failed,
+    ] {
+        // Stable: hooks of one weight keep their manifest order.
+        phase.sort_by_key(|hook| hook_weight(hook.object.metadata.annotations.as_ref()));
     }
     Ok((ordinary, hooks))
 }

@@ -8,6 +8,12 @@ use crate::api::{
     HOOK_DELETE_POLICY_ANNOTATION,
 };
 
+/// Helm's hook annotation; its install and upgrade hooks run in driftless's phases, as Argo CD
+/// maps them (`pre-*` before, `post-*` after; no difference between install and upgrade).
+const HELM_HOOK_ANNOTATION: &str = "helm.sh/hook";
+const HELM_HOOK_DELETE_POLICY_ANNOTATION: &str = "helm.sh/hook-delete-policy";
+const HELM_HOOK_WEIGHT_ANNOTATION: &str = "helm.sh/hook-weight";
+
 /// When a hook runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -60,7 +66,7 @@ pub fn role_of(
         };
     }
     let Some(value) = get(ARGOCD_HOOK_ANNOTATION).filter(|_| argocd) else {
-        return Ok(Role::Ordinary);
+        return Ok(get(HELM_HOOK_ANNOTATION).map_or(Role::Ordinary, |value| helm_role(value)));
     };
     // Argo CD allows several hooks in one value ("PreSync,PostSync"); the first is used.
     match value.split(',').next().unwrap_or_default().trim() {
@@ -75,6 +81,34 @@ pub fn role_of(
             expected: "PreSync, Sync, PostSync, SyncFail, Skip, PreDelete, PostDelete",
         }),
     }
+}
+
+/// The phase of a Helm hook. The renderer already left out the hooks that are never applied
+/// (tests, deletion, rollback); Helm 2's `crd-install` is an ordinary object.
+fn helm_role(value: &str) -> Role {
+    let hooks: Vec<&str> = value.split(',').map(str::trim).collect();
+    if hooks
+        .iter()
+        .any(|h| matches!(*h, "pre-install" | "pre-upgrade"))
+    {
+        Role::Hook(Phase::PreApply)
+    } else if hooks
+        .iter()
+        .any(|h| matches!(*h, "post-install" | "post-upgrade"))
+    {
+        Role::Hook(Phase::PostApply)
+    } else {
+        Role::Ordinary
+    }
+}
+
+/// The order of a hook within its phase, lowest first: `helm.sh/hook-weight` (default 0);
+/// hooks of the same weight keep their manifest order.
+pub fn hook_weight(annotations: Option<&BTreeMap<String, String>>) -> i64 {
+    annotations
+        .and_then(|a| a.get(HELM_HOOK_WEIGHT_ANNOTATION))
+        .and_then(|weight| weight.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// When a hook object is deleted.
@@ -96,6 +130,12 @@ pub fn delete_policy_of(
         Some(value) => (HOOK_DELETE_POLICY_ANNOTATION, value),
         None => match get(ARGOCD_HOOK_DELETE_POLICY_ANNOTATION).filter(|_| argocd) {
             Some(value) => (ARGOCD_HOOK_DELETE_POLICY_ANNOTATION, value),
+            None if get(HELM_HOOK_DELETE_POLICY_ANNOTATION).is_some() => {
+                let value = get(HELM_HOOK_DELETE_POLICY_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default();
+                return helm_delete_policy(&value);
+            }
             None => {
                 return Ok(DeletePolicy {
                     before_creation: true,
@@ -120,6 +160,30 @@ pub fn delete_policy_of(
                     annotation,
                     value: value.clone(),
                     expected: "BeforeHookCreation, HookSucceeded, HookFailed",
+                });
+            }
+        }
+    }
+    Ok(policy)
+}
+
+/// Helm's spelling of the same policies.
+fn helm_delete_policy(value: &str) -> Result<DeletePolicy, InvalidHook> {
+    let mut policy = DeletePolicy {
+        before_creation: false,
+        on_success: false,
+        on_failure: false,
+    };
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "before-hook-creation" => policy.before_creation = true,
+            "hook-succeeded" => policy.on_success = true,
+            "hook-failed" => policy.on_failure = true,
+            _ => {
+                return Err(InvalidHook {
+                    annotation: HELM_HOOK_DELETE_POLICY_ANNOTATION,
+                    value: value.to_owned(),
+                    expected: "before-hook-creation, hook-succeeded, hook-failed",
                 });
             }
         }
@@ -176,6 +240,38 @@ mod tests {
         );
         assert_eq!(role_of(None, true), Ok(Role::Ordinary));
         assert!(role(&[(HOOK_ANNOTATION, "Before")], true).is_err());
+    }
+
+    #[test]
+    fn helm_install_and_upgrade_hooks_run_in_the_same_phases_ordered_by_weight() {
+        let role = |value: &str| role_of(Some(&annotations(&[("helm.sh/hook", value)])), true);
+        assert_eq!(
+            role("pre-install,pre-upgrade"),
+            Ok(Role::Hook(Phase::PreApply))
+        );
+        assert_eq!(role("pre-upgrade"), Ok(Role::Hook(Phase::PreApply)));
+        assert_eq!(role("post-install"), Ok(Role::Hook(Phase::PostApply)));
+        assert_eq!(role("crd-install"), Ok(Role::Ordinary));
+        assert_eq!(
+            hook_weight(Some(&annotations(&[("helm.sh/hook-weight", "-5")]))),
+            -5
+        );
+        assert_eq!(hook_weight(None), 0);
+        let policy = delete_policy_of(
+            Some(&annotations(&[(
+                "helm.sh/hook-delete-policy",
+                "before-hook-creation,hook-succeeded",
+            )])),
+            true,
+        );
+        assert_eq!(
+            policy,
+            Ok(DeletePolicy {
+                before_creation: true,
+                on_success: true,
+                on_failure: false
+            })
+        );
     }
 
     #[test]

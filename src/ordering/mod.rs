@@ -12,6 +12,6 @@ mod waves;
 
 pub use gate::{Blocker, Gate, cross_namespace_refused, decide, needs_check};
 pub use graph::{Node, cycle_through, dependencies_of, describe_cycle, is_dependent_of};
-pub use hooks::{DeletePolicy, InvalidHook, Phase, Role, delete_policy_of, role_of};
+pub use hooks::{DeletePolicy, InvalidHook, Phase, Role, delete_policy_of, hook_weight, role_of};
 pub use readiness::{Readiness, git_repository_readiness, readiness_key};
 pub use waves::{InvalidWave, split_waves, wave_of};

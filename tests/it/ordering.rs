@@ -815,3 +815,104 @@ async fn hooks_run_in_phases_around_the_waves_and_a_failing_pre_apply_blocks_the
         );
     }
 }
+
+/// A Helm chart's `pre-upgrade` hook Job (with `before-hook-creation`) runs to completion
+/// before the upgrade changes the chart's objects, and is not in the inventory.
+#[tokio::test]
+async fn a_helm_pre_upgrade_hook_runs_before_the_upgrade() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-helm-hook").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("chart");
+    let hook = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate-{{ .Values.version }}
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: \"-1\"
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: example.invalid/migrate:1
+";
+    let settings = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: \"{{ .Values.version }}\"\n";
+    let chart = |version: &str| {
+        let values = format!("version: \"{version}\"\n");
+        vec![
+            (
+                "chart/Chart.yaml".to_owned(),
+                "apiVersion: v2\nname: app\nversion: 0.1.0\n".to_owned(),
+            ),
+            ("chart/values.yaml".to_owned(), values),
+            ("chart/templates/hook.yaml".to_owned(), hook.to_owned()),
+            (
+                "chart/templates/settings.yaml".to_owned(),
+                settings.to_owned(),
+            ),
+        ]
+    };
+    let commit = |message: &str, files: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &borrowed)
+    };
+    let first = commit("install", chart("1"));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = RunningController::start_rendering(&namespace.name);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "interval": HOURLY, "timeout": "30s",
+                    "helm": { "chart": "chart" } }),
+        )
+        .await;
+    support::waiting::wait_applied_named(&namespace, "app", &first, Duration::from_secs(90)).await;
+    let second = commit("upgrade", chart("2"));
+    request_reconcile(&namespace.api::<GitRepository>(), "app").await;
+    support::waiting::wait_applied_named(&namespace, "app", &second, Duration::from_secs(90)).await;
+
+    let jobs = namespace.api::<k8s_openapi::api::batch::v1::Job>();
+    let migrate = jobs.get("migrate-2").await.unwrap();
+    let completed = migrate
+        .status
+        .and_then(|s| s.completion_time)
+        .expect("the pre-upgrade hook completed")
+        .0;
+    let settings = namespace.api::<ConfigMap>().get("settings").await.unwrap();
+    assert_eq!(configmap_value_of_key(&settings, "version"), "2");
+    let updated = settings
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| entry.manager.as_deref() == Some("driftless"))
+        .filter_map(|entry| entry.time.map(|t| t.0))
+        .max()
+        .expect("driftless manages the ConfigMap");
+    assert!(
+        completed <= updated,
+        "the hook ({completed}) before the upgrade ({updated})"
+    );
+    let app = namespace.api::<GitRepository>().get("app").await.unwrap();
+    let inventory = app.status.unwrap().inventory;
+    assert!(
+        inventory.iter().all(|entry| !entry.id.ends_with("_Job")),
+        "hooks are not in the inventory: {inventory:?}"
+    );
+}
+
+fn configmap_value_of_key(configmap: &ConfigMap, key: &str) -> String {
+    configmap
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key).cloned())
+        .unwrap_or_default()
+}
