@@ -50,3 +50,20 @@ pub const APPLY_WAVE_ANNOTATION: &str = "driftless.dev/apply-wave";
 /// Argo CD's wave annotation, read as [`APPLY_WAVE_ANNOTATION`] when that one is absent (unless
 /// the controller runs with `--ignore-argocd-annotations`).
 pub const ARGOCD_SYNC_WAVE_ANNOTATION: &str = "argocd.argoproj.io/sync-wave";
+
+/// Annotation making an object a hook: `PreApply` (applied and healthy before anything else
+/// of a new revision is written), `PostApply` (after every object is applied and healthy),
+/// `ApplyFailed` (when the apply or a hook fails), or `Skip` (never applied). Hooks run once per
+/// new revision or spec change, are not in the inventory and are never pruned.
+pub const HOOK_ANNOTATION: &str = "driftless.dev/hook";
+
+/// When a hook object is deleted: a comma-separated list of `BeforeHookCreation` (the
+/// default), `HookSucceeded`, `HookFailed`, as Argo CD and Helm define them.
+pub const HOOK_DELETE_POLICY_ANNOTATION: &str = "driftless.dev/hook-delete-policy";
+
+/// Argo CD's hook annotation (`PreSync`, `Sync`, `PostSync`, `SyncFail`, `Skip`, ...), read as
+/// [`HOOK_ANNOTATION`] unless `--ignore-argocd-annotations`.
+pub const ARGOCD_HOOK_ANNOTATION: &str = "argocd.argoproj.io/hook";
+
+/// Argo CD's [`HOOK_DELETE_POLICY_ANNOTATION`].
+pub const ARGOCD_HOOK_DELETE_POLICY_ANNOTATION: &str = "argocd.argoproj.io/hook-delete-policy";

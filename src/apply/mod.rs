@@ -25,6 +25,7 @@ mod live;
 mod object;
 mod preview;
 mod prune;
+mod remove;
 mod report;
 mod stage;
 mod wait;

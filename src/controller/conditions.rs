@@ -32,6 +32,8 @@ pub enum Reason {
     DependencyCycle,
     /// `spec.dependsOn` names another namespace, which restricted mode refuses.
     CrossNamespaceDependency,
+    /// A hook (`driftless.dev/hook`, Argo CD's `argocd.argoproj.io/hook`) failed.
+    HookFailed,
 }
 
 impl Reason {
@@ -53,6 +55,7 @@ impl Reason {
             Reason::DependencyNotReady => "DependencyNotReady",
             Reason::DependencyCycle => "DependencyCycle",
             Reason::CrossNamespaceDependency => "CrossNamespaceDependency",
+            Reason::HookFailed => "HookFailed",
         }
     }
 }

@@ -12,6 +12,7 @@ mod dependencies;
 mod failure;
 mod finalizer;
 mod health;
+mod hooks;
 mod identity;
 mod leader;
 mod priority;

@@ -22,6 +22,7 @@ use super::{
         Failure, manifest_failure, refuse_skipped_paths, render_failure, substitution_failure,
     },
     health::{HealthWait, Step, look_at_health, recheck_health, record_waiting},
+    hooks::{Hooks, run_phase, split_hooks},
     identity::{Tenants, applier_for, client_for},
     prune::prune_stale,
     report::{publish, report_failure, report_success},
@@ -35,7 +36,9 @@ use crate::{
     api::{DependenciesReady, GitRepository},
     apply::{ApplyOptions, DesiredObject, ObjectRef, digest_of},
     commit_status::State,
-    manifests, revision,
+    manifests,
+    ordering::Phase,
+    revision,
     source::Artifact,
 };
 
@@ -355,8 +358,10 @@ async fn work(
     // Remembered again once everything is applied: until then the cluster may hold part of
     // another set of objects.
     context.applied.forget(namespace, &repository.name_any());
+    // Hooks run once per new revision or spec change, not at every resync.
+    let new_work = is_new_work(&repository, &desired.revision);
     let marking = Instant::now();
-    let repository = if is_new_work(&repository, &desired.revision) {
+    let repository = if new_work {
         let revision = &desired.revision;
         report_commit_status(context, &repository, revision, State::Pending, "applying").await;
         mark_reconciling(api, repository, revision).await?
@@ -375,10 +380,83 @@ async fn work(
         &options,
         desired,
         durations,
-        dependencies_ready,
+        Admitted {
+            dependencies_ready,
+            new_work,
+        },
     )
     .await;
     Ok(Work::Done(repository, step))
+}
+
+/// What the checks before an apply decided.
+struct Admitted {
+    /// The revision and generation every dependency was found ready for.
+    dependencies_ready: Option<DependenciesReady>,
+    /// A new revision or spec: hooks run.
+    new_work: bool,
+}
+
+/// The revision's hooks around its apply (when `hooks` is given: new work), and the apply
+/// itself in waves; an `ApplyFailed` hook runs when the apply or a hook failed.
+async fn apply_with_hooks(
+    applier: &crate::apply::Applier,
+    objects: Vec<DesiredObject>,
+    options: &ApplyOptions,
+    plan: &WavePlan<'_>,
+    hooks: Option<&Hooks>,
+) -> Result<crate::apply::ApplyReport, Failure> {
+    let Some(hooks) = hooks else {
+        return apply_in_waves(applier, objects, options, plan).await;
+    };
+    let (deadline, revision) = (plan.deadline, plan.revision);
+    let phase = |phase| run_phase(applier, hooks, phase, options, deadline, revision);
+    let applied = async {
+        phase(Phase::PreApply).await?;
+        let report = apply_in_waves(applier, objects, options, plan).await?;
+        if hooks.has_post_apply() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let applied = applied_objects(&report);
+            applier
+                .wait_healthy(&applied, left.max(Duration::from_millis(1)))
+                .await
+                .map_err(|error| {
+                    Failure::new(
+                        Reason::HealthCheckFailed,
+                        format!("revision {revision}: before the PostApply hooks: {error}"),
+                    )
+                    .at(revision)
+                    .keeping(crate::apply::inventory_of(&report))
+                })?;
+            phase(Phase::PostApply).await?;
+        }
+        Ok(report)
+    }
+    .await;
+    if applied.is_err() {
+        // The failure to report is the apply's; a failing ApplyFailed hook only adds a log line.
+        if let Err(hook) = phase(Phase::ApplyFailed).await {
+            tracing::warn!(
+                revision,
+                failure = hook.message,
+                "an ApplyFailed hook failed"
+            );
+        }
+    }
+    applied
+}
+
+fn applied_objects(report: &crate::apply::ApplyReport) -> Vec<ObjectRef> {
+    [
+        &report.created,
+        &report.configured,
+        &report.drift_corrected,
+        &report.unchanged,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect()
 }
 
 /// A revision's objects as they are to be applied: rendered, read, substituted and labelled.
@@ -464,8 +542,12 @@ async fn converge(
     options: &ApplyOptions,
     desired: DesiredState,
     durations: &SpecDurations,
-    dependencies_ready: Option<DependenciesReady>,
+    admitted: Admitted,
 ) -> Result<Step, Failure> {
+    let Admitted {
+        dependencies_ready,
+        new_work,
+    } = admitted;
     let started = Instant::now();
     let revision = desired.revision;
     let applier = applier_for(repository, namespace, context)?;
@@ -474,13 +556,17 @@ async fn converge(
         .as_ref()
         .map(|status| status.inventory.as_slice())
         .unwrap_or_default();
+    let argocd = !context.settings.ignore_argocd_annotations;
+    let deadline = started.checked_add(durations.timeout).unwrap_or(started);
     let plan = WavePlan {
         revision: &revision,
-        argocd: !context.settings.ignore_argocd_annotations,
-        deadline: started.checked_add(durations.timeout).unwrap_or(started),
+        argocd,
+        deadline,
         inventory,
     };
-    let report = apply_in_waves(&applier, desired.objects, options, &plan).await?;
+    let (objects, hooks) = split_hooks(desired.objects, argocd, &revision)?;
+    let hooks = new_work.then_some(hooks);
+    let report = apply_with_hooks(&applier, objects, options, &plan, hooks.as_ref()).await?;
     let metrics = &context.metrics;
     let timings = &report.timings;
     metrics.observe_stage("apply_list", timings.list);

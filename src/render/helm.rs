@@ -9,7 +9,8 @@
 //!
 //! Hooks, as Argo CD treats them: a template annotated with an install or upgrade hook
 //! (`pre-install`, `post-install`, `pre-upgrade`, `post-upgrade`, and Helm 2's `crd-install`) is
-//! applied as an ordinary object of the revision; one whose hooks are all of other phases
+//! kept in the output (the controller runs install/upgrade hooks in their phases, see
+//! `crate::ordering`); one whose hooks are all of other phases
 //! (`test`, `test-success`, `test-failure`, `pre-delete`, `post-delete`, `pre-rollback`,
 //! `post-rollback`) is never applied.
 

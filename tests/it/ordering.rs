@@ -650,3 +650,269 @@ async fn a_dependency_of_another_kind_is_waited_for_by_its_health() {
     assert!(reasons.is_empty(), "no failed apply: {reasons:?}");
     let _ = crds_api.delete(&crd_name, &Default::default()).await;
 }
+
+fn job(name: &str, annotations: &[(&str, &str)], node_selector: &str) -> String {
+    let annotations: String = annotations
+        .iter()
+        .map(|(key, value)| format!("    {key}: \"{value}\"\n"))
+        .collect();
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+  annotations:
+{annotations}spec:
+  backoffLimit: 0
+  template:
+    spec:
+      {node_selector}
+      restartPolicy: Never
+      containers:
+      - name: run
+        image: example.invalid/{name}:1
+"
+    )
+}
+
+fn configmap_value_of(configmap: &ConfigMap) -> String {
+    configmap
+        .data
+        .as_ref()
+        .and_then(|d| d.get("value").cloned())
+        .unwrap_or_default()
+}
+
+/// Argo CD's own example layout (a PreSync Job deleted when it succeeds, waves 1 and 2, a
+/// PostSync Job) plus a driftless PreApply Job: they run in Argo CD's order, hooks stay out
+/// of the inventory, and a PreApply Job that does not complete keeps the revision's objects
+/// as they were.
+#[tokio::test]
+async fn hooks_run_in_phases_around_the_waves_and_a_failing_pre_apply_blocks_the_revision() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-hooks").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("hooks");
+    let files = |value: &str, migrate_selector: &str| {
+        let wave = |name: &str, wave: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    argocd.argoproj.io/sync-wave: \"{wave}\"\ndata:\n  value: \"{value}\"\n"
+            )
+        };
+        vec![
+            (
+                "deploy/pre-sync-job.yaml".to_owned(),
+                job(
+                    "before",
+                    &[
+                        ("argocd.argoproj.io/hook", "PreSync"),
+                        ("argocd.argoproj.io/hook-delete-policy", "HookSucceeded"),
+                    ],
+                    "",
+                ),
+            ),
+            (
+                "deploy/migrate.yaml".to_owned(),
+                job(
+                    "migrate",
+                    &[("driftless.dev/hook", "PreApply")],
+                    migrate_selector,
+                ),
+            ),
+            ("deploy/wave-1.yaml".to_owned(), wave("wave-1", "1")),
+            ("deploy/wave-2.yaml".to_owned(), wave("wave-2", "2")),
+            (
+                "deploy/post-sync-job.yaml".to_owned(),
+                job("after", &[("argocd.argoproj.io/hook", "PostSync")], ""),
+            ),
+        ]
+    };
+    let commit = |message: &str, files: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &borrowed)
+    };
+    let first = commit("hooks and waves", files("1", ""));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "timeout": "30s" }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    support::waiting::wait_applied_named(&namespace, "app", &first, Duration::from_secs(90)).await;
+
+    let jobs = namespace.api::<k8s_openapi::api::batch::v1::Job>();
+    let configmaps = namespace.api::<ConfigMap>();
+    let completed_at = |job: &k8s_openapi::api::batch::v1::Job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.completion_time.as_ref())
+            .map(|t| t.0)
+            .expect("the hook Job completed")
+    };
+    assert!(
+        jobs.get_opt("before").await.unwrap().is_none(),
+        "the PreSync Job is deleted once it succeeded (HookSucceeded)"
+    );
+    let migrate = jobs.get("migrate").await.unwrap();
+    let after = jobs.get("after").await.unwrap();
+    let (wave_1, wave_2) = (
+        configmaps.get("wave-1").await.unwrap(),
+        configmaps.get("wave-2").await.unwrap(),
+    );
+    assert!(
+        completed_at(&migrate) <= created_at(&wave_1),
+        "PreApply before wave 1"
+    );
+    assert!(
+        created_at(&wave_1) <= created_at(&wave_2),
+        "wave 1 before wave 2"
+    );
+    let after_created = after.metadata.creation_timestamp.as_ref().unwrap().0;
+    assert!(
+        created_at(&wave_2) <= after_created,
+        "PostSync after wave 2"
+    );
+    completed_at(&after);
+    let app = namespace.api::<GitRepository>().get("app").await.unwrap();
+    let inventory = app.status.unwrap().inventory;
+    assert!(
+        inventory.iter().all(|entry| !entry.id.ends_with("_Job")),
+        "hooks are not in the inventory: {inventory:?}"
+    );
+    assert_eq!(inventory.len(), 2, "{inventory:?}");
+
+    // A PreApply Job that never completes: nothing else of the revision is written.
+    commit(
+        "a migration that cannot run",
+        files("2", "nodeSelector: {no-such-node: \"true\"}"),
+    );
+    request_reconcile(&namespace.api::<GitRepository>(), "app").await;
+    let failed = wait_for_named(
+        &namespace,
+        "app",
+        "HookFailed",
+        Duration::from_secs(90),
+        |r| reason(r) == "HookFailed",
+    )
+    .await;
+    let (_, _, message) = ready(&failed).unwrap();
+    assert!(
+        message.contains("PreApply") && message.contains("migrate"),
+        "{message}"
+    );
+    for name in ["wave-1", "wave-2"] {
+        let configmap = configmaps.get(name).await.unwrap();
+        assert_eq!(
+            configmap_value_of(&configmap),
+            "1",
+            "{name} was not changed"
+        );
+    }
+}
+
+/// A Helm chart's `pre-upgrade` hook Job (with `before-hook-creation`) runs to completion
+/// before the upgrade changes the chart's objects, and is not in the inventory.
+#[tokio::test]
+async fn a_helm_pre_upgrade_hook_runs_before_the_upgrade() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-helm-hook").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("chart");
+    let hook = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate-{{ .Values.version }}
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: \"-1\"
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: example.invalid/migrate:1
+";
+    let settings = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: \"{{ .Values.version }}\"\n";
+    let chart = |version: &str| {
+        let values = format!("version: \"{version}\"\n");
+        vec![
+            (
+                "chart/Chart.yaml".to_owned(),
+                "apiVersion: v2\nname: app\nversion: 0.1.0\n".to_owned(),
+            ),
+            ("chart/values.yaml".to_owned(), values),
+            ("chart/templates/hook.yaml".to_owned(), hook.to_owned()),
+            (
+                "chart/templates/settings.yaml".to_owned(),
+                settings.to_owned(),
+            ),
+        ]
+    };
+    let commit = |message: &str, files: Vec<(String, String)>| {
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        repo.commit(message, &borrowed)
+    };
+    let first = commit("install", chart("1"));
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let _controller = RunningController::start_rendering(&namespace.name);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "interval": HOURLY, "timeout": "30s",
+                    "helm": { "chart": "chart" } }),
+        )
+        .await;
+    support::waiting::wait_applied_named(&namespace, "app", &first, Duration::from_secs(90)).await;
+    let second = commit("upgrade", chart("2"));
+    request_reconcile(&namespace.api::<GitRepository>(), "app").await;
+    support::waiting::wait_applied_named(&namespace, "app", &second, Duration::from_secs(90)).await;
+
+    let jobs = namespace.api::<k8s_openapi::api::batch::v1::Job>();
+    let migrate = jobs.get("migrate-2").await.unwrap();
+    let completed = migrate
+        .status
+        .and_then(|s| s.completion_time)
+        .expect("the pre-upgrade hook completed")
+        .0;
+    let settings = namespace.api::<ConfigMap>().get("settings").await.unwrap();
+    assert_eq!(configmap_value_of_key(&settings, "version"), "2");
+    let updated = settings
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| entry.manager.as_deref() == Some("driftless"))
+        .filter_map(|entry| entry.time.map(|t| t.0))
+        .max()
+        .expect("driftless manages the ConfigMap");
+    assert!(
+        completed <= updated,
+        "the hook ({completed}) before the upgrade ({updated})"
+    );
+    let app = namespace.api::<GitRepository>().get("app").await.unwrap();
+    let inventory = app.status.unwrap().inventory;
+    assert!(
+        inventory.iter().all(|entry| !entry.id.ends_with("_Job")),
+        "hooks are not in the inventory: {inventory:?}"
+    );
+}
+
+fn configmap_value_of_key(configmap: &ConfigMap, key: &str) -> String {
+    configmap
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key).cloned())
+        .unwrap_or_default()
+}
