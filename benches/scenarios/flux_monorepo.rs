@@ -34,7 +34,8 @@ const QUIET: Duration = Duration::from_secs(10);
 
 pub async fn scenario() -> Result<Value> {
     let paths = env_number("FLUX_MONOREPO_PATHS", 1000);
-    let setup = Setup::prepare(true).await?;
+    // `DRIFTLESS_BENCH_FLUX_CONFIGS=none`: driftless alone, without building Flux.
+    let setup = Setup::prepare(!crate::common::flux::configs().is_empty()).await?;
     let load_before = load_average();
     let workload = Workload {
         apps: paths,
