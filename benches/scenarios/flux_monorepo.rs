@@ -7,6 +7,7 @@
 //! requests. Everything beyond the one changed path is spent on the N-1 unchanged ones.
 //!
 //! Parameters: `DRIFTLESS_BENCH_FLUX_MONOREPO_PATHS` (default 1000),
+//! `DRIFTLESS_BENCH_FLUX_MONOREPO_CHANGED` (the path the commit changes, default 0),
 //! `DRIFTLESS_BENCH_FLUX_CONFIGS`.
 
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ use crate::{
         flux,
         side_by_side::{
             FluxSources, Layout, Running, SECRET, Setup, Snapshot, Tool, Workload, app_files,
-            commit_files, env_number, load_average, token, tools, until_quiet, write_monorepo,
+            app_name, commit_files, env_number, load_average, token, tools, until_quiet,
+            write_monorepo,
         },
     },
     millis, round, row,
@@ -34,7 +36,8 @@ const QUIET: Duration = Duration::from_secs(10);
 
 pub async fn scenario() -> Result<Value> {
     let paths = env_number("FLUX_MONOREPO_PATHS", 1000);
-    let setup = Setup::prepare(true).await?;
+    // `DRIFTLESS_BENCH_FLUX_CONFIGS=none`: driftless alone, without building Flux.
+    let setup = Setup::prepare(!crate::common::flux::configs().is_empty()).await?;
     let load_before = load_average();
     let workload = Workload {
         apps: paths,
@@ -93,7 +96,7 @@ pub async fn scenario() -> Result<Value> {
         "runs": runs,
         "load_average": {"before": load_before, "after": load_after},
         "notes": [
-            format!("One run per tool. After all {paths} are Ready the bench waits until the tool has been quiet for {} s, commits a change to `apps/app-0000/cm-0.yaml` only, starts the clock, and triggers once. 'After the push' is from the trigger until the tool sent no request (Lease renewals and watches aside) and the git server saw none for {} s; the quiet tail is not counted.", QUIET.as_secs(), QUIET.as_secs()),
+            format!("One run per tool. After all {paths} are Ready the bench waits until the tool has been quiet for {} s, commits a change to `cm-0.yaml` of one path only (`apps/app-0000` unless `DRIFTLESS_BENCH_FLUX_MONOREPO_CHANGED` names another), starts the clock, and triggers once. 'After the push' is from the trigger until the tool sent no request (Lease renewals and watches aside) and the git server saw none for {} s; the quiet tail is not counted.", QUIET.as_secs(), QUIET.as_secs()),
             "Requests are counted client-side, as in flux-scale. The changed path itself costs a handful of requests in either tool; the rest is what the unchanged paths cost.".to_owned(),
         ],
     }))
@@ -115,7 +118,10 @@ async fn one_run(setup: &Setup, tool: Tool, workload: &Workload) -> Result<Value
         let to_ready = started.elapsed();
         until_quiet(&running, &server, QUIET, Duration::from_secs(300)).await;
 
-        let file = app_files(workload.layout, 0, 1).remove(0);
+        // Which path the commit changes (`DRIFTLESS_BENCH_FLUX_MONOREPO_CHANGED`, default 0):
+        // a path in the middle shows whether the changed one waits behind the others.
+        let changed = env_number("FLUX_MONOREPO_CHANGED", 0).min(workload.apps - 1);
+        let file = app_files(workload.layout, changed, 1).remove(0);
         let head = commit_files(repo.path(), "change one path", &[file])?;
         let before = Snapshot::take(&running, &server);
         let started = Instant::now();
@@ -139,9 +145,11 @@ async fn one_run(setup: &Setup, tool: Tool, workload: &Workload) -> Result<Value
         }
         running
             .config_maps
-            .until_one("app-0000-cm-0", Duration::from_secs(300), &|o| {
-                o["data"]["revision"] == "1"
-            })
+            .until_one(
+                &format!("{}-cm-0", app_name(changed)),
+                Duration::from_secs(300),
+                &|o| o["data"]["revision"] == "1",
+            )
             .await?;
         let visible = started.elapsed();
         let settled = until_quiet(&running, &server, QUIET, Duration::from_secs(900)).await;

@@ -47,20 +47,32 @@ pub(super) fn changed_first<T>(items: Vec<(T, Rank)>) -> Vec<T> {
 /// the receiver hands them over a few at a time.
 const GATHER: Duration = Duration::from_millis(2);
 
-/// The pushes of the queue, each batch that arrived together in [`Rank`] order.
+/// How long the queue waits before handing on a less urgent group. kube-runtime's scheduler
+/// stamps each request with the time it received it and, once its workers are busy, keeps the
+/// due ones in a set with no order: only requests received a little later are sure to start
+/// later. The pause also lets the reconcile loop start the urgent group before the rest lands.
+const RANK_GAP: Duration = Duration::from_millis(5);
+
+/// The pushes of the queue, each batch that arrived together in [`Rank`] order, each less
+/// urgent group [`RANK_GAP`] after the one before.
 pub(super) fn in_order(
     queued: Queued,
     context: Arc<Context>,
     store: Store<GitRepository>,
 ) -> impl Stream<Item = ObjectRef<GitRepository>> + Send {
-    let state = (queued, VecDeque::new(), context, store);
+    let state = (queued, VecDeque::new(), None, context, store);
     futures::stream::unfold(
         state,
-        |(mut queued, mut ready, context, store)| async move {
+        |(mut queued, mut ready, mut last, context, store)| async move {
             loop {
-                if let Some(next) = ready.pop_front() {
-                    return Some((next, (queued, ready, context, store)));
+                if let Some((next, rank)) = ready.pop_front() {
+                    if last.is_some_and(|last: Rank| rank > last) {
+                        tokio::time::sleep(RANK_GAP).await;
+                    }
+                    let last = Some(rank);
+                    return Some((next, (queued, ready, last, context, store)));
                 }
+                last = None;
                 let mut batch = vec![queued.recv().await?];
                 while let Ok(more) = queued.try_recv() {
                     batch.push(more);
@@ -88,9 +100,9 @@ async fn ordered(
     batch: Vec<ObjectRef<GitRepository>>,
     context: &Context,
     store: &Store<GitRepository>,
-) -> Vec<ObjectRef<GitRepository>> {
+) -> Vec<(ObjectRef<GitRepository>, Rank)> {
     if batch.len() < 2 {
-        return batch;
+        return unranked(batch);
     }
     let mut by_url: Vec<(String, Vec<ObjectRef<GitRepository>>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -112,22 +124,30 @@ async fn ordered(
     out
 }
 
+/// Everything at one rank: the arrival order stands, with no pause.
+fn unranked(references: Vec<ObjectRef<GitRepository>>) -> Vec<(ObjectRef<GitRepository>, Rank)> {
+    references
+        .into_iter()
+        .map(|reference| (reference, Rank::MayHaveChanged))
+        .collect()
+}
+
 /// One URL's GitRepositories by rank, or as they came when the pushed commit cannot be read.
 async fn ranked(
     references: Vec<ObjectRef<GitRepository>>,
     context: &Context,
     store: &Store<GitRepository>,
-) -> Vec<ObjectRef<GitRepository>> {
+) -> Vec<(ObjectRef<GitRepository>, Rank)> {
     let repositories: Vec<Option<Arc<GitRepository>>> =
         references.iter().map(|r| store.get(r)).collect();
     let Some(first) = repositories.iter().flatten().next().cloned() else {
-        return references;
+        return unranked(references);
     };
     if references.len() < 2 {
-        return references;
+        return unranked(references);
     }
     let Ok(durations) = check_spec(&first, &context.settings) else {
-        return references;
+        return unranked(references);
     };
     let namespace = first.namespace().unwrap_or_default();
     let pushed = context
@@ -137,7 +157,7 @@ async fn ranked(
     let started = Instant::now();
     let fetched = artifact_of(&first, context, &namespace, durations.timeout, Some(pushed)).await;
     let Ok(artifact) = fetched else {
-        return references;
+        return unranked(references);
     };
     let snapshot = artifact.snapshot;
     let ranks = tokio::task::spawn_blocking(move || {
@@ -152,7 +172,7 @@ async fn ranked(
     })
     .await;
     let Ok(ranks) = ranks else {
-        return references;
+        return unranked(references);
     };
     context
         .metrics
@@ -161,7 +181,8 @@ async fn ranked(
         ?ranks,
         "pushes of one repository ordered, changed paths first"
     );
-    changed_first(references.into_iter().zip(ranks).collect())
+    let ranked = references.into_iter().zip(ranks);
+    changed_first(ranked.map(|pair| (pair.clone(), pair.1)).collect())
 }
 
 /// Where `repository` goes, from its applied commit and its path in the pushed commit.
