@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use driftless::{
     alerts::{Alert, Endpoint, SIGNATURE_HEADER, alert_request},
-    api::{AlertEvent, AlertType, GitRepository},
+    api::{AlertEvent, AlertType},
     commit_status::StatusClient,
 };
 use serde_json::json;
@@ -166,36 +166,13 @@ async fn an_apply_is_announced_once_and_a_resync_announces_nothing() {
     );
 
     // A resync of the same revision: nothing new to announce.
-    let resync = json!({ "metadata": { "annotations": {
-        "driftless.dev/reconcile-requested-at": "resync-1" } } });
-    namespace
-        .api::<GitRepository>()
-        .patch(
-            "app",
-            &Default::default(),
-            &kube::api::Patch::Merge(&resync),
-        )
-        .await
-        .unwrap();
-    wait_for(&namespace, "the resync", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_handled_reconcile_at.as_deref())
-            == Some("resync-1")
-    })
-    .await;
+    support::waiting::resync(&namespace, "resync-1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(recorder.requests().len(), 1, "{:#?}", recorder.requests());
 
     // The next commit is announced.
     let second = commit(&repo, "two");
-    let again = json!({ "metadata": { "annotations": {
-        "driftless.dev/reconcile-requested-at": "resync-2" } } });
-    namespace
-        .api::<GitRepository>()
-        .patch("app", &Default::default(), &kube::api::Patch::Merge(&again))
-        .await
-        .unwrap();
+    support::waiting::request_reconcile(&namespace, "resync-2").await;
     wait_applied(&namespace, &second, Duration::from_secs(60)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while recorder.requests().len() < 2 {

@@ -450,23 +450,7 @@ async fn a_push_through_gitea_is_applied_by_its_webhook_and_its_outcome_posted_b
     );
 
     // A resync of the same commit posts nothing.
-    let api = namespace.api::<GitRepository>();
-    let resync = json!({ "metadata": { "annotations": {
-        "driftless.dev/reconcile-requested-at": "resync-1" } } });
-    api.patch(
-        "app",
-        &Default::default(),
-        &kube::api::Patch::Merge(&resync),
-    )
-    .await
-    .unwrap();
-    wait_for(&namespace, "the resync", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_handled_reconcile_at.as_deref())
-            == Some("resync-1")
-    })
-    .await;
+    support::waiting::resync(&namespace, "resync-1").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         states(&gitea, &repository, &second).len(),
@@ -478,22 +462,7 @@ async fn a_push_through_gitea_is_applied_by_its_webhook_and_its_outcome_posted_b
     // object's status shows the commit applied and Ready.
     drop(replica);
     let replica = start_replica(&namespace, &flags);
-    let resync = json!({ "metadata": { "annotations": {
-        "driftless.dev/reconcile-requested-at": "after-restart" } } });
-    api.patch(
-        "app",
-        &Default::default(),
-        &kube::api::Patch::Merge(&resync),
-    )
-    .await
-    .unwrap();
-    wait_for(&namespace, "the resync after the restart", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.last_handled_reconcile_at.as_deref())
-            == Some("after-restart")
-    })
-    .await;
+    support::waiting::resync(&namespace, "after-restart").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         states(&gitea, &repository, &second).len(),

@@ -101,3 +101,32 @@ pub async fn wait_for_port(port: u16) {
     }
     panic!("nothing listens on {port}");
 }
+
+/// Asks for a reconcile of GitRepository `app` now (`driftless.dev/reconcile-requested-at` set
+/// to `token`), without waiting for it.
+pub async fn request_reconcile(namespace: &TestNamespace, token: &str) {
+    let request = serde_json::json!({ "metadata": { "annotations": {
+        driftless::api::RECONCILE_REQUESTED_AT: token } } });
+    namespace
+        .api::<GitRepository>()
+        .patch(
+            "app",
+            &Default::default(),
+            &kube::api::Patch::Merge(&request),
+        )
+        .await
+        .unwrap();
+}
+
+/// Asks for a reconcile of GitRepository `app` and waits until the controller has handled it
+/// (its status echoes `token`).
+pub async fn resync(namespace: &TestNamespace, token: &str) -> GitRepository {
+    request_reconcile(namespace, token).await;
+    wait_for(namespace, &format!("the reconcile asked as {token}"), |r| {
+        r.status
+            .as_ref()
+            .and_then(|status| status.last_handled_reconcile_at.as_deref())
+            == Some(token)
+    })
+    .await
+}
