@@ -58,15 +58,8 @@ impl From<&ObjectRef> for ObjectKey {
 
 /// The inventory of everything a revision applied (written or found unchanged).
 pub fn inventory_of(report: &ApplyReport) -> Vec<InventoryEntry> {
-    let all = [
-        &report.created,
-        &report.configured,
-        &report.drift_corrected,
-        &report.unchanged,
-    ];
-    let mut entries: Vec<InventoryEntry> = all
-        .into_iter()
-        .flatten()
+    let mut entries: Vec<InventoryEntry> = report
+        .objects()
         .map(|reference| ObjectKey::from(reference).to_entry())
         .collect();
     entries.sort_by(|a, b| a.id.cmp(&b.id));

@@ -99,6 +99,18 @@ pub struct ApplyTimings {
 }
 
 impl ApplyReport {
+    /// Every object the apply left in place as desired: written or found unchanged.
+    pub fn objects(&self) -> impl Iterator<Item = &ObjectRef> {
+        [
+            &self.created,
+            &self.configured,
+            &self.drift_corrected,
+            &self.unchanged,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Adds another stage's outcome to this one.
     pub(crate) fn merge(&mut self, other: ApplyReport) {
         self.created.extend(other.created);

@@ -416,7 +416,7 @@ async fn apply_with_hooks(
         let report = apply_in_waves(applier, objects, options, plan).await?;
         if hooks.has_post_apply() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let applied = applied_objects(&report);
+            let applied: Vec<ObjectRef> = report.objects().cloned().collect();
             applier
                 .wait_healthy(&applied, left.max(Duration::from_millis(1)))
                 .await
@@ -444,19 +444,6 @@ async fn apply_with_hooks(
         }
     }
     applied
-}
-
-fn applied_objects(report: &crate::apply::ApplyReport) -> Vec<ObjectRef> {
-    [
-        &report.created,
-        &report.configured,
-        &report.drift_corrected,
-        &report.unchanged,
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect()
 }
 
 /// A revision's objects as they are to be applied: rendered, read, substituted and labelled.
@@ -578,16 +565,7 @@ async fn converge(
         .await
         .map_err(|failure| failure.at(&revision))?;
     metrics.observe_stage("prune", pruning.elapsed());
-    let objects: Vec<ObjectRef> = [
-        &report.created,
-        &report.configured,
-        &report.drift_corrected,
-        &report.unchanged,
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect();
+    let objects: Vec<ObjectRef> = report.objects().cloned().collect();
     let converged = Converged {
         revision,
         commit_time: desired.commit_time,

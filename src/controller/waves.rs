@@ -59,7 +59,7 @@ pub(super) async fn apply_in_waves(
             let message = format!("wave {wave}: {}", failure.message);
             Failure { message, ..failure }.keeping(kept(plan, &report))
         })?;
-        let applied_refs = refs(&applied);
+        let applied_refs: Vec<ObjectRef> = applied.objects().cloned().collect();
         report.merge(applied);
         if Some(wave) == last {
             break;
@@ -113,19 +113,6 @@ fn waves_of(
         .into_iter()
         .map(|(wave, objects)| (wave, objects.into_iter().map(|(_, o)| o).collect()))
         .collect())
-}
-
-fn refs(report: &ApplyReport) -> Vec<ObjectRef> {
-    [
-        &report.created,
-        &report.configured,
-        &report.drift_corrected,
-        &report.unchanged,
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect()
 }
 
 /// The inventory before the revision and everything the waves applied so far.

@@ -126,66 +126,63 @@ pub fn delete_policy_of(
     argocd: bool,
 ) -> Result<DeletePolicy, InvalidHook> {
     let get = |key: &str| annotations.and_then(|a| a.get(key));
-    let (annotation, value) = match get(HOOK_DELETE_POLICY_ANNOTATION) {
-        Some(value) => (HOOK_DELETE_POLICY_ANNOTATION, value),
-        None => match get(ARGOCD_HOOK_DELETE_POLICY_ANNOTATION).filter(|_| argocd) {
-            Some(value) => (ARGOCD_HOOK_DELETE_POLICY_ANNOTATION, value),
-            None if get(HELM_HOOK_DELETE_POLICY_ANNOTATION).is_some() => {
-                let value = get(HELM_HOOK_DELETE_POLICY_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_default();
-                return helm_delete_policy(&value);
-            }
-            None => {
-                return Ok(DeletePolicy {
-                    before_creation: true,
-                    on_success: false,
-                    on_failure: false,
-                });
-            }
-        },
-    };
-    let mut policy = DeletePolicy {
-        before_creation: false,
+    if let Some(value) = get(HOOK_DELETE_POLICY_ANNOTATION) {
+        return parse_delete_policy(HOOK_DELETE_POLICY_ANNOTATION, value, ARGOCD_SPELLING);
+    }
+    if let Some(value) = get(ARGOCD_HOOK_DELETE_POLICY_ANNOTATION).filter(|_| argocd) {
+        return parse_delete_policy(ARGOCD_HOOK_DELETE_POLICY_ANNOTATION, value, ARGOCD_SPELLING);
+    }
+    if let Some(value) = get(HELM_HOOK_DELETE_POLICY_ANNOTATION) {
+        return parse_delete_policy(HELM_HOOK_DELETE_POLICY_ANNOTATION, value, HELM_SPELLING);
+    }
+    Ok(DeletePolicy {
+        before_creation: true,
         on_success: false,
         on_failure: false,
-    };
-    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "BeforeHookCreation" => policy.before_creation = true,
-            "HookSucceeded" => policy.on_success = true,
-            "HookFailed" => policy.on_failure = true,
-            _ => {
-                return Err(InvalidHook {
-                    annotation,
-                    value: value.clone(),
-                    expected: "BeforeHookCreation, HookSucceeded, HookFailed",
-                });
-            }
-        }
-    }
-    Ok(policy)
+    })
 }
 
-/// Helm's spelling of the same policies.
-fn helm_delete_policy(value: &str) -> Result<DeletePolicy, InvalidHook> {
+/// How an annotation names the three policies (before creation, on success, on failure).
+struct Spelling {
+    names: [&'static str; 3],
+    /// The names as an error message lists them.
+    listed: &'static str,
+}
+
+/// Argo CD's spelling, which driftless's own annotation shares.
+const ARGOCD_SPELLING: Spelling = Spelling {
+    names: ["BeforeHookCreation", "HookSucceeded", "HookFailed"],
+    listed: "BeforeHookCreation, HookSucceeded, HookFailed",
+};
+const HELM_SPELLING: Spelling = Spelling {
+    names: ["before-hook-creation", "hook-succeeded", "hook-failed"],
+    listed: "before-hook-creation, hook-succeeded, hook-failed",
+};
+
+fn parse_delete_policy(
+    annotation: &'static str,
+    value: &str,
+    spelling: Spelling,
+) -> Result<DeletePolicy, InvalidHook> {
+    let [before, succeeded, failed] = spelling.names;
     let mut policy = DeletePolicy {
         before_creation: false,
         on_success: false,
         on_failure: false,
     };
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "before-hook-creation" => policy.before_creation = true,
-            "hook-succeeded" => policy.on_success = true,
-            "hook-failed" => policy.on_failure = true,
-            _ => {
-                return Err(InvalidHook {
-                    annotation: HELM_HOOK_DELETE_POLICY_ANNOTATION,
-                    value: value.to_owned(),
-                    expected: "before-hook-creation, hook-succeeded, hook-failed",
-                });
-            }
+        if part == before {
+            policy.before_creation = true;
+        } else if part == succeeded {
+            policy.on_success = true;
+        } else if part == failed {
+            policy.on_failure = true;
+        } else {
+            return Err(InvalidHook {
+                annotation,
+                value: value.to_owned(),
+                expected: spelling.listed,
+            });
         }
     }
     Ok(policy)

@@ -526,6 +526,8 @@ fn values_become_flags_and_replicas() {
         "webhook.headerTimeout=5s",
         "metrics.port=9100",
         "controller.extraArgs={--git-stall-timeout=10s}",
+        "controller.commitStatusAllowedHosts={api.github.example.com,git.example.org}",
+        "controller.allowCrossNamespaceDependencies=true",
         "image.tag=dev",
     ]);
     let deployment = find(&objects, "Deployment", "rel-driftless");
@@ -548,6 +550,8 @@ fn values_become_flags_and_replicas() {
         "--webhook-reload-interval=10s",
         "--metrics-bind-address=0.0.0.0:9100",
         "--git-stall-timeout=10s",
+        "--commit-status-allowed-hosts=api.github.example.com,git.example.org",
+        "--allow-cross-namespace-dependencies",
     ] {
         assert!(
             args.iter().any(|a| a == expected),
