@@ -2,9 +2,11 @@
 //! [`Failure`] with the [`Reason`] naming the step, a message the user can act on, and whether
 //! only the user can fix it (Stalled) or a retry may (Failed).
 
+use kube::ResourceExt;
+
 use crate::{
     api::InventoryEntry,
-    apply::ApplyError,
+    apply::{ApplyError, DesiredObject},
     render::RenderErrors,
     source::{Artifact, SourceError, SourceErrorKind},
 };
@@ -100,6 +102,20 @@ pub(super) fn manifest_failure(revision: &str, errors: impl std::fmt::Display) -
         format!("revision {revision}: {errors}"),
     )
     .at(revision)
+}
+
+/// Objects whose ordering annotations (waves, hooks) are not understood, each described by
+/// [`annotation_problem`]: only a new commit helps.
+pub(super) fn refuse_annotations(revision: &str, problems: &[String]) -> Result<(), Failure> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(manifest_failure(revision, problems.join("; ")).stalled())
+}
+
+/// One entry of [`refuse_annotations`]: the object, the file it came from, what is wrong.
+pub(super) fn annotation_problem(object: &DesiredObject, error: impl std::fmt::Display) -> String {
+    format!("{} ({}): {error}", object.object.name_any(), object.origin)
 }
 
 /// An apply the API server refused: ValidationFailed when it refused the objects themselves.

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
-use super::{conditions::Reason, failure::Failure};
+use super::{
+    conditions::Reason,
+    failure::{Failure, annotation_problem, refuse_annotations},
+};
 use crate::{
     apply::{Applier, ApplyOptions, DesiredObject, ObjectRef},
     ordering::{Phase, Role, delete_policy_of, hook_weight, role_of},
@@ -56,21 +59,10 @@ pub(super) fn split_hooks(
             Ok(Role::Hook(Phase::PreApply)) => hooks.pre_apply.push(object),
             Ok(Role::Hook(Phase::PostApply)) => hooks.post_apply.push(object),
             Ok(Role::Hook(Phase::ApplyFailed)) => hooks.apply_failed.push(object),
-            Err(error) => invalid.push(format!(
-                "{} ({}): {error}",
-                object.object.name_any(),
-                object.origin
-            )),
+            Err(error) => invalid.push(annotation_problem(&object, error)),
         }
     }
-    if !invalid.is_empty() {
-        return Err(Failure::new(
-            Reason::ManifestInvalid,
-            format!("revision {revision}: {}", invalid.join("; ")),
-        )
-        .at(revision)
-        .stalled());
-    }
+    refuse_annotations(revision, &invalid)?;
     for phase in [
         &mut hooks.pre_apply,
         &mut hooks.post_apply,

@@ -5,11 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
-
 use super::{
     conditions::Reason,
-    failure::{Failure, apply_failure},
+    failure::{Failure, annotation_problem, apply_failure, refuse_annotations},
 };
 use crate::{
     api::InventoryEntry,
@@ -93,21 +91,10 @@ fn waves_of(
     for object in objects {
         match wave_of(object.object.metadata.annotations.as_ref(), plan.argocd) {
             Ok(wave) => with_waves.push((wave, object)),
-            Err(error) => invalid.push(format!(
-                "{} ({}): {error}",
-                object.object.name_any(),
-                object.origin
-            )),
+            Err(error) => invalid.push(annotation_problem(&object, error)),
         }
     }
-    if !invalid.is_empty() {
-        return Err(Failure::new(
-            Reason::ManifestInvalid,
-            format!("revision {}: {}", plan.revision, invalid.join("; ")),
-        )
-        .at(plan.revision)
-        .stalled());
-    }
+    refuse_annotations(plan.revision, &invalid)?;
     let waves = split_waves(with_waves, |(wave, _)| *wave);
     Ok(waves
         .into_iter()
