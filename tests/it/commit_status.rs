@@ -547,7 +547,13 @@ async fn a_token_gitea_refuses_leaves_an_event_and_the_object_ready() {
         .await;
     assert_kept(&namespace, "commitStatus").await;
     wait_applied(&namespace, &commit, Duration::from_secs(60)).await;
-    let note = warning_event(&namespace, "CommitStatusFailed").await;
+    let note = support::waiting::wait_for_warning(
+        &namespace,
+        "app",
+        "CommitStatusFailed",
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(note.contains(&commit), "{note}");
     assert!(
         !note.contains(&outsider),
@@ -596,7 +602,13 @@ async fn a_tenant_cannot_send_its_token_to_another_server() {
         "the token went to another server: {:?}",
         elsewhere.requests()
     );
-    let note = warning_event(&namespace, "CommitStatusRefused").await;
+    let note = support::waiting::wait_for_warning(
+        &namespace,
+        "app",
+        "CommitStatusRefused",
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(note.contains("--commit-status-allowed-hosts"), "{note}");
 }
 
@@ -611,38 +623,4 @@ pub(crate) async fn assert_kept(namespace: &TestNamespace, field: &str) {
         "the cluster's GitRepository CRD dropped spec.{field}: another checkout installed an \
          older CRD on the shared test cluster; run again"
     );
-}
-
-/// The note of the first Warning event with `reason` on GitRepository `app`, waiting up to 60 s.
-pub(crate) async fn warning_event(namespace: &TestNamespace, reason: &str) -> String {
-    use k8s_openapi::api::events::v1::Event;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let events = namespace
-            .api::<Event>()
-            .list(&Default::default())
-            .await
-            .unwrap();
-        let found = events.items.iter().find(|event| {
-            event.reason.as_deref() == Some(reason)
-                && event
-                    .regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some("app"))
-        });
-        if let Some(event) = found {
-            assert_eq!(event.type_.as_deref(), Some("Warning"));
-            return event.note.clone().unwrap_or_default();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {reason} event: {:#?}",
-            events
-                .items
-                .iter()
-                .map(|e| (&e.reason, &e.note))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

@@ -1187,40 +1187,6 @@ async fn wait_until(check: impl Fn() -> bool, what: &str) {
     }
 }
 
-/// The reconcile's Warning events about GitRepository `name`'s webhook Secret, up to 30 s.
-async fn webhook_secret_warning(namespace: &TestNamespace, name: &str) -> String {
-    use k8s_openapi::api::events::v1::Event;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = namespace
-            .api::<Event>()
-            .list(&Default::default())
-            .await
-            .unwrap();
-        let found = events.items.iter().find(|event| {
-            event.reason.as_deref() == Some("WebhookSecretUnreadable")
-                && event
-                    .regarding
-                    .as_ref()
-                    .is_some_and(|r| r.name.as_deref() == Some(name))
-        });
-        if let Some(event) = found {
-            assert_eq!(event.type_.as_deref(), Some("Warning"));
-            return event.note.clone().unwrap_or_default();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no WebhookSecretUnreadable event for {name}: {:#?}",
-            events
-                .items
-                .iter()
-                .map(|e| (&e.reason, &e.note))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_webhook_secret_the_service_account_may_not_read_gets_no_hook() {
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -1296,7 +1262,13 @@ async fn a_webhook_secret_the_service_account_may_not_read_gets_no_hook() {
     ping_until(port, &allowed_path, TOKEN, 200, Duration::from_secs(30)).await;
 
     // The one that may not: no path, no hook, and a Warning saying why.
-    let note = webhook_secret_warning(&namespace, "denied").await;
+    let note = support::waiting::wait_for_warning(
+        &namespace,
+        "denied",
+        "WebhookSecretUnreadable",
+        Duration::from_secs(30),
+    )
+    .await;
     eprintln!("WebhookSecretUnreadable: {note}");
     for expected in [
         "deployer",

@@ -130,3 +130,43 @@ pub async fn resync(namespace: &TestNamespace, token: &str) -> GitRepository {
     })
     .await
 }
+
+/// The note of the first Warning event with `reason` about GitRepository `name`, waiting up to
+/// `within`; fails listing the events seen.
+pub async fn wait_for_warning(
+    namespace: &TestNamespace,
+    name: &str,
+    reason: &str,
+    within: Duration,
+) -> String {
+    use k8s_openapi::api::events::v1::Event;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let events = namespace
+            .api::<Event>()
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let found = events.items.iter().find(|event| {
+            event.reason.as_deref() == Some(reason)
+                && event
+                    .regarding
+                    .as_ref()
+                    .is_some_and(|r| r.name.as_deref() == Some(name))
+        });
+        if let Some(event) = found {
+            assert_eq!(event.type_.as_deref(), Some("Warning"));
+            return event.note.clone().unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event for {name}: {:#?}",
+            events
+                .items
+                .iter()
+                .map(|e| (&e.reason, &e.note))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
