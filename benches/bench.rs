@@ -10,6 +10,8 @@
 #[path = "scenarios/apply.rs"]
 mod apply;
 mod common;
+#[path = "scenarios/flux_chain.rs"]
+mod flux_chain;
 #[path = "scenarios/flux_monorepo.rs"]
 mod flux_monorepo;
 #[path = "scenarios/flux_push.rs"]
@@ -48,7 +50,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "git",
     "coalesce",
     "apply",
@@ -61,10 +63,17 @@ const SCENARIOS: [&str; 13] = [
     "flux-scale",
     "flux-overlays",
     "flux-monorepo",
+    "flux-chain",
     "real-content",
 ];
 /// `flux` on the command line: every side-by-side comparison with Flux.
-const FLUX_SCENARIOS: [&str; 4] = ["flux-push", "flux-scale", "flux-overlays", "flux-monorepo"];
+const FLUX_SCENARIOS: [&str; 5] = [
+    "flux-push",
+    "flux-scale",
+    "flux-overlays",
+    "flux-monorepo",
+    "flux-chain",
+];
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a scenario.
@@ -141,6 +150,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "flux-scale" => flux_scale::scenario().await,
             "flux-overlays" => flux_scale::overlays().await,
             "flux-monorepo" => flux_monorepo::scenario().await,
+            "flux-chain" => flux_chain::scenario().await,
             "real-content" => real_content::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
