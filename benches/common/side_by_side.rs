@@ -240,6 +240,7 @@ pub struct Setup {
     /// Flux's controllers, when the scenario compares with Flux.
     pub flux_binaries: Option<PathBuf>,
     pub kustomize_binary: PathBuf,
+    pub helm_binary: PathBuf,
     _binary_dir: tempfile::TempDir,
 }
 
@@ -267,6 +268,7 @@ impl Setup {
             driftless_binary,
             flux_binaries,
             kustomize_binary: support::cluster::binaries_dir().join("kustomize"),
+            helm_binary: support::cluster::binaries_dir().join("helm"),
             _binary_dir: binary_dir,
         })
     }
@@ -475,6 +477,8 @@ impl Running {
                         secrets.path().to_str().context("UTF-8 path")?,
                         "--kustomize-binary",
                         setup.kustomize_binary.to_str().context("UTF-8 path")?,
+                        "--helm-binary",
+                        setup.helm_binary.to_str().context("UTF-8 path")?,
                     ],
                 )?;
                 controller.wait_watching(Duration::from_secs(60)).await?;
@@ -588,6 +592,17 @@ impl Running {
 
     /// Creates the objects of `workload` following `url`.
     pub async fn create(&self, workload: &Workload, url: &str) -> Result<()> {
+        self.create_with(workload, url, &json!({})).await
+    }
+
+    /// As `create`, with `driftless_spec` merged into each driftless GitRepository's spec
+    /// (e.g. `helm`); Flux's objects are the same as with `create`.
+    pub async fn create_with(
+        &self,
+        workload: &Workload,
+        url: &str,
+        driftless_spec: &Value,
+    ) -> Result<()> {
         let mut objects: Vec<(Api<DynamicObject>, Value)> = Vec::new();
         let interval = |default: &str| workload.interval.unwrap_or(default).to_owned();
         match self.tool {
@@ -601,6 +616,9 @@ impl Running {
                     let mut spec = json!({"url": url, "path": app_path(app)});
                     if let Some(interval) = workload.interval {
                         spec["interval"] = json!(interval);
+                    }
+                    for (field, value) in driftless_spec.as_object().into_iter().flatten() {
+                        spec[field] = value.clone();
                     }
                     objects.push((
                         api.clone(),
