@@ -14,6 +14,7 @@ use super::{Context, conditions::Reason, failure::Failure, identity::applier_for
 use crate::{
     api::{DependenciesReady, Dependency, GitRepository},
     apply::{HealthCheck, ObjectRef},
+    expressions::ReadyExpr,
     ordering::{
         Gate, Node, Readiness, cross_namespace_refused, cycle_through, decide, dependencies_of,
         describe_cycle, git_repository_readiness, is_dependent_of, needs_check,
@@ -42,6 +43,7 @@ pub(super) async fn check_dependencies(
     context: &Context,
     namespace: &str,
     revision: &str,
+    ready_exprs: &[Option<ReadyExpr>],
 ) -> Result<DependencyCheck, Failure> {
     let dependencies = &repository.spec.depends_on;
     if dependencies.is_empty() {
@@ -81,12 +83,21 @@ pub(super) async fn check_dependencies(
         .and_then(|s| s.dependencies_ready.as_ref());
     let mut looked_at = Vec::new();
     let mut other_kinds_block = false;
-    for dependency in dependencies {
+    for (index, dependency) in dependencies.iter().enumerate() {
         if !needs_check(dependency, record, revision, generation) {
             continue;
         }
-        let readiness = readiness_of(repository, context, namespace, dependency).await?;
-        other_kinds_block |= readiness != Readiness::Ready && !dependency.is_git_repository();
+        let ready_expr = ready_exprs.get(index).and_then(Option::as_ref);
+        let readiness = match ready_expr {
+            Some(expression) => {
+                readiness_by_expression(repository, context, namespace, dependency, expression)
+                    .await?
+            }
+            None => readiness_of(repository, context, namespace, dependency).await?,
+        };
+        // A readyExpr may read what the watch on GitRepositories does not react to.
+        let unwatched = !dependency.is_git_repository() || ready_expr.is_some();
+        other_kinds_block |= readiness != Readiness::Ready && unwatched;
         looked_at.push((describe(dependency, namespace), readiness));
     }
     let ready = DependenciesReady {
@@ -166,6 +177,51 @@ async fn readiness_of(
         HealthCheck::Progressing(why) if why.ends_with(": not found") => Readiness::Missing,
         HealthCheck::Progressing(why) => Readiness::NotReady(why),
         HealthCheck::Failed(error) => Readiness::NotReady(error.to_string()),
+    })
+}
+
+/// Reads one dependency and asks its `readyExpr` (over `dep`, the dependency, and `self`, the
+/// dependent) whether it is ready, in place of the built-in check: a GitRepository as the
+/// controller, any other kind as the tenant.
+async fn readiness_by_expression(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    dependency: &Dependency,
+    expression: &ReadyExpr,
+) -> Result<Readiness, Failure> {
+    let dependency_namespace = dependency.namespace_or(namespace);
+    let read = if dependency.is_git_repository() {
+        let api: Api<GitRepository> = Api::namespaced(context.client.clone(), dependency_namespace);
+        match api.get_opt(&dependency.name).await {
+            Ok(found) => found
+                .map(|found| serde_json::to_value(found).map_err(|e| e.to_string()))
+                .transpose(),
+            Err(error) => Err(error.to_string()),
+        }
+    } else {
+        let applier = applier_for(repository, namespace, context)?;
+        let object = ObjectRef {
+            api_version: dependency.api_version().to_owned(),
+            kind: dependency.kind().to_owned(),
+            namespace: Some(dependency_namespace.to_owned()),
+            name: dependency.name.clone(),
+        };
+        applier.read(&object).await
+    };
+    let found = match read {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Readiness::Missing),
+        Err(error) => return Ok(Readiness::NotReady(format!("cannot be read: {error}"))),
+    };
+    let dependent = serde_json::to_value(repository).unwrap_or_default();
+    let source = expression.source();
+    Ok(match expression.is_ready(found, dependent).await {
+        Ok(true) => Readiness::Ready,
+        Ok(false) => Readiness::NotReady(format!("readyExpr `{source}` is false")),
+        Err(error) => {
+            Readiness::NotReady(format!("readyExpr `{source}` cannot be evaluated: {error}"))
+        }
     })
 }
 

@@ -9,6 +9,7 @@ pub mod conditions;
 mod converged;
 mod decision;
 mod dependencies;
+mod expressions;
 mod failure;
 mod finalizer;
 mod health;

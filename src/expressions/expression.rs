@@ -56,10 +56,11 @@ impl Expression {
             field: field.clone(),
             reason,
         };
-        if source.len() > MAX_EXPRESSION_LENGTH {
+        // Code points, as the apiserver counts the CRD's maxLength.
+        let length = source.chars().count();
+        if length > MAX_EXPRESSION_LENGTH {
             return Err(refuse(format!(
-                "the expression is {} characters long; at most {MAX_EXPRESSION_LENGTH} are allowed",
-                source.len()
+                "the expression is {length} characters long; at most {MAX_EXPRESSION_LENGTH} are allowed"
             )));
         }
         let program = ENVIRONMENT
