@@ -21,9 +21,14 @@ use crate::{
     },
 };
 
-/// How often a dependent blocked by an object that is not a GitRepository looks again: those
-/// kinds are not watched, GitRepositories are.
+/// How often a dependent blocked by an object that is not a GitRepository (or has a
+/// `readyExpr`) looks again while the watch of its kind is not live yet (or may not be).
 pub(super) const OTHER_KINDS_LOOKED_AT_EVERY: Duration = Duration::from_secs(2);
+
+/// How often it looks again once that watch is live: only to close the short window in which
+/// a change lands before the dependent's own `DependencyNotReady` is in the cache the watch
+/// consults.
+pub(super) const WATCHED_KINDS_LOOKED_AT_EVERY: Duration = Duration::from_secs(30);
 
 /// What the dependencies allow.
 pub(super) enum DependencyCheck {
@@ -82,7 +87,7 @@ pub(super) async fn check_dependencies(
         .as_ref()
         .and_then(|s| s.dependencies_ready.as_ref());
     let mut looked_at = Vec::new();
-    let mut other_kinds_block = false;
+    let mut look_again_in: Option<Duration> = None;
     for (index, dependency) in dependencies.iter().enumerate() {
         if !needs_check(dependency, record, revision, generation) {
             continue;
@@ -95,9 +100,18 @@ pub(super) async fn check_dependencies(
             }
             None => readiness_of(repository, context, namespace, dependency).await?,
         };
-        // A readyExpr may read what the watch on GitRepositories does not react to.
-        let unwatched = !dependency.is_git_repository() || ready_expr.is_some();
-        other_kinds_block |= readiness != Readiness::Ready && unwatched;
+        // A readyExpr may read what the readiness watch on GitRepositories does not react to:
+        // such a dependency is watched by its kind, as other kinds are.
+        let by_kind = !dependency.is_git_repository() || ready_expr.is_some();
+        if readiness != Readiness::Ready && by_kind {
+            let watches = &context.dependency_watches;
+            let again = if watches.watch(dependency.api_version(), dependency.kind()) {
+                WATCHED_KINDS_LOOKED_AT_EVERY
+            } else {
+                OTHER_KINDS_LOOKED_AT_EVERY
+            };
+            look_again_in = Some(look_again_in.map_or(again, |sooner| sooner.min(again)));
+        }
         looked_at.push((describe(dependency, namespace), readiness));
     }
     let ready = DependenciesReady {
@@ -108,7 +122,7 @@ pub(super) async fn check_dependencies(
         Gate::Open => Ok(DependencyCheck::Open { ready: Some(ready) }),
         blocked => Ok(DependencyCheck::Blocked {
             message: blocked.message().unwrap_or_default(),
-            look_again_in: other_kinds_block.then_some(OTHER_KINDS_LOOKED_AT_EVERY),
+            look_again_in,
         }),
     }
 }

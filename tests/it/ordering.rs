@@ -1219,12 +1219,22 @@ async fn a_ready_expression_decides_a_dependency() {
         "{why}"
     );
     assert!(configmaps.get_opt("app").await.unwrap().is_none());
+    // By now the ConfigMap kind's watch is live, so the dependent is polled only every 30 s:
+    // what wakes it below within seconds is the watch.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let on = json!({ "data": { "value": "on" } });
+    let switched = Instant::now();
     configmaps
         .patch("switch", &Default::default(), &Patch::Merge(&on))
         .await
         .unwrap();
     wait_for_configmap(&namespace, "app", "applied once the expression is true").await;
+    let woken_after = switched.elapsed();
+    eprintln!("applied {woken_after:?} after its dependency changed");
+    assert!(
+        woken_after < Duration::from_secs(10),
+        "a change of the dependency wakes its dependent (the fallback poll is 30 s): {woken_after:?}"
+    );
     wait_for_named(
         &namespace,
         "app",
