@@ -13,6 +13,9 @@
 //!   `+` (which copies lists and strings) and every other function are refused there, so no
 //!   step can copy the whole object once per element (`a.map(e, data + data)`).
 //!
+//! - its depth ([`MAX_DEPTH`]), parsed on a thread with a large stack: the parser, the
+//!   evaluator and dropping the tree all recurse once per level.
+//!
 //! Every evaluation still runs on a blocking thread with [`EVALUATION_TIME_LIMIT`], at most
 //! [`CONCURRENT_EVALUATIONS`] at a time, as a backstop for what the shape rules do not foresee.
 
@@ -67,13 +70,25 @@ const CALLS_IN_MACRO_BODIES: &[&str] = &[
     "value",
 ];
 
+/// The deepest expression tree accepted. The evaluator (and dropping the tree) recurses once
+/// per level on a thread with an ordinary stack; 1024 characters can spell a thousand levels
+/// (`!!!!…true`). Real health expressions are about ten deep.
+pub const MAX_DEPTH: usize = 48;
+
 /// Why an expression's shape is refused, in words for the status.
 pub(super) fn check_shape(expression: &IdedExpr) -> Result<(), String> {
-    walk(expression, false)
+    walk(expression, false, 0)
 }
 
-/// Walks `expression`; `in_body` is true inside a macro's body.
-fn walk(expression: &IdedExpr, in_body: bool) -> Result<(), String> {
+/// Walks `expression`, `depth` levels down; `in_body` is true inside a macro's body.
+fn walk(expression: &IdedExpr, in_body: bool, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "the expression is nested more than {MAX_DEPTH} levels deep"
+        ));
+    }
+    let depth = depth + 1;
+    let walk = |expression: &IdedExpr, in_body: bool| walk(expression, in_body, depth);
     match &expression.expr {
         Expr::Comprehension(comprehension) => {
             if in_body {
