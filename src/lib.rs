@@ -13,6 +13,7 @@ pub mod apply;
 pub mod cli;
 pub mod commit_status;
 pub mod controller;
+pub mod expressions;
 pub mod manifests;
 pub mod memory;
 pub mod ordering;

@@ -40,6 +40,12 @@ pub struct Dependency {
     /// before every apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<DependencyPolicy>,
+    /// A CEL expression over `dep` (the dependency as read from the cluster) and `self` (this
+    /// GitRepository) that decides whether the dependency is ready, instead of the built-in
+    /// check (Flux's `readyExpr`), e.g. `dep.status.lastAppliedRevision.startsWith('main@')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub ready_expr: Option<String>,
 }
 
 /// When a dependency is checked.

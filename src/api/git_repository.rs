@@ -162,6 +162,18 @@ pub struct GitRepositorySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub depends_on: Vec<super::Dependency>,
+
+    /// Objects this GitRepository did not apply whose health is part of its health wait (see
+    /// docs/ordering.md); with any set, the health wait runs even without `wait`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub health_checks: Vec<super::HealthCheckReference>,
+
+    /// CEL expressions that decide the health of custom resources of a kind in the health
+    /// wait instead of the kstatus rules (Flux's `healthCheckExprs`; see docs/ordering.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub health_check_exprs: Vec<super::HealthCheckExpr>,
 }
 
 /// The revision to follow. Exactly one of `branch`, `tag`, `semver`, `commit` — except that

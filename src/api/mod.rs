@@ -5,6 +5,7 @@ mod commit_status;
 mod dependency;
 mod duration;
 mod git_repository;
+mod health_checks;
 mod helm;
 mod keys;
 mod kustomize;
@@ -21,6 +22,10 @@ pub use duration::{
     parse_duration,
 };
 pub use git_repository::*;
+pub use health_checks::{
+    HealthCheckExpr, HealthCheckReference, MAX_EXPRESSION_LENGTH, MAX_HEALTH_CHECK_EXPRS,
+    MAX_HEALTH_CHECKS,
+};
 pub use helm::{HelmSpec, ValuesReference};
 pub use keys::*;
 pub use kustomize::{

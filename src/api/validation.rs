@@ -18,6 +18,7 @@ use regex::Regex;
 
 use super::{
     CommitStatusSpec, Dependency, GitRepository, GitRepositorySpec, HelmSpec,
+    MAX_EXPRESSION_LENGTH, MAX_HEALTH_CHECK_EXPRS, MAX_HEALTH_CHECKS,
     duration::{MAX_INTERVAL, MAX_TIMEOUT, parse_duration},
 };
 
@@ -259,6 +260,7 @@ fn check_spec(spec: &GitRepositorySpec, report: &mut Report) {
         }
     }
     check_dependencies(&spec.depends_on, report);
+    check_health_checks(spec, report);
 }
 
 fn check_dependencies(dependencies: &[Dependency], report: &mut Report) {
@@ -288,7 +290,63 @@ fn check_dependencies(dependencies: &[Dependency], report: &mut Report) {
         if let Some(kind) = &dependency.kind {
             report.max_length(&format!("{field}.kind"), kind, MAX_LABEL);
         }
+        if let Some(ready_expr) = &dependency.ready_expr {
+            expression(report, &format!("{field}.readyExpr"), ready_expr);
+        }
     }
+}
+
+/// `spec.healthChecks` and `spec.healthCheckExprs`: their item counts and lengths (whether an
+/// expression compiles is the controller's check, which names the parser's message).
+fn check_health_checks(spec: &GitRepositorySpec, report: &mut Report) {
+    let checks = &spec.health_checks;
+    report.max_items("spec.healthChecks", checks.len(), MAX_HEALTH_CHECKS);
+    for (index, check) in checks.iter().enumerate() {
+        let field = format!("spec.healthChecks[{index}]");
+        bounded(
+            report,
+            &format!("{field}.apiVersion"),
+            &check.api_version,
+            MAX_SUBDOMAIN,
+        );
+        bounded(report, &format!("{field}.kind"), &check.kind, MAX_LABEL);
+        bounded(report, &format!("{field}.name"), &check.name, MAX_SUBDOMAIN);
+        if let Some(namespace) = &check.namespace {
+            report.max_length(&format!("{field}.namespace"), namespace, MAX_LABEL);
+        }
+    }
+    let exprs = &spec.health_check_exprs;
+    report.max_items("spec.healthCheckExprs", exprs.len(), MAX_HEALTH_CHECK_EXPRS);
+    for (index, entry) in exprs.iter().enumerate() {
+        let field = format!("spec.healthCheckExprs[{index}]");
+        bounded(
+            report,
+            &format!("{field}.apiVersion"),
+            &entry.api_version,
+            MAX_SUBDOMAIN,
+        );
+        bounded(report, &format!("{field}.kind"), &entry.kind, MAX_LABEL);
+        expression(report, &format!("{field}.current"), &entry.current);
+        if let Some(in_progress) = &entry.in_progress {
+            expression(report, &format!("{field}.inProgress"), in_progress);
+        }
+        if let Some(failed) = &entry.failed {
+            expression(report, &format!("{field}.failed"), failed);
+        }
+    }
+}
+
+/// `minLength: 1` and `maxLength: max`.
+fn bounded(report: &mut Report, field: &str, value: &str, max: usize) {
+    if value.is_empty() {
+        report.refuse(field, "should be at least 1 chars long");
+    }
+    report.max_length(field, value, max);
+}
+
+/// A CEL expression's bounds: `minLength: 1`, `maxLength: MAX_EXPRESSION_LENGTH`.
+fn expression(report: &mut Report, field: &str, value: &str) {
+    bounded(report, field, value, MAX_EXPRESSION_LENGTH);
 }
 
 /// The longest `commitStatus.address` and `commitStatus.targetURL`.

@@ -50,7 +50,7 @@ pub use object::{DesiredObject, ObjectRef, digest_of};
 pub use preview::{Change, Previewed};
 pub use prune::{PruneReport, inventory_of};
 pub use report::{ApplyOptions, ApplyReport, ApplyTimings};
-pub use wait::HealthCheck;
+pub use wait::{HealthCheck, HealthOverride};
 
 use kinds::{DefinedKinds, KindCache, ResolvedKind, discovered, is_crd, is_namespace};
 use object::{PreparedObject, declared_gvk, prepare};
@@ -85,6 +85,8 @@ pub struct ServedApis {
 pub struct Applier {
     client: Client,
     kinds: Arc<KindCache>,
+    /// Decides the health of the objects it covers instead of the kstatus rules.
+    health_override: Option<Arc<dyn HealthOverride>>,
 }
 
 impl Applier {
@@ -92,6 +94,16 @@ impl Applier {
         Self {
             kinds: Arc::new(KindCache::new(client.clone())),
             client,
+            health_override: None,
+        }
+    }
+
+    /// This applier, with `decider` judging the health of the objects it covers in every
+    /// health check and wait.
+    pub fn with_health_override(self, decider: Arc<dyn HealthOverride>) -> Self {
+        Self {
+            health_override: Some(decider),
+            ..self
         }
     }
 
@@ -102,6 +114,7 @@ impl Applier {
         Self {
             client,
             kinds: self.kinds.clone(),
+            health_override: self.health_override.clone(),
         }
     }
 

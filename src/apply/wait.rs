@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use kube::api::DynamicObject;
+
 use super::{
     Applier,
     error::{ApplyError, ObjectFailure, reason_of},
@@ -11,6 +14,12 @@ use super::{
 };
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// Decides the health of some objects in place of the kstatus rules (a tenant's expressions for
+/// its custom resources); `None` leaves an object to the kstatus rules.
+pub trait HealthOverride: Send + Sync {
+    fn health<'a>(&'a self, object: &'a serde_json::Value) -> BoxFuture<'a, Option<Health>>;
+}
 
 /// Where applied objects stand after one look at them.
 #[derive(Debug)]
@@ -96,10 +105,37 @@ impl Applier {
             Err(error) => return Health::InProgress(reason_of(&error)),
         };
         match api.get_opt(&key.name).await {
-            Ok(Some(live)) => health_of(&live),
+            Ok(Some(live)) => self.health_of_live(&live).await,
             Ok(None) => Health::InProgress("not found".into()),
             Err(error) => Health::InProgress(reason_of(&error)),
         }
+    }
+
+    /// The override's verdict when it has one, else the kstatus rules'.
+    async fn health_of_live(&self, live: &DynamicObject) -> Health {
+        let Some(decider) = &self.health_override else {
+            return health_of(live);
+        };
+        let value = match serde_json::to_value(live) {
+            Ok(value) => value,
+            Err(error) => return Health::InProgress(format!("cannot read the object: {error}")),
+        };
+        match decider.health(&value).await {
+            Some(health) => health,
+            None => health_of(live),
+        }
+    }
+
+    /// The object `object` names as the API returns it, read as this applier's account;
+    /// `None` when it does not exist or its kind is not served.
+    pub async fn read(&self, object: &ObjectRef) -> Result<Option<serde_json::Value>, String> {
+        let key = ObjectKey::from(object);
+        let Some(api) = self.api_for(&key).await.map_err(|e| reason_of(&e))? else {
+            return Ok(None);
+        };
+        let live = api.get_opt(&key.name).await.map_err(|e| reason_of(&e))?;
+        live.map(|live| serde_json::to_value(live).map_err(|e| e.to_string()))
+            .transpose()
     }
 }
 

@@ -14,15 +14,21 @@ use super::{Context, conditions::Reason, failure::Failure, identity::applier_for
 use crate::{
     api::{DependenciesReady, Dependency, GitRepository},
     apply::{HealthCheck, ObjectRef},
+    expressions::ReadyExpr,
     ordering::{
         Gate, Node, Readiness, cross_namespace_refused, cycle_through, decide, dependencies_of,
         describe_cycle, git_repository_readiness, is_dependent_of, needs_check,
     },
 };
 
-/// How often a dependent blocked by an object that is not a GitRepository looks again: those
-/// kinds are not watched, GitRepositories are.
+/// How often a dependent blocked by an object that is not a GitRepository (or has a
+/// `readyExpr`) looks again while the watch of its kind is not live yet (or may not be).
 pub(super) const OTHER_KINDS_LOOKED_AT_EVERY: Duration = Duration::from_secs(2);
+
+/// How often it looks again once that watch is live: only to close the short window in which
+/// a change lands before the dependent's own `DependencyNotReady` is in the cache the watch
+/// consults.
+pub(super) const WATCHED_KINDS_LOOKED_AT_EVERY: Duration = Duration::from_secs(30);
 
 /// What the dependencies allow.
 pub(super) enum DependencyCheck {
@@ -42,6 +48,7 @@ pub(super) async fn check_dependencies(
     context: &Context,
     namespace: &str,
     revision: &str,
+    ready_exprs: &[Option<ReadyExpr>],
 ) -> Result<DependencyCheck, Failure> {
     let dependencies = &repository.spec.depends_on;
     if dependencies.is_empty() {
@@ -80,13 +87,31 @@ pub(super) async fn check_dependencies(
         .as_ref()
         .and_then(|s| s.dependencies_ready.as_ref());
     let mut looked_at = Vec::new();
-    let mut other_kinds_block = false;
-    for dependency in dependencies {
+    let mut look_again_in: Option<Duration> = None;
+    for (index, dependency) in dependencies.iter().enumerate() {
         if !needs_check(dependency, record, revision, generation) {
             continue;
         }
-        let readiness = readiness_of(repository, context, namespace, dependency).await?;
-        other_kinds_block |= readiness != Readiness::Ready && !dependency.is_git_repository();
+        let ready_expr = ready_exprs.get(index).and_then(Option::as_ref);
+        let readiness = match ready_expr {
+            Some(expression) => {
+                readiness_by_expression(repository, context, namespace, dependency, expression)
+                    .await?
+            }
+            None => readiness_of(repository, context, namespace, dependency).await?,
+        };
+        // A readyExpr may read what the readiness watch on GitRepositories does not react to:
+        // such a dependency is watched by its kind, as other kinds are.
+        let by_kind = !dependency.is_git_repository() || ready_expr.is_some();
+        if readiness != Readiness::Ready && by_kind {
+            let watches = &context.dependency_watches;
+            let again = if watches.watch(dependency.api_version(), dependency.kind()) {
+                WATCHED_KINDS_LOOKED_AT_EVERY
+            } else {
+                OTHER_KINDS_LOOKED_AT_EVERY
+            };
+            look_again_in = Some(look_again_in.map_or(again, |sooner| sooner.min(again)));
+        }
         looked_at.push((describe(dependency, namespace), readiness));
     }
     let ready = DependenciesReady {
@@ -97,7 +122,7 @@ pub(super) async fn check_dependencies(
         Gate::Open => Ok(DependencyCheck::Open { ready: Some(ready) }),
         blocked => Ok(DependencyCheck::Blocked {
             message: blocked.message().unwrap_or_default(),
-            look_again_in: other_kinds_block.then_some(OTHER_KINDS_LOOKED_AT_EVERY),
+            look_again_in,
         }),
     }
 }
@@ -166,6 +191,51 @@ async fn readiness_of(
         HealthCheck::Progressing(why) if why.ends_with(": not found") => Readiness::Missing,
         HealthCheck::Progressing(why) => Readiness::NotReady(why),
         HealthCheck::Failed(error) => Readiness::NotReady(error.to_string()),
+    })
+}
+
+/// Reads one dependency and asks its `readyExpr` (over `dep`, the dependency, and `self`, the
+/// dependent) whether it is ready, in place of the built-in check: a GitRepository as the
+/// controller, any other kind as the tenant.
+async fn readiness_by_expression(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    dependency: &Dependency,
+    expression: &ReadyExpr,
+) -> Result<Readiness, Failure> {
+    let dependency_namespace = dependency.namespace_or(namespace);
+    let read = if dependency.is_git_repository() {
+        let api: Api<GitRepository> = Api::namespaced(context.client.clone(), dependency_namespace);
+        match api.get_opt(&dependency.name).await {
+            Ok(found) => found
+                .map(|found| serde_json::to_value(found).map_err(|e| e.to_string()))
+                .transpose(),
+            Err(error) => Err(error.to_string()),
+        }
+    } else {
+        let applier = applier_for(repository, namespace, context)?;
+        let object = ObjectRef {
+            api_version: dependency.api_version().to_owned(),
+            kind: dependency.kind().to_owned(),
+            namespace: Some(dependency_namespace.to_owned()),
+            name: dependency.name.clone(),
+        };
+        applier.read(&object).await
+    };
+    let found = match read {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Readiness::Missing),
+        Err(error) => return Ok(Readiness::NotReady(format!("cannot be read: {error}"))),
+    };
+    let dependent = serde_json::to_value(repository).unwrap_or_default();
+    let source = expression.source();
+    Ok(match expression.is_ready(found, dependent).await {
+        Ok(true) => Readiness::Ready,
+        Ok(false) => Readiness::NotReady(format!("readyExpr `{source}` is false")),
+        Err(error) => {
+            Readiness::NotReady(format!("readyExpr `{source}` cannot be evaluated: {error}"))
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -14,6 +14,7 @@ use super::{
     Context, Error,
     conditions::{Outcome, Reason},
     converged::Converged,
+    expressions::judging_by,
     failure::Failure,
     identity::applier_for,
     status::{is_new_work, write_status},
@@ -21,6 +22,7 @@ use super::{
 use crate::{
     api::{GitRepository, LastWebhook, RECONCILE_REQUESTED_AT},
     apply::{Applier, HealthCheck, ObjectRef},
+    expressions::HealthRules,
     sync::lock,
 };
 
@@ -52,16 +54,20 @@ pub(super) struct HealthWait {
     requested_at: Option<String>,
     /// What is still progressing, from the last look.
     progress: String,
+    /// `spec.healthCheckExprs` as compiled when the revision was applied.
+    rules: Arc<HealthRules>,
 }
 
 impl HealthWait {
-    /// A wait of up to `timeout` from `started` for `objects`, which `converged` applied.
+    /// A wait of up to `timeout` from `started` for `objects` (what `converged` applied and
+    /// `spec.healthChecks` names), judged by `rules` where they cover an object.
     pub(super) fn new(
         repository: &GitRepository,
         converged: Converged,
         objects: Vec<ObjectRef>,
         started: Instant,
         timeout: Duration,
+        rules: Arc<HealthRules>,
     ) -> HealthWait {
         HealthWait {
             deadline: started.checked_add(timeout).unwrap_or(started),
@@ -72,6 +78,7 @@ impl HealthWait {
             requested_at: requested_at(repository),
             progress: String::new(),
             converged,
+            rules,
         }
     }
 
@@ -117,6 +124,34 @@ fn requested_at(repository: &GitRepository) -> Option<String> {
         .cloned()
 }
 
+/// What the health wait of a revision waits for: with `spec.wait`, every object it `applied`;
+/// and every object `spec.healthChecks` names (in this GitRepository's namespace unless it
+/// names one). `None`: no wait at all.
+pub(super) fn objects_to_wait_for(
+    repository: &GitRepository,
+    namespace: &str,
+    applied: Vec<ObjectRef>,
+) -> Option<Vec<ObjectRef>> {
+    let checks = &repository.spec.health_checks;
+    let wait = repository.spec.wait == Some(true);
+    if !wait && checks.is_empty() {
+        return None;
+    }
+    let mut objects = if wait { applied } else { Vec::new() };
+    for check in checks {
+        let object = ObjectRef {
+            api_version: check.api_version.clone(),
+            kind: check.kind.clone(),
+            namespace: Some(check.namespace_or(namespace).to_owned()),
+            name: check.name.clone(),
+        };
+        if !objects.contains(&object) {
+            objects.push(object);
+        }
+    }
+    Some(objects)
+}
+
 /// Looks at the health of a waiting revision again, as the account that applied it.
 pub(super) async fn recheck_health(
     repository: &GitRepository,
@@ -124,7 +159,7 @@ pub(super) async fn recheck_health(
     namespace: &str,
     wait: HealthWait,
 ) -> Result<Step, Failure> {
-    let applier = applier_for(repository, namespace, context)?;
+    let applier = judging_by(applier_for(repository, namespace, context)?, &wait.rules);
     look_at_health(&applier, wait).await
 }
 

@@ -9,6 +9,8 @@ pub mod conditions;
 mod converged;
 mod decision;
 mod dependencies;
+mod dependency_watches;
+mod expressions;
 mod failure;
 mod finalizer;
 mod health;
@@ -186,6 +188,8 @@ pub struct Context {
     alerts: crate::alerts::Alerts,
     /// Every GitRepository watched, for the dependency graph.
     repositories: Store<GitRepository>,
+    /// Watches of the kinds other than GitRepository that `dependsOn` entries wait for.
+    dependency_watches: dependency_watches::DependencyWatches,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -237,6 +241,11 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         None => None,
     };
     let (store, writer) = reflector::store();
+    let (dependency_watches, woken_dependents) = dependency_watches::DependencyWatches::new(
+        client.clone(),
+        settings.namespace.clone(),
+        store.clone(),
+    );
     let context = Arc::new(Context {
         config,
         source: SourceEngine::new(
@@ -262,6 +271,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             metrics.clone(),
         ),
         repositories: store.clone(),
+        dependency_watches,
         client,
         settings: settings.clone(),
         metrics,
@@ -303,6 +313,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             let store = store.clone();
             move |dependency| dependencies::dependents_of(&store, &dependency)
         })
+        .reconcile_on(woken_dependents)
         .reconcile_on(priority::in_order(
             queued_pushes,
             context.clone(),

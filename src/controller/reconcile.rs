@@ -18,10 +18,13 @@ use super::{
     converged::Converged,
     decision::{self, Decision},
     dependencies::{DependencyCheck, check_dependencies},
+    expressions::{SpecExpressions, judging_by},
     failure::{
         Failure, manifest_failure, refuse_skipped_paths, render_failure, substitution_failure,
     },
-    health::{HealthWait, Step, look_at_health, recheck_health, record_waiting},
+    health::{
+        HealthWait, Step, look_at_health, objects_to_wait_for, recheck_health, record_waiting,
+    },
     hooks::{Hooks, run_phase, split_hooks},
     identity::{Tenants, applier_for, client_for},
     prune::prune_stale,
@@ -36,6 +39,7 @@ use crate::{
     api::{DependenciesReady, GitRepository},
     apply::{ApplyOptions, DesiredObject, ObjectRef, digest_of},
     commit_status::State,
+    expressions::HealthRules,
     manifests,
     ordering::Phase,
     revision,
@@ -306,6 +310,10 @@ async fn work(
         let step = recheck_health(&repository, context, namespace, wait).await;
         return Ok(Work::Done(repository, step));
     }
+    let expressions = match SpecExpressions::compile(&repository) {
+        Ok(expressions) => expressions,
+        Err(failure) => return Ok(Work::Done(repository, Err(failure))),
+    };
     let mut options =
         ApplyOptions::for_repository(&repository, namespace, context.settings.apply_concurrency);
     let fetching = Instant::now();
@@ -336,25 +344,32 @@ async fn work(
     if let Some(trusted) = trusted {
         options.trusted = trusted.hashes;
     }
-    let dependencies_ready =
-        match check_dependencies(&repository, context, namespace, &desired.revision).await {
-            Ok(DependencyCheck::Open { ready }) => ready,
-            Ok(DependencyCheck::Blocked {
+    let dependencies_ready = match check_dependencies(
+        &repository,
+        context,
+        namespace,
+        &desired.revision,
+        &expressions.ready,
+    )
+    .await
+    {
+        Ok(DependencyCheck::Open { ready }) => ready,
+        Ok(DependencyCheck::Blocked {
+            message,
+            look_again_in,
+        }) => {
+            return Ok(Work::Blocked {
+                repository,
+                revision: desired.revision,
                 message,
                 look_again_in,
-            }) => {
-                return Ok(Work::Blocked {
-                    repository,
-                    revision: desired.revision,
-                    message,
-                    look_again_in,
-                });
-            }
-            Err(failure) => {
-                let failure = failure.at(&desired.revision);
-                return Ok(Work::Done(repository, Err(failure)));
-            }
-        };
+            });
+        }
+        Err(failure) => {
+            let failure = failure.at(&desired.revision);
+            return Ok(Work::Done(repository, Err(failure)));
+        }
+    };
     // Remembered again once everything is applied: until then the cluster may hold part of
     // another set of objects.
     context.applied.forget(namespace, &repository.name_any());
@@ -383,6 +398,7 @@ async fn work(
         Admitted {
             dependencies_ready,
             new_work,
+            health_rules: expressions.health,
         },
     )
     .await;
@@ -395,6 +411,8 @@ struct Admitted {
     dependencies_ready: Option<DependenciesReady>,
     /// A new revision or spec: hooks run.
     new_work: bool,
+    /// `spec.healthCheckExprs`, compiled.
+    health_rules: Arc<HealthRules>,
 }
 
 /// The revision's hooks around its apply (when `hooks` is given: new work), and the apply
@@ -534,10 +552,11 @@ async fn converge(
     let Admitted {
         dependencies_ready,
         new_work,
+        health_rules,
     } = admitted;
     let started = Instant::now();
     let revision = desired.revision;
-    let applier = applier_for(repository, namespace, context)?;
+    let applier = judging_by(applier_for(repository, namespace, context)?, &health_rules);
     let inventory = repository
         .status
         .as_ref()
@@ -565,7 +584,7 @@ async fn converge(
         .await
         .map_err(|failure| failure.at(&revision))?;
     metrics.observe_stage("prune", pruning.elapsed());
-    let objects: Vec<ObjectRef> = report.objects().cloned().collect();
+    let applied: Vec<ObjectRef> = report.objects().cloned().collect();
     let converged = Converged {
         revision,
         commit_time: desired.commit_time,
@@ -577,9 +596,17 @@ async fn converge(
         compared_at: desired.compared_at,
         dependencies_ready,
     };
-    if repository.spec.wait != Some(true) {
+    let Some(objects) = objects_to_wait_for(repository, namespace, applied) else {
         return Ok(Step::Converged { converged, started });
-    }
-    let wait = HealthWait::new(repository, converged, objects, started, durations.timeout);
+    };
+    let timeout = durations.timeout;
+    let wait = HealthWait::new(
+        repository,
+        converged,
+        objects,
+        started,
+        timeout,
+        health_rules,
+    );
     look_at_health(&applier, wait).await
 }

@@ -455,6 +455,47 @@ async fn admission_and_the_rust_rules_agree_on_every_spec() {
         with(json!({ "dependsOn": [{ "name": "x", "namespace": "Team_A" }] })),
         with(json!({ "dependsOn": [{ "name": "x", "namespace": long(64) }] })),
         with(json!({ "dependsOn": [{ "name": "x", "apiVersion": "v1", "kind": long(64) }] })),
+        // healthChecks, healthCheckExprs and readyExpr: their bounds.
+        with(json!({ "dependsOn": [{ "name": "x", "readyExpr": "dep.status.ready == true" }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "readyExpr": "" }] })),
+        with(json!({ "dependsOn": [{ "name": "x", "readyExpr": long(1025) }] })),
+        with(json!({ "healthChecks": [
+            { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" },
+            { "apiVersion": "v1", "kind": "Namespace", "name": "x", "namespace": "team-a" },
+        ] })),
+        with(
+            json!({ "healthChecks": (0..64).map(|i| json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": format!("c{i}") })).collect::<Vec<_>>() }),
+        ),
+        with(
+            json!({ "healthChecks": (0..65).map(|i| json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": format!("c{i}") })).collect::<Vec<_>>() }),
+        ),
+        with(json!({ "healthChecks": [{ "apiVersion": "", "kind": "ConfigMap", "name": "c" }] })),
+        with(json!({ "healthChecks": [{ "apiVersion": "v1", "kind": long(64), "name": "c" }] })),
+        with(
+            json!({ "healthChecks": [{ "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "namespace": long(64) }] }),
+        ),
+        with(
+            json!({ "healthCheckExprs": [{ "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "current": long(1024), "inProgress": "false", "failed": "false" }] }),
+        ),
+        with(
+            json!({ "healthCheckExprs": [{ "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "current": long(1025) }] }),
+        ),
+        with(
+            json!({ "healthCheckExprs": [{ "apiVersion": "a/v1", "kind": "A", "current": "true",
+            "failed": "" }] }),
+        ),
+        with(
+            json!({ "healthCheckExprs": [{ "apiVersion": "a/v1", "kind": "A", "current": "true",
+            "inProgress": long(1025) }] }),
+        ),
+        with(
+            json!({ "healthCheckExprs": (0..32).map(|_| json!({ "apiVersion": "a/v1", "kind": "A", "current": "true" })).collect::<Vec<_>>() }),
+        ),
+        with(
+            json!({ "healthCheckExprs": (0..33).map(|_| json!({ "apiVersion": "a/v1", "kind": "A", "current": "true" })).collect::<Vec<_>>() }),
+        ),
         // Helm with the Kustomize fields.
         with(json!({ "helm": {}, "namePrefix": "p-" })),
         with(json!({ "helm": {}, "components": ["c"] })),

@@ -916,3 +916,331 @@ fn configmap_value_of_key(configmap: &ConfigMap, key: &str) -> String {
         .and_then(|d| d.get(key).cloned())
         .unwrap_or_default()
 }
+
+// Health beyond kstatus: healthCheckExprs, healthChecks and readyExpr.
+
+/// A Widget CRD whose status the test writes, as an operator would.
+fn widget_crd_with_status(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {{status: {{}}}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+          status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"
+    )
+}
+
+/// Installs `manifest` (a CRD) and waits until it is Established.
+async fn install_crd(namespace: &TestNamespace, manifest: &str) -> String {
+    let definition: CustomResourceDefinition =
+        serde_saphyr::from_str(manifest).expect("the CRD manifest");
+    let name = definition.metadata.name.clone().unwrap();
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    crds_api
+        .create(&Default::default(), &definition)
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        let crd = crds_api.get(&name).await.unwrap();
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            return name;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("CRD {name} was not Established in time");
+}
+
+/// The Widgets of `group` in the namespace, as dynamic objects.
+fn widgets(namespace: &TestNamespace, group: &str) -> Api<kube::api::DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk(group, "v1", "Widget");
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    Api::namespaced_with(namespace.client.clone(), &namespace.name, &resource)
+}
+
+/// Writes Widget `name`'s `Ready` condition, once driftless has created it.
+async fn set_widget_ready(widgets: &Api<kube::api::DynamicObject>, name: &str, status: &str) {
+    for _ in 0..300 {
+        if widgets.get_opt(name).await.unwrap().is_some() {
+            let patch = json!({ "status": { "conditions": [
+                { "type": "Ready", "status": status, "reason": "Test", "message": "set by the test" }
+            ] } });
+            widgets
+                .patch_status(name, &Default::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Widget {name} was never created");
+}
+
+fn named_widget(group: &str, name: &str) -> String {
+    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  teeth: 12\n")
+}
+
+fn message(repository: &GitRepository) -> String {
+    ready(repository)
+        .map(|(_, _, message)| message)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_health_check_expression_decides_a_custom_resource_s_health() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-cel").await;
+    let group = format!("{}.driftless.test", namespace.name);
+    let crd_name = install_crd(&namespace, &widget_crd_with_status(&group)).await;
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    // Flux's cheatsheet form, pasted as is.
+    let exprs = json!([{
+        "apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "current": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True')",
+        "failed": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'False')",
+    }]);
+    for name in ["gear", "cog"] {
+        let repo = repos.create(name);
+        let manifest = named_widget(&group, name);
+        repo.commit("a widget", &[("deploy/widget.yaml", manifest.as_str())]);
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                        "wait": true, "timeout": "5m", "healthCheckExprs": exprs }),
+            )
+            .await;
+    }
+    let _controller = RunningController::start(&namespace.name);
+
+    // kstatus would call a Widget without conditions healthy; the expression says not yet
+    // (the conditions do not exist, so it cannot be evaluated: in progress, with the reason).
+    let waiting = wait_for_named(
+        &namespace,
+        "gear",
+        "the health wait on the expression",
+        Duration::from_secs(60),
+        |r| message(r).contains("Widget gear:"),
+    )
+    .await;
+    let (status, _, why) = ready(&waiting).unwrap();
+    assert_ne!(status, "True", "{why}");
+    assert!(why.contains("spec.healthCheckExprs[0]"), "{why}");
+    let widgets = widgets(&namespace, &group);
+    set_widget_ready(&widgets, "gear", "Unknown").await;
+    wait_for_named(
+        &namespace,
+        "gear",
+        "current is not true yet",
+        Duration::from_secs(30),
+        |r| message(r).contains("current `status.conditions"),
+    )
+    .await;
+    assert!(!is_ready(
+        &namespace.api::<GitRepository>().get("gear").await.unwrap()
+    ));
+    set_widget_ready(&widgets, "gear", "True").await;
+    wait_for_named(
+        &namespace,
+        "gear",
+        "Ready once current is true",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+
+    // The failed expression ends the wait at once, long before the 5m timeout.
+    set_widget_ready(&widgets, "cog", "False").await;
+    let failed = wait_for_named(
+        &namespace,
+        "cog",
+        "HealthCheckFailed by the failed expression",
+        Duration::from_secs(30),
+        |r| reason(r) == "HealthCheckFailed",
+    )
+    .await;
+    let why = message(&failed);
+    assert!(
+        why.contains("Widget cog: failed `status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'False')` is true"),
+        "{why}"
+    );
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    let _ = crds_api.delete(&crd_name, &Default::default()).await;
+}
+
+#[tokio::test]
+async fn an_expression_that_does_not_compile_stalls_naming_its_field() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-cel-bad").await;
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let repo = repos.create("app");
+    let manifest = configmap("app", "1");
+    repo.commit("one", &[("deploy/cm.yaml", manifest.as_str())]);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "healthCheckExprs": [{ "apiVersion": "example.com/v1", "kind": "Widget",
+                                           "current": "status.phase == " }] }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let stalled = wait_for_named(
+        &namespace,
+        "app",
+        "Stalled for the expression",
+        Duration::from_secs(60),
+        |r| reason(r) == "InvalidSpec",
+    )
+    .await;
+    let why = message(&stalled);
+    assert!(
+        why.contains("spec.healthCheckExprs[0].current") && why.contains("does not compile"),
+        "{why}"
+    );
+    let stalled_condition = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(stalled_condition.0, "True");
+    let configmaps = namespace.api::<ConfigMap>();
+    assert!(
+        configmaps.get_opt("app").await.unwrap().is_none(),
+        "nothing is applied"
+    );
+}
+
+#[tokio::test]
+async fn a_health_check_entry_blocks_ready_until_that_object_is_ready() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-healthchecks").await;
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let repo = repos.create("app");
+    let manifest = configmap("app", "1");
+    repo.commit("one", &[("deploy/cm.yaml", manifest.as_str())]);
+    // Not in the revision: created later by someone else.
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "timeout": "5m",
+                    "healthChecks": [{ "apiVersion": "v1", "kind": "ConfigMap", "name": "elsewhere" }] }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    wait_for_configmap(&namespace, "app", "the revision is applied").await;
+    let waiting = wait_for_named(
+        &namespace,
+        "app",
+        "the health wait on the healthChecks entry",
+        Duration::from_secs(60),
+        |r| message(r).contains("ConfigMap") && message(r).contains("elsewhere"),
+    )
+    .await;
+    assert!(!is_ready(&waiting), "{}", message(&waiting));
+    let elsewhere: ConfigMap = serde_saphyr::from_str(&configmap("elsewhere", "x")).unwrap();
+    namespace
+        .api::<ConfigMap>()
+        .create(&Default::default(), &elsewhere)
+        .await
+        .unwrap();
+    wait_for_named(
+        &namespace,
+        "app",
+        "Ready once the checked object exists",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+    let recorded = namespace.api::<GitRepository>().get("app").await.unwrap();
+    let inventory = &recorded.status.unwrap().inventory;
+    assert!(
+        inventory
+            .iter()
+            .all(|entry| !entry.id.contains("elsewhere")),
+        "a checked object is not in the inventory: {inventory:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ready_expression_decides_a_dependency() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-readyexpr").await;
+    let configmaps = namespace.api::<ConfigMap>();
+    // A ConfigMap is ready by kstatus as soon as it exists; the expression asks for more.
+    let switch: ConfigMap = serde_saphyr::from_str(&configmap("switch", "off")).unwrap();
+    configmaps
+        .create(&Default::default(), &switch)
+        .await
+        .unwrap();
+    let repos = GitRepos::new();
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let repo = repos.create("app");
+    let manifest = configmap("app", "1");
+    repo.commit("one", &[("deploy/cm.yaml", manifest.as_str())]);
+    namespace
+        .create_git_repository(
+            "app",
+            json!({ "url": server.url_for(&repo), "path": "deploy", "interval": HOURLY,
+                    "dependsOn": [{ "name": "switch", "apiVersion": "v1", "kind": "ConfigMap",
+                                    "readyExpr": "dep.data.value == 'on' && self.metadata.name == 'app'" }] }),
+        )
+        .await;
+    let _controller = RunningController::start(&namespace.name);
+    let blocked = wait_for_named(
+        &namespace,
+        "app",
+        "DependencyNotReady by the expression",
+        Duration::from_secs(60),
+        |r| reason(r) == "DependencyNotReady",
+    )
+    .await;
+    let why = message(&blocked);
+    assert!(
+        why.contains("ConfigMap") && why.contains("readyExpr `dep.data.value == 'on'"),
+        "{why}"
+    );
+    assert!(configmaps.get_opt("app").await.unwrap().is_none());
+    // By now the ConfigMap kind's watch is live, so the dependent is polled only every 30 s:
+    // what wakes it below within seconds is the watch.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let on = json!({ "data": { "value": "on" } });
+    let switched = Instant::now();
+    configmaps
+        .patch("switch", &Default::default(), &Patch::Merge(&on))
+        .await
+        .unwrap();
+    wait_for_configmap(&namespace, "app", "applied once the expression is true").await;
+    let woken_after = switched.elapsed();
+    eprintln!("applied {woken_after:?} after its dependency changed");
+    assert!(
+        woken_after < Duration::from_secs(10),
+        "a change of the dependency wakes its dependent (the fallback poll is 30 s): {woken_after:?}"
+    );
+    wait_for_named(
+        &namespace,
+        "app",
+        "Ready",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await;
+}
