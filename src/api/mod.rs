@@ -8,6 +8,7 @@ mod git_repository;
 mod helm;
 mod keys;
 mod kustomize;
+mod preview;
 mod validation;
 
 pub use alerts::{AlertEvent, AlertSeverity, AlertSpec, AlertType};
@@ -26,6 +27,7 @@ pub use keys::*;
 pub use kustomize::{
     CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
 };
+pub use preview::{PreviewCommentMode, PreviewSpec};
 pub use validation::{FieldError, InvalidSpec, validate, validate_spec};
 
 use kube::CustomResourceExt;
