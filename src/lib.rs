@@ -16,6 +16,7 @@ pub mod controller;
 pub mod manifests;
 pub mod memory;
 pub mod ordering;
+pub mod preview;
 pub mod render;
 pub mod repo_path;
 pub mod revision;
