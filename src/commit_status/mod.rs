@@ -14,5 +14,6 @@ pub use address::{AddressError, Resolved, resolve};
 pub use client::{PostError, RetryPolicy, StatusClient};
 pub use notifier::{Notifier, ObjectKey, OnFailure, Queued};
 pub use request::{
-    Credentials, Destination, PostRequest, State, Status, authorization, post_request, truncate,
+    Credentials, Destination, PostRequest, State, Status, authorization, description_limit,
+    post_request, truncate,
 };
