@@ -664,6 +664,9 @@ fn accept_pull_request(
         .count();
     tracing::info!(
         number = pull.number,
+        target = pull.target_branch,
+        from_fork = pull.from_fork,
+        following = objects.len(),
         previewed,
         "pull request delivery handled"
     );
