@@ -45,3 +45,33 @@ pub fn pull_request_reference(head_ref: &str, head_commit: Option<&str>) -> GitR
         ..GitReference::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789ABCDEF0123456789abcdef01234567";
+
+    #[test]
+    fn a_commit_is_pinned_on_the_followed_branch_and_a_ref_is_fetched_by_name() {
+        let followed = GitReference {
+            branch: Some("main".into()),
+            ..GitReference::default()
+        };
+        let commit = preview_reference(SHA, Some(&followed));
+        assert_eq!(
+            commit.commit.as_deref(),
+            Some(SHA.to_ascii_lowercase().as_str())
+        );
+        assert_eq!(commit.branch.as_deref(), Some("main"));
+        let pull = preview_reference("refs/pull/7/head", Some(&followed));
+        assert_eq!(pull.branch.as_deref(), Some("refs/pull/7/head"));
+        assert_eq!(pull.commit, None);
+        let pinned = pull_request_reference("refs/merge-requests/3/head", Some(SHA));
+        assert_eq!(pinned.branch.as_deref(), Some("refs/merge-requests/3/head"));
+        assert_eq!(
+            pinned.commit.as_deref(),
+            Some(SHA.to_ascii_lowercase().as_str())
+        );
+    }
+}

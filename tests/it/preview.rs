@@ -212,6 +212,26 @@ async fn a_gitea_pull_request_gets_its_plan_comment_and_status_without_touching_
     assert!(comments[0].contains("The plan failed"), "{}", comments[0]);
     assert!(comments[0].contains("broken.yaml"), "{}", comments[0]);
     assert_eq!(resource_versions(&namespace).await, before);
+
+    // A pull request from a fork is not previewed (allowForks is off): no status on its head,
+    // no comment, while the same repository's own pull requests were previewed within a second.
+    let fork = gitea.fork(&repository, "forkers");
+    let forked = fork.push_to(
+        "from-fork",
+        &[("deploy/app.yaml", &manifest("fork"))],
+        "fork",
+    );
+    let number = gitea.open_pull_request(&repository, "forkers:from-fork", "main");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let statuses = gitea.statuses(&repository, &forked);
+    assert!(statuses.is_empty(), "a fork was previewed: {statuses:?}");
+    let comments = gitea.comments(&repository, number);
+    assert!(
+        comments
+            .iter()
+            .all(|c| !c["body"].as_str().unwrap_or_default().contains(MARKER)),
+        "a fork was previewed: {comments:?}"
+    );
 }
 
 fn destination(provider: CommitStatusProvider, api: &str, repository: &str) -> Destination {

@@ -285,6 +285,34 @@ impl Gitea {
         created["number"].as_u64().expect("a pull request number")
     }
 
+    /// A fork of `repository` into a new organization `organization`, with a work tree at
+    /// the fork's `main`.
+    pub fn fork(&self, repository: &GiteaRepository, organization: &str) -> GiteaRepository {
+        self.call(
+            "POST",
+            "/api/v1/orgs",
+            Some(&json!({ "username": organization })),
+        );
+        self.call(
+            "POST",
+            &format!("/api/v1/repos/{}/forks", repository.full_name),
+            Some(&json!({ "organization": organization })),
+        );
+        let name = repository.full_name.rsplit('/').next().unwrap();
+        let fork = GiteaRepository {
+            full_name: format!("{organization}/{name}"),
+            push_url: format!(
+                "http://{ADMIN}:{PASSWORD}@127.0.0.1:{}/{organization}/{name}.git",
+                self.port
+            ),
+            work: tempfile::tempdir().expect("a work tree"),
+        };
+        fork.git(&["init", "-q", "-b", "main"]);
+        fork.git(&["fetch", "-q", &fork.push_url, "main"]);
+        fork.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
+        fork
+    }
+
     /// The comments of issue or pull request `number`, oldest first.
     pub fn comments(&self, repository: &GiteaRepository, number: u64) -> Vec<Value> {
         let listed = self.call(
