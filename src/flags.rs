@@ -131,6 +131,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_IGNORE_ARGOCD_ANNOTATIONS")]
     pub ignore_argocd_annotations: bool,
 
+    /// How many pull request previews (`spec.preview`) run at the same time; a newer push to
+    /// a pull request cancels the preview of the older one.
+    #[arg(long, env = "DRIFTLESS_PREVIEW_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub preview_concurrency: u16,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

@@ -17,6 +17,7 @@ pub mod expressions;
 pub mod manifests;
 pub mod memory;
 pub mod ordering;
+pub mod preview;
 pub mod render;
 pub mod repo_path;
 pub mod revision;

@@ -139,6 +139,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         commit_status_retry: Default::default(),
         allow_cross_namespace_dependencies: args.allow_cross_namespace_dependencies,
         ignore_argocd_annotations: args.ignore_argocd_annotations,
+        preview_concurrency: usize::from(args.preview_concurrency),
     };
     tracing::info!(
         version = driftless::VERSION,

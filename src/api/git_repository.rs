@@ -114,6 +114,11 @@ pub struct GitRepositorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_status: Option<super::CommitStatusSpec>,
 
+    /// Preview pull requests: the plan of each push to a pull request, posted on it as a
+    /// comment and a commit status (see docs/preview.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<super::PreviewSpec>,
+
     /// Announce outcomes (Applied, Failed, DriftCorrected, Pruned, Stalled) to chat, a signed
     /// webhook or a CloudEvents endpoint; each event once per revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -9,6 +9,7 @@ mod health_checks;
 mod helm;
 mod keys;
 mod kustomize;
+mod preview;
 mod validation;
 
 pub use alerts::{AlertEvent, AlertSeverity, AlertSpec, AlertType};
@@ -31,6 +32,7 @@ pub use keys::*;
 pub use kustomize::{
     CommonMetadata, ImageOverride, PatchSpec, PatchTarget, PostBuild, SubstituteReference,
 };
+pub use preview::{PreviewCommentMode, PreviewSpec};
 pub use validation::{FieldError, InvalidSpec, validate, validate_spec};
 
 use kube::CustomResourceExt;

@@ -9,8 +9,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Args;
-use kube::{Api, Client, ResourceExt, api::DynamicObject};
-use serde_json::Value;
+use kube::{Api, Client, ResourceExt};
 
 use super::{
     CliError, ClusterArgs,
@@ -19,12 +18,10 @@ use super::{
     output::{self, Tone},
 };
 use crate::{
-    api::{APPLIED_HASH_ANNOTATION, GitRepository},
-    apply::{
-        Applier, ApplyOptions, Change, Previewed,
-        inventory::{ObjectKey, stale},
-    },
+    api::GitRepository,
+    apply::{Applier, ApplyOptions},
     manifests::Manifest,
+    preview::{Action, Plan, preview_reference, would_prune},
     render::Capabilities,
     revision::{self, ChartContext},
 };
@@ -40,14 +37,15 @@ pub struct DiffArgs {
     /// With --path: the commit to preview (default HEAD).
     #[arg(long, default_value = "HEAD")]
     pub revision: String,
+    /// Preview this commit (full SHA) or ref of the object's repository instead of its own
+    /// ref, e.g. a pull request's `refs/pull/7/head`: the plan the controller posts on it.
+    #[arg(long = "ref", conflicts_with = "path")]
+    pub git_ref: Option<String>,
     #[command(flatten)]
     pub render: RenderArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
-
-/// Kinds whose values are never printed.
-const MASKED_KINDS: [&str; 1] = ["Secret"];
 
 pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
     let connection = connect(&args.cluster).await?;
@@ -71,7 +69,7 @@ pub async fn run(args: DiffArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::Output(format!("revision cannot be applied: {e}")))?;
     let pruned = would_prune(&repository, &previewed);
-    let changes = report(&previewed, &pruned);
+    let changes = report(&Plan::of(&previewed, &pruned));
     Ok(if changes {
         ExitCode::from(1)
     } else {
@@ -142,11 +140,15 @@ async fn desired_manifests(
                 None => None,
             };
             let owner = format!("{}/{}", connection.namespace, repository.name_any());
-            let fetched = objects::fetched_revision(spec, &owner, credentials).await?;
+            let mut spec = spec.clone();
+            if let Some(wanted) = &args.git_ref {
+                spec.reference = Some(preview_reference(wanted, spec.reference.as_ref()));
+            }
+            let fetched = objects::fetched_revision(&spec, &owner, credentials).await?;
             eprintln!("previewing revision {}", fetched.artifact.revision);
             objects::objects_of(
                 &fetched.artifact,
-                spec,
+                &spec,
                 &renderer,
                 &chart,
                 variables.as_ref(),
@@ -171,201 +173,30 @@ fn applying_client(
     }
 }
 
-fn would_prune(repository: &GitRepository, previewed: &[Previewed]) -> Vec<ObjectKey> {
-    if repository.spec.prune == Some(false) {
-        return Vec::new();
-    }
-    let old = repository
-        .status
-        .as_ref()
-        .map(|s| s.inventory.clone())
-        .unwrap_or_default();
-    let new: Vec<_> = previewed
-        .iter()
-        .map(|p| ObjectKey::from(&p.reference).to_entry())
-        .collect();
-    stale(&old, &new)
-}
-
-/// Prints the preview; returns whether anything would change.
-fn report(previewed: &[Previewed], pruned: &[ObjectKey]) -> bool {
-    let mut unchanged = 0;
-    let mut changes = 0;
-    for one in previewed {
-        let kind = &one.reference.kind;
-        match &one.change {
-            Change::Unchanged | Change::CreateOnlyPresent => unchanged += 1,
-            Change::Create(object) => {
-                changes += 1;
-                println!(
-                    "{}",
-                    output::toned(&format!("+ create {}", one.reference), Tone::Good, false)
-                );
-                let (_, shown) = masked_pair(Value::Null, comparable(object), kind);
-                print!(
-                    "{}",
-                    unified(&Value::Null, &shown, &one.reference.to_string())
-                );
-            }
-            Change::CreateAfterItsPrerequisites(why) => {
-                changes += 1;
-                println!(
-                    "{}",
-                    output::toned(
-                        &format!(
-                            "+ create {} (validated once what it needs exists: {why})",
-                            one.reference
-                        ),
-                        Tone::Good,
-                        false
-                    )
-                );
-            }
-            Change::Update(live, would_be) => {
-                changes += 1;
-                println!(
-                    "{}",
-                    output::toned(&format!("~ change {}", one.reference), Tone::Pending, false)
-                );
-                let (before, after) = masked_pair(comparable(live), comparable(would_be), kind);
-                print!("{}", unified(&before, &after, &one.reference.to_string()));
-            }
-        }
-    }
-    for key in pruned {
-        changes += 1;
-        let namespace = key
-            .namespace
-            .as_deref()
-            .map(|n| format!("{n}/"))
-            .unwrap_or_default();
-        println!(
-            "{}",
-            output::toned(
-                &format!("- prune {} {}{}", key.kind, namespace, key.name),
-                Tone::Bad,
-                false
-            )
-        );
-    }
-    println!("{changes} to change, {unchanged} unchanged");
-    changes > 0
-}
-
-/// The object as a person compares it: no server bookkeeping, no status.
-fn comparable(object: &DynamicObject) -> Value {
-    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(root) = value.as_object_mut() {
-        root.remove("status");
-        if let Some(metadata) = root.get_mut("metadata").and_then(Value::as_object_mut) {
-            for field in [
-                "managedFields",
-                "resourceVersion",
-                "uid",
-                "generation",
-                "creationTimestamp",
-            ] {
-                metadata.remove(field);
-            }
-            // The content hash changes with any change: bookkeeping, not news.
-            if let Some(annotations) = metadata
-                .get_mut("annotations")
-                .and_then(Value::as_object_mut)
-            {
-                annotations.remove(APPLIED_HASH_ANNOTATION);
-                if annotations.is_empty() {
-                    metadata.remove("annotations");
-                }
-            }
-        }
-    }
-    value
-}
-
-/// Secret values replaced by `***`, and by `*** (before)` / `*** (after)` where they differ, as
-/// `kubectl diff` shows them: the diff says which keys change, never what they hold.
-fn masked_pair(mut before: Value, mut after: Value, kind: &str) -> (Value, Value) {
-    if !MASKED_KINDS.contains(&kind) {
-        return (before, after);
-    }
-    for field in ["data", "stringData"] {
-        let old = before
-            .get(field)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let new = after
-            .get(field)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let mask = |map: &serde_json::Map<String, Value>,
-                    other: &serde_json::Map<String, Value>,
-                    tag: &str| {
-            map.iter()
-                .map(|(key, value)| {
-                    let same = other.get(key) == Some(value);
-                    let shown = if same {
-                        "***".to_owned()
-                    } else {
-                        format!("*** ({tag})")
-                    };
-                    (key.clone(), Value::String(shown))
-                })
-                .collect::<serde_json::Map<_, _>>()
+/// Prints the plan; returns whether anything would change.
+fn report(plan: &Plan) -> bool {
+    for planned in &plan.objects {
+        let (line, tone) = match &planned.action {
+            Action::Create => (format!("+ create {}", planned.object), Tone::Good),
+            Action::CreateLater(why) => (
+                format!(
+                    "+ create {} (validated once what it needs exists: {why})",
+                    planned.object
+                ),
+                Tone::Good,
+            ),
+            Action::Change => (format!("~ change {}", planned.object), Tone::Pending),
+            Action::Prune => (format!("- prune {}", planned.object), Tone::Bad),
         };
-        if let Some(slot) = before.get_mut(field) {
-            *slot = Value::Object(mask(&old, &new, "before"));
-        }
-        if let Some(slot) = after.get_mut(field) {
-            *slot = Value::Object(mask(&new, &old, "after"));
+        println!("{}", output::toned(&line, tone, false));
+        if let Some(diff) = &planned.diff {
+            print!("{diff}");
         }
     }
-    (before, after)
-}
-
-fn unified(before: &Value, after: &Value, name: &str) -> String {
-    let yaml = |value: &Value| match value {
-        Value::Null => String::new(),
-        value => serde_saphyr::to_string(value).unwrap_or_default(),
-    };
-    let (before, after) = (yaml(before), yaml(after));
-    similar::TextDiff::from_lines(&before, &after)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("{name} (live)"), &format!("{name} (after apply)"))
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn secret_values_never_show_but_changed_keys_do() {
-        let before = json!({ "kind": "Secret", "data": { "same": "c2FtZQ==", "changed": "b2xk" } });
-        let after = json!({ "kind": "Secret", "data": { "same": "c2FtZQ==", "changed": "bmV3", "added": "eA==" } });
-        let (before, after) = masked_pair(before, after, "Secret");
-        assert_eq!(
-            before["data"],
-            json!({ "same": "***", "changed": "*** (before)" })
-        );
-        assert_eq!(
-            after["data"],
-            json!({ "same": "***", "changed": "*** (after)", "added": "*** (after)" })
-        );
-        let text = unified(&before, &after, "v1 Secret ns/s");
-        assert!(
-            !text.contains("b2xk") && !text.contains("bmV3") && text.contains("*** (after)"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn other_kinds_are_shown_as_they_are() {
-        let value = json!({ "kind": "ConfigMap", "data": { "a": "1" } });
-        let (before, _) = masked_pair(value.clone(), value.clone(), "ConfigMap");
-        assert_eq!(before, value);
-    }
+    println!(
+        "{} to change, {} unchanged",
+        plan.objects.len(),
+        plan.unchanged
+    );
+    plan.changes_anything()
 }

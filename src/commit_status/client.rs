@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode, body::Bytes, header};
+use hyper::{Method, Request, StatusCode, body::Bytes, header};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use serde_json::Value;
 
 use super::request::PostRequest;
 
@@ -88,14 +89,20 @@ impl StatusClient {
 
     /// Posts `request`, retrying what may pass; returns once it was accepted or given up.
     pub async fn post(&self, request: &PostRequest) -> Result<(), PostError> {
+        self.send(Method::POST, request).await.map(|_| ())
+    }
+
+    /// Sends `request` with `method` (a `GET` sends no body), retrying what may pass; returns
+    /// the host's JSON answer (`null` when it sent none).
+    pub async fn send(&self, method: Method, request: &PostRequest) -> Result<Value, PostError> {
         let policy = self.policy;
         let mut backoff = policy.first_backoff;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.attempt(request).await?;
+            let outcome = self.attempt(&method, request).await?;
             let retry_after = match outcome {
-                Attempt::Done => return Ok(()),
+                Attempt::Done(answer) => return Ok(answer),
                 Attempt::Again { retry_after, .. } => retry_after,
             };
             if attempt >= policy.attempts {
@@ -113,7 +120,7 @@ impl StatusClient {
                         attempts: attempt,
                         message: body,
                     },
-                    Attempt::Done => unreachable!("returned above"),
+                    Attempt::Done(_) => unreachable!("returned above"),
                 });
             }
             let wait = retry_after.unwrap_or(backoff).min(policy.max_backoff);
@@ -122,13 +129,20 @@ impl StatusClient {
         }
     }
 
-    async fn attempt(&self, request: &PostRequest) -> Result<Attempt, PostError> {
-        let body = serde_json::to_vec(&request.body).expect("a JSON value serializes");
-        let mut builder = Request::post(&request.url).header(header::USER_AGENT, USER_AGENT);
-        if !request
-            .headers
-            .iter()
-            .any(|(name, _)| *name == "content-type")
+    async fn attempt(&self, method: &Method, request: &PostRequest) -> Result<Attempt, PostError> {
+        let body = match method {
+            &Method::GET => Vec::new(),
+            _ => serde_json::to_vec(&request.body).expect("a JSON value serializes"),
+        };
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(&request.url)
+            .header(header::USER_AGENT, USER_AGENT);
+        if method != Method::GET
+            && !request
+                .headers
+                .iter()
+                .any(|(name, _)| *name == "content-type")
         {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
@@ -154,10 +168,13 @@ impl StatusClient {
                 return Ok(Attempt::again(None, None, message));
             }
         };
-        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]).into_owned();
         if status.is_success() {
-            Ok(Attempt::Done)
-        } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Attempt::Done(
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            ));
+        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]).into_owned();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             Ok(Attempt::again(Some(status.as_u16()), retry_after, text))
         } else {
             Err(PostError::Refused {
@@ -169,7 +186,7 @@ impl StatusClient {
 }
 
 enum Attempt {
-    Done,
+    Done(Value),
     Again {
         status: Option<u16>,
         retry_after: Option<Duration>,

@@ -13,4 +13,7 @@ pub mod request;
 pub use address::{AddressError, Resolved, resolve};
 pub use client::{PostError, RetryPolicy, StatusClient};
 pub use notifier::{Notifier, ObjectKey, OnFailure, Queued};
-pub use request::{Credentials, Destination, PostRequest, State, Status, post_request, truncate};
+pub use request::{
+    Credentials, Destination, PostRequest, State, Status, authorization, description_limit,
+    post_request, truncate,
+};

@@ -189,7 +189,7 @@ pub fn post_request(destination: &Destination, status: &Status) -> PostRequest {
     }
 }
 
-fn authorization(destination: &Destination) -> Vec<(&'static str, String)> {
+pub fn authorization(destination: &Destination) -> Vec<(&'static str, String)> {
     use base64::Engine as _;
     let credentials = &destination.credentials;
     if let Some(username) = &credentials.username {

@@ -40,6 +40,27 @@ pub(super) async fn artifact_of(
     fetched.map_err(|error| source_failure(&error))
 }
 
+/// The files of `reference` of the object's repository (a pull request's head), fetched with
+/// the object's credentials and cache rules as its own ref is.
+pub(super) async fn artifact_at(
+    repository: &GitRepository,
+    context: &Context,
+    namespace: &str,
+    timeout: Duration,
+    reference: crate::api::GitReference,
+) -> Result<Artifact, Failure> {
+    let credentials = read_credentials(repository, context, namespace).await?;
+    let request = ArtifactRequest {
+        reference: Some(reference),
+        ..artifact_request(repository, namespace, credentials, timeout)
+    };
+    context
+        .source
+        .artifact(&request)
+        .await
+        .map_err(|error| source_failure(&error))
+}
+
 async fn read_credentials(
     repository: &GitRepository,
     context: &Context,

@@ -12,7 +12,7 @@ use kube::{
 
 use super::{Context, conditions::Reason, identity::Tenants, report::publish};
 use crate::{
-    api::{CommitStatusSpec, GitRepository},
+    api::{CommitStatusProvider, GitRepository},
     commit_status::{Credentials, Destination, ObjectKey, OnFailure, State, Status, resolve},
 };
 
@@ -56,7 +56,13 @@ pub(super) async fn report_commit_status(
         return;
     }
     let provider = spec.provider.name();
-    let destination = match destination_of(context, repository, spec).await {
+    let host = HostAccess {
+        provider: spec.provider,
+        address: spec.address.as_deref(),
+        secret: &spec.secret_ref.name,
+        field: "spec.commitStatus.secretRef",
+    };
+    let destination = match destination_of(context, repository, &host).await {
         Ok(destination) => destination,
         Err(refusal) => {
             context.metrics.count_commit_status(provider, "refused");
@@ -96,38 +102,51 @@ fn shows_applied_and_ready(repository: &GitRepository, revision: &str) -> bool {
 }
 
 /// The commit SHA of a Flux-style revision (`main@sha1:<sha>`, `sha1:<sha>`).
-fn commit_of(revision: &str) -> Option<&str> {
+pub(super) fn commit_of(revision: &str) -> Option<&str> {
     let (_, commit) = revision.rsplit_once("sha1:")?;
     (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then_some(commit)
 }
 
-/// Why a status was not even sent.
+/// Why a status (or a comment) was not even sent.
 #[derive(Debug, thiserror::Error)]
-enum Refusal {
+pub(super) enum Refusal {
     #[error(transparent)]
     Address(#[from] crate::commit_status::AddressError),
     #[error("{0}")]
     Unreadable(String),
-    #[error("Secret {namespace}/{secret} named by spec.commitStatus.secretRef has no `token`")]
-    NoToken { namespace: String, secret: String },
+    #[error("Secret {namespace}/{secret} named by {field} has no `token`")]
+    NoToken {
+        namespace: String,
+        secret: String,
+        field: String,
+    },
+}
+
+/// What a spec field says about writing to the Git host: which API, where, with which Secret.
+pub(super) struct HostAccess<'a> {
+    pub(super) provider: CommitStatusProvider,
+    pub(super) address: Option<&'a str>,
+    /// The Secret's name in the object's namespace.
+    pub(super) secret: &'a str,
+    /// The spec field that names the Secret, for messages.
+    pub(super) field: &'a str,
 }
 
 /// The API and the credentials, read as the account the object acts as: a tenant can only use
 /// a token it may read itself, and only on its repository's host (or one the controller
 /// allows).
-async fn destination_of(
+pub(super) async fn destination_of(
     context: &Context,
     repository: &GitRepository,
-    spec: &CommitStatusSpec,
+    host: &HostAccess<'_>,
 ) -> Result<Destination, Refusal> {
     let resolved = resolve(
-        spec.provider,
+        host.provider,
         &repository.spec.url,
-        spec.address.as_deref(),
+        host.address,
         &context.settings.commit_status_allowed_hosts,
     )?;
-    let secret = &spec.secret_ref.name;
-    let mut data = tenant_secret(context, repository, secret, "spec.commitStatus.secretRef")
+    let mut data = tenant_secret(context, repository, host.secret, host.field)
         .await
         .map_err(Refusal::Unreadable)?;
     let token = data
@@ -136,11 +155,12 @@ async fn destination_of(
         .filter(|token| !token.is_empty())
         .ok_or_else(|| Refusal::NoToken {
             namespace: repository.namespace().unwrap_or_default(),
-            secret: secret.clone(),
+            secret: host.secret.to_owned(),
+            field: host.field.to_owned(),
         })?;
     let username = data.remove("username");
     Ok(Destination {
-        provider: spec.provider,
+        provider: host.provider,
         api: resolved.api,
         repository: resolved.repository,
         credentials: Credentials { username, token },

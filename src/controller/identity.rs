@@ -123,6 +123,7 @@ pub(super) mod tests {
             commit_status_retry: Default::default(),
             allow_cross_namespace_dependencies: false,
             ignore_argocd_annotations: false,
+            preview_concurrency: 2,
         }
     }
 

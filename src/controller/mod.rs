@@ -17,6 +17,7 @@ mod health;
 mod hooks;
 mod identity;
 mod leader;
+mod preview;
 mod priority;
 mod prune;
 mod pushes;
@@ -114,6 +115,8 @@ pub struct Settings {
     /// Leave Argo CD's `argocd.argoproj.io/sync-wave` annotation unread (it is read as
     /// `driftless.dev/apply-wave` otherwise).
     pub ignore_argocd_annotations: bool,
+    /// How many pull request previews run at the same time.
+    pub preview_concurrency: usize,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.
@@ -214,6 +217,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
     // Every replica receives webhooks; only the leader reconciles.
     let (pushes, queued_pushes) = pushes::Pushes::new();
     let pushes = Arc::new(pushes);
+    let (previews, preview_jobs) = preview::Previews::new();
     if let Some(webhook) = settings.webhook.clone() {
         let tokens = webhooks::TokenReader {
             config: config.clone(),
@@ -225,6 +229,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
             repositories.clone(),
             webhook,
             pushes.clone(),
+            Arc::new(previews),
             metrics.clone(),
         )
         .map_err(Error::WebhookStartup)?;
@@ -281,6 +286,10 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         let context = context.clone();
         async move { context.source.keep_evicting().await }
     }));
+    let _previews = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(preview::run_previews(
+        context.clone(),
+        preview_jobs,
+    )));
     // The dependents of a GitRepository are reconciled as soon as its readiness changes: a
     // watch of its own, filtered to those changes, so no status write of another kind wakes
     // anything.

@@ -465,10 +465,10 @@ async fn apply_with_hooks(
 }
 
 /// A revision's objects as they are to be applied: rendered, read, substituted and labelled.
-struct DesiredState {
-    revision: String,
+pub(super) struct DesiredState {
+    pub(super) revision: String,
     commit_time: String,
-    objects: Vec<DesiredObject>,
+    pub(super) objects: Vec<DesiredObject>,
     /// `kustomize <version>` or `helm <version>` when anything was rendered.
     renderer: Option<String>,
     /// See [`crate::apply::digest_of`].
@@ -479,7 +479,7 @@ struct DesiredState {
 }
 
 /// Renders and reads the revision's files into the objects to apply.
-async fn desired_state(
+pub(super) async fn desired_state(
     repository: &GitRepository,
     context: &Context,
     namespace: &str,

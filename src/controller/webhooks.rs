@@ -36,6 +36,7 @@ use k8s_openapi::api::core::v1::Secret;
 use super::{
     Settings,
     identity::Tenants,
+    preview::Previews,
     pushes::{Pushes, QueueError},
     webhook_token::read_webhook_token,
 };
@@ -44,8 +45,9 @@ use crate::{
     sync::write,
     telemetry::metrics::Metrics,
     webhook::{
-        self, BodyBudget, Delivery, DeliverySlots, RateLimit, RateLimiter, ReloadableSecrets,
-        SharedSecrets, Target, Trigger, TriggerError, WebhookState, WebhookTls, router,
+        self, BodyBudget, Delivery, DeliverySlots, PullRequest, RateLimit, RateLimiter,
+        ReloadableSecrets, SharedSecrets, Target, Trigger, TriggerError, WebhookState, WebhookTls,
+        router,
     },
 };
 
@@ -115,10 +117,19 @@ struct PushTrigger {
     client: Client,
     store: Store<GitRepository>,
     pushes: Arc<Pushes>,
+    previews: Arc<Previews>,
     metrics: Metrics,
 }
 
 impl Trigger for PushTrigger {
+    fn preview(&self, namespace: &str, name: &str, pull: &PullRequest) -> bool {
+        let reference = ObjectRef::new(name).within(namespace);
+        match self.store.get(&reference) {
+            Some(repository) => self.previews.request(&repository, pull),
+            None => false,
+        }
+    }
+
     fn trigger(
         &self,
         namespace: &str,
@@ -222,6 +233,7 @@ pub(super) fn start(
     repositories: Api<GitRepository>,
     settings: WebhookSettings,
     pushes: Arc<Pushes>,
+    previews: Arc<Previews>,
     metrics: Metrics,
 ) -> std::io::Result<()> {
     let client = tokens.client.clone();
@@ -232,6 +244,7 @@ pub(super) fn start(
         client: client.clone(),
         store: store.clone(),
         pushes,
+        previews,
         metrics: metrics.clone(),
     });
     let mut state = WebhookState::new(shared_secrets, trigger);

@@ -110,6 +110,11 @@ fn find_branch<'r, 'b>(
     refs: &'r [RemoteRef],
     branch: &'b str,
 ) -> Result<(String, &'b str, &'r str), SelectError> {
+    if let Some(short) = pull_request_ref(branch) {
+        let oid =
+            find_oid(refs, branch).ok_or_else(|| SelectError::BranchNotFound(branch.into()))?;
+        return Ok((branch.to_owned(), short, oid));
+    }
     let name = short_name(branch, HEADS_PREFIX);
     let refspec = format!("{HEADS_PREFIX}{name}");
     let oid = find_oid(refs, &refspec).ok_or_else(|| SelectError::BranchNotFound(name.into()))?;
@@ -166,6 +171,17 @@ fn named_selection(refspec: String, name: &str, oid: &str) -> Selection {
         revision: format!("{name}@sha1:{oid}"),
         oid,
     }
+}
+
+/// The hosts' pull request refs (GitHub, Gitea and Forgejo `refs/pull/N/head`, GitLab
+/// `refs/merge-requests/N/head`, Bitbucket Server `refs/pull-requests/N/from`) are fetched by
+/// their full name, which a preview gives as the branch; returns the name without `refs/`.
+fn pull_request_ref(name: &str) -> Option<&str> {
+    const PULL_PREFIXES: [&str; 3] = ["refs/pull/", "refs/merge-requests/", "refs/pull-requests/"];
+    PULL_PREFIXES
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        .then(|| &name["refs/".len()..])
 }
 
 /// Lets users write `refs/heads/main` where `main` is expected.
@@ -362,6 +378,32 @@ mod tests {
             commit: Some(sha.to_string()),
             ..GitReference::default()
         }
+    }
+
+    #[test]
+    fn a_pull_request_ref_is_fetched_by_its_full_name_at_the_pushed_commit() {
+        let mut advertised = refs();
+        advertised.push(remote_ref("refs/pull/7/head", DEVELOP));
+        advertised.push(remote_ref("refs/merge-requests/8/head", LIGHT_TAG));
+        let pinned = GitReference {
+            branch: Some("refs/pull/7/head".to_owned()),
+            commit: Some(COMMIT.to_owned()),
+            ..GitReference::default()
+        };
+        let chosen = select(&advertised, None, Some(&pinned)).unwrap();
+        assert_eq!(chosen.refspec.as_deref(), Some("refs/pull/7/head"));
+        assert_eq!(chosen.oid, COMMIT);
+        assert_eq!(chosen.revision, format!("pull/7/head@sha1:{COMMIT}"));
+        let merge_request = select(
+            &advertised,
+            None,
+            Some(&branch("refs/merge-requests/8/head")),
+        );
+        assert_eq!(merge_request.unwrap().oid, LIGHT_TAG);
+        assert_eq!(
+            select(&advertised, None, Some(&branch("refs/pull/9/head"))),
+            Err(SelectError::BranchNotFound("refs/pull/9/head".into()))
+        );
     }
 
     fn selected_tag(tags: &[&str], range: &str) -> Result<String, SelectError> {

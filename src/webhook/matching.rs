@@ -143,6 +143,22 @@ impl TargetIndex {
             .collect()
     }
 
+    /// `(namespace, name)` of every target of the repository any of `urls` names, whatever
+    /// its ref, sorted and without duplicates.
+    pub fn repository_objects(&self, urls: &[String]) -> Vec<(String, String)> {
+        let keys: BTreeSet<String> = urls
+            .iter()
+            .filter_map(|url| RepositoryUrl::parse(url).ok())
+            .map(|url| url.cache_key())
+            .collect();
+        let objects: BTreeSet<ObjectName> = keys
+            .iter()
+            .filter_map(|key| self.by_url.get(key))
+            .flat_map(|targets| targets.keys().cloned())
+            .collect();
+        objects.into_iter().collect()
+    }
+
     /// The targets the push should reconcile, sorted by namespace/name, without duplicates.
     /// Looks only at the targets of the payload's repository.
     pub fn matching_targets(&self, push: &Push) -> Vec<&Target> {

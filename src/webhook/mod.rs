@@ -30,7 +30,7 @@ pub use connections::{DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, serve_connec
 pub use delivery::TriggerRetry;
 pub use matching::{Target, TargetIndex};
 pub use object_hooks::{ObjectHook, ObjectHooks, object_hook_id, object_hook_path};
-pub use payload::{Event, Push};
+pub use payload::{Event, PullRequest, Push};
 pub use provider::Provider;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use replay::{DeliveryKey, MAX_DELIVERY_ID_LEN, ReplayCache, bounded_delivery_id};

@@ -27,11 +27,35 @@ pub struct Push {
     pub default_branch: Option<String>,
 }
 
+/// A pull request (GitLab: merge request) opened, reopened or pushed to: what a preview of it
+/// needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Every URL form of the target repository the payload names.
+    pub repository_urls: Vec<String>,
+    /// The number on the host (GitLab: the merge request's `iid`).
+    pub number: u64,
+    /// The branch it would merge into, without `refs/heads/`.
+    pub target_branch: String,
+    /// The ref of the target repository that holds its head: `refs/pull/N/head` (GitHub,
+    /// Gitea, Forgejo), `refs/merge-requests/N/head` (GitLab), `refs/pull-requests/N/from`
+    /// (Bitbucket Server), or the source branch (Bitbucket Cloud, which has no pull refs).
+    pub head_ref: String,
+    /// The head commit, when the payload gives its full SHA (Bitbucket Cloud gives 12 hex).
+    pub head_commit: Option<String>,
+    /// Whether its head comes from another repository (a fork).
+    pub from_fork: bool,
+    /// The sender's delivery id, used to drop redeliveries.
+    pub delivery_id: Option<String>,
+}
+
 /// What a delivery asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Refs were updated. Bitbucket may report several in one delivery; the others one.
     Push(Vec<Push>),
+    /// A pull request's head may have changed: preview it.
+    PullRequest(PullRequest),
     /// A connectivity test sent when the hook is created or tested.
     Ping,
     /// Anything that cannot move a ref we follow (issues, merge requests, branch deletion…),
@@ -122,8 +146,47 @@ fn parse_github_like(
             };
             single_push(push)
         }
+        "pull_request" | "pull_request_sync" => {
+            let json = parse_json(body)?;
+            // GitHub says `synchronize`, Gitea and Forgejo `synchronized`.
+            let action = string_at(&json, "/action").unwrap_or_default();
+            if !["opened", "reopened", "synchronize", "synchronized"].contains(&action.as_str()) {
+                let named = format!("pull_request {action}");
+                return Ok(Event::Ignored(named.trim_end().to_owned()));
+            }
+            let number = json.pointer("/number").and_then(Value::as_u64).unwrap_or(0);
+            let head_repo = json.pointer("/pull_request/head/repo/id");
+            let base_repo = json.pointer("/pull_request/base/repo/id");
+            pull_request(PullRequest {
+                repository_urls: strings_at(&json, GITHUB_LIKE_URLS),
+                number,
+                target_branch: string_at(&json, "/pull_request/base/ref").unwrap_or_default(),
+                head_ref: format!("refs/pull/{number}/head"),
+                head_commit: string_at(&json, "/pull_request/head/sha"),
+                from_fork: head_repo.is_none() || head_repo != base_repo,
+                delivery_id: first_header(headers, delivery_headers).map(str::to_string),
+            })
+        }
         other => Ok(Event::Ignored(other.to_string())),
     }
+}
+
+/// A pull request needs a repository, a number, a target branch and a full head SHA when one
+/// is named; anything less is ignored rather than previewed wrongly.
+fn pull_request(request: PullRequest) -> Result<Event, PayloadError> {
+    if request.repository_urls.is_empty() {
+        return Err(PayloadError::NoRepositoryUrl);
+    }
+    let commit_ok = request
+        .head_commit
+        .as_deref()
+        .is_none_or(|commit| commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()));
+    if request.number == 0 || request.target_branch.is_empty() || !commit_ok {
+        return Ok(Event::Ignored(
+            "pull request without number, target or head".into(),
+        ));
+    }
+    Ok(Event::PullRequest(request))
 }
 
 fn is_deletion(json: &Value) -> bool {
@@ -147,6 +210,9 @@ fn parse_gitlab(headers: &HeaderMap, body: &[u8]) -> Result<Event, PayloadError>
     let kind = string_at(&json, "/object_kind")
         .or_else(|| header_text(headers, "x-gitlab-event").map(str::to_string))
         .unwrap_or_else(|| "unknown".to_string());
+    if kind == "merge_request" {
+        return gitlab_merge_request(headers, &json);
+    }
     if kind != "push" && kind != "tag_push" {
         return Ok(Event::Ignored(kind));
     }
@@ -170,6 +236,91 @@ fn parse_gitlab(headers: &HeaderMap, body: &[u8]) -> Result<Event, PayloadError>
     })
 }
 
+/// GitLab's merge request hook: `open`, `reopen`, and `update` when it carries `oldrev` (new
+/// commits; other updates are edits of the title, labels and such).
+fn gitlab_merge_request(headers: &HeaderMap, json: &Value) -> Result<Event, PayloadError> {
+    let action = string_at(json, "/object_attributes/action").unwrap_or_default();
+    let pushed = action == "update" && json.pointer("/object_attributes/oldrev").is_some();
+    if !(action == "open" || action == "reopen" || pushed) {
+        let named = format!("merge_request {action}");
+        return Ok(Event::Ignored(named.trim_end().to_owned()));
+    }
+    let number = json
+        .pointer("/object_attributes/iid")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let source = json.pointer("/object_attributes/source_project_id");
+    let target = json.pointer("/object_attributes/target_project_id");
+    pull_request(PullRequest {
+        repository_urls: strings_at(json, GITLAB_URLS),
+        number,
+        target_branch: string_at(json, "/object_attributes/target_branch").unwrap_or_default(),
+        head_ref: format!("refs/merge-requests/{number}/head"),
+        head_commit: string_at(json, "/object_attributes/last_commit/id"),
+        from_fork: source.is_none() || source != target,
+        delivery_id: first_header(
+            headers,
+            &["webhook-id", "idempotency-key", "x-gitlab-event-uuid"],
+        )
+        .map(str::to_string),
+    })
+}
+
+/// Bitbucket Cloud (`pullrequest:created|updated`) and Server (`pr:opened`,
+/// `pr:from_ref_updated`).
+fn bitbucket_pull_request(
+    kind: &str,
+    json: &Value,
+    delivery_id: Option<String>,
+) -> Result<Event, PayloadError> {
+    if kind.starts_with("pullrequest:") {
+        let number = json
+            .pointer("/pullrequest/id")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let source = string_at(json, "/pullrequest/source/repository/full_name");
+        let target = string_at(json, "/pullrequest/destination/repository/full_name");
+        let branch = string_at(json, "/pullrequest/source/branch/name").unwrap_or_default();
+        return pull_request(PullRequest {
+            repository_urls: strings_at(
+                json,
+                &[
+                    "/repository/links/html/href",
+                    "/pullrequest/destination/repository/links/html/href",
+                ],
+            ),
+            number,
+            target_branch: string_at(json, "/pullrequest/destination/branch/name")
+                .unwrap_or_default(),
+            head_ref: format!("refs/heads/{branch}"),
+            // Cloud names the head by 12 hex only: the source branch's tip is previewed.
+            head_commit: string_at(json, "/pullrequest/source/commit/hash")
+                .filter(|hash| hash.len() == 40),
+            from_fork: source.is_none() || source != target,
+            delivery_id,
+        });
+    }
+    let number = json
+        .pointer("/pullRequest/id")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let source = json.pointer("/pullRequest/fromRef/repository/id");
+    let target = json.pointer("/pullRequest/toRef/repository/id");
+    let urls = array_at(json, "/pullRequest/toRef/repository/links/clone")
+        .iter()
+        .filter_map(|link| string_at(link, "/href"))
+        .collect();
+    pull_request(PullRequest {
+        repository_urls: urls,
+        number,
+        target_branch: string_at(json, "/pullRequest/toRef/displayId").unwrap_or_default(),
+        head_ref: format!("refs/pull-requests/{number}/from"),
+        head_commit: string_at(json, "/pullRequest/fromRef/latestCommit"),
+        from_fork: source.is_none() || source != target,
+        delivery_id,
+    })
+}
+
 /// Bitbucket Cloud (`repo:push`, changes under `push.changes`) and Server
 /// (`repo:refs_changed`, changes at the top level) share the event header.
 fn parse_bitbucket(headers: &HeaderMap, body: &[u8]) -> Result<Event, PayloadError> {
@@ -186,6 +337,12 @@ fn parse_bitbucket(headers: &HeaderMap, body: &[u8]) -> Result<Event, PayloadErr
                 bitbucket_server_pushes(&json, delivery_id)
             };
             pushes_or_deletion(pushes)
+        }
+        "pullrequest:created" | "pullrequest:updated" | "pr:opened" | "pr:from_ref_updated" => {
+            let json = parse_json(body)?;
+            let delivery_id =
+                first_header(headers, &["x-request-uuid", "x-request-id"]).map(str::to_string);
+            bitbucket_pull_request(kind, &json, delivery_id)
         }
         other => Ok(Event::Ignored(other.to_string())),
     }
@@ -584,10 +741,140 @@ mod tests {
         assert_eq!(ping, Event::Ping);
         let pr = parse(
             Provider::Bitbucket,
-            &[("x-event-key", "pullrequest:created")],
+            &[("x-event-key", "pullrequest:fulfilled")],
             &json!({}),
         );
-        assert_eq!(pr, Event::Ignored("pullrequest:created".to_string()));
+        assert_eq!(pr, Event::Ignored("pullrequest:fulfilled".to_string()));
+    }
+
+    fn pull_request_of(event: Event) -> PullRequest {
+        match event {
+            Event::PullRequest(pull) => pull,
+            other => panic!("expected a pull request, got {other:?}"),
+        }
+    }
+
+    /// https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request (Gitea
+    /// sends the same shape with `synchronized`).
+    fn github_pull_request(action: &str, head_repo: u64) -> Value {
+        json!({
+            "action": action,
+            "number": 7,
+            "pull_request": {
+                "head": { "sha": SHA, "ref": "feature", "repo": { "id": head_repo } },
+                "base": { "ref": "main", "repo": { "id": 1 } }
+            },
+            "repository": { "clone_url": "https://github.com/org/app.git", "id": 1 }
+        })
+    }
+
+    #[test]
+    fn github_and_gitea_pull_requests_name_their_pull_ref_head_and_target() {
+        for (provider, header, action) in [
+            (Provider::GitHub, "x-github-event", "synchronize"),
+            (Provider::Gitea, "x-gitea-event", "synchronized"),
+            (Provider::Gitea, "x-gitea-event", "opened"),
+        ] {
+            let body = github_pull_request(action, 1);
+            let pull = pull_request_of(parse(provider, &[(header, "pull_request")], &body));
+            assert_eq!(pull.number, 7);
+            assert_eq!(pull.target_branch, "main");
+            assert_eq!(pull.head_ref, "refs/pull/7/head");
+            assert_eq!(pull.head_commit.as_deref(), Some(SHA));
+            assert!(!pull.from_fork);
+            assert_eq!(pull.repository_urls, ["https://github.com/org/app.git"]);
+        }
+        let fork = github_pull_request("opened", 99);
+        let pull = parse(
+            Provider::GitHub,
+            &[("x-github-event", "pull_request")],
+            &fork,
+        );
+        assert!(pull_request_of(pull).from_fork);
+        let closed = github_pull_request("closed", 1);
+        let event = parse(
+            Provider::GitHub,
+            &[("x-github-event", "pull_request")],
+            &closed,
+        );
+        assert_eq!(event, Event::Ignored("pull_request closed".to_string()));
+    }
+
+    /// https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events
+    #[test]
+    fn gitlab_merge_requests_are_previewed_on_open_and_on_new_commits_only() {
+        let body = |action: &str, oldrev: bool| {
+            let mut body = json!({
+                "object_kind": "merge_request",
+                "project": { "git_http_url": "https://gitlab.com/group/app.git" },
+                "object_attributes": {
+                    "iid": 3, "action": action, "target_branch": "main",
+                    "source_project_id": 5, "target_project_id": 5,
+                    "last_commit": { "id": SHA }
+                }
+            });
+            if oldrev {
+                body["object_attributes"]["oldrev"] = json!(SHA);
+            }
+            body
+        };
+        let headers = [("x-gitlab-event", "Merge Request Hook")];
+        let pull = pull_request_of(parse(Provider::GitLab, &headers, &body("update", true)));
+        assert_eq!(pull.head_ref, "refs/merge-requests/3/head");
+        assert_eq!(pull.number, 3);
+        assert_eq!(pull.head_commit.as_deref(), Some(SHA));
+        assert!(!pull.from_fork);
+        assert_eq!(
+            parse(Provider::GitLab, &headers, &body("update", false)),
+            Event::Ignored("merge_request update".to_string())
+        );
+        assert!(matches!(
+            parse(Provider::GitLab, &headers, &body("open", false)),
+            Event::PullRequest(_)
+        ));
+    }
+
+    /// https://support.atlassian.com/bitbucket-cloud/docs/event-payloads/#Pull-request-events
+    /// and https://confluence.atlassian.com/bitbucketserver/event-payload-938025882.html
+    #[test]
+    fn bitbucket_pull_requests_of_cloud_and_server() {
+        let cloud = json!({
+            "repository": { "links": { "html": { "href": "https://bitbucket.org/team/app" } } },
+            "pullrequest": {
+                "id": 4,
+                "source": { "branch": { "name": "feature" }, "commit": { "hash": "0123456789ab" },
+                            "repository": { "full_name": "team/app" } },
+                "destination": { "branch": { "name": "main" },
+                                 "repository": { "full_name": "team/app" } }
+            }
+        });
+        let event = parse(
+            Provider::Bitbucket,
+            &[("x-event-key", "pullrequest:updated")],
+            &cloud,
+        );
+        let pull = pull_request_of(event);
+        assert_eq!(pull.head_ref, "refs/heads/feature");
+        assert_eq!(pull.head_commit, None, "a short hash is no pin");
+        assert_eq!(pull.target_branch, "main");
+        assert!(!pull.from_fork);
+        let server = json!({
+            "pullRequest": {
+                "id": 9,
+                "fromRef": { "latestCommit": SHA, "repository": { "id": 2 } },
+                "toRef": { "displayId": "main", "repository": { "id": 1,
+                    "links": { "clone": [ { "href": "https://bb.example.com/scm/prj/app.git" } ] } } }
+            }
+        });
+        let event = parse(
+            Provider::Bitbucket,
+            &[("x-event-key", "pr:from_ref_updated")],
+            &server,
+        );
+        let pull = pull_request_of(event);
+        assert_eq!(pull.head_ref, "refs/pull-requests/9/from");
+        assert_eq!(pull.head_commit.as_deref(), Some(SHA));
+        assert!(pull.from_fork);
     }
 
     #[test]

@@ -48,7 +48,7 @@ use super::connections::DEFAULT_BODY_TIMEOUT;
 use super::delivery::{TriggerRetry, deliver};
 use super::matching::{TargetIndex, reference_matches};
 use super::object_hooks::{ObjectHook, ObjectHooks, is_object_hook_id};
-use super::payload::{Event, Push, parse_event};
+use super::payload::{Event, PullRequest, Push, parse_event};
 use super::provider::Provider;
 use super::rate_limit::{RateLimit, RateLimiter, ReceiverKey, retry_after_seconds};
 use super::replay::{DeliveryKey, ReplayCache, bounded_delivery_id};
@@ -97,6 +97,14 @@ pub trait Trigger: Send + Sync {
     ) -> BoxFuture<'static, Result<(), TriggerError>> {
         let _ = (namespace, name, delivery);
         Box::pin(async { Ok(()) })
+    }
+
+    /// Asks for a preview of `pull` by `namespace/name`, an object that follows the pull
+    /// request's repository; the implementation decides whether that object previews it
+    /// (`spec.preview`, the target branch, forks). Returns at once whether one was queued.
+    fn preview(&self, namespace: &str, name: &str, pull: &PullRequest) -> bool {
+        let _ = (namespace, name, pull);
+        false
     }
 }
 
@@ -464,7 +472,13 @@ async fn receive_shared(
     received_at: SystemTime,
 ) -> Response {
     let pushes = match verified_pushes(provider, secret, headers, body) {
-        Ok(pushes) => pushes,
+        Ok(Verified::Pushes(pushes)) => pushes,
+        Ok(Verified::PullRequest(pull)) => {
+            let objects = read(&state.targets).repository_objects(&pull.repository_urls);
+            let replay_key =
+                DeliveryKey::of_delivery(provider, "", pull.delivery_id.as_deref(), body);
+            return accept_pull_request(state, replay_key, objects, &pull);
+        }
         Err(response) => return *response,
     };
     let matched = {
@@ -485,7 +499,13 @@ async fn receive_for_object(
 ) -> Response {
     let provider = Provider::detect(headers);
     let pushes = match verified_pushes(provider, &hook.token, headers, body) {
-        Ok(pushes) => pushes,
+        Ok(Verified::Pushes(pushes)) => pushes,
+        Ok(Verified::PullRequest(pull)) => {
+            let object = (hook.namespace.clone(), hook.name.clone());
+            let sent_id = pull.delivery_id.as_deref();
+            let replay_key = DeliveryKey::of_delivery(provider, id, sent_id, body);
+            return accept_pull_request(state, replay_key, vec![object], &pull);
+        }
         Err(response) => return *response,
     };
     let matched = object_match(state, hook, &pushes);
@@ -496,18 +516,25 @@ async fn receive_for_object(
     accept_first_delivery(state, replay_key, matched, delivery).await
 }
 
-/// Verifies, then parses. Anything but a push ends here with its response.
+/// A verified delivery that asks for work.
+enum Verified {
+    Pushes(Vec<Push>),
+    PullRequest(PullRequest),
+}
+
+/// Verifies, then parses. Anything but a push or a pull request ends here with its response.
 fn verified_pushes(
     provider: Provider,
     secret: &[u8],
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<Push>, Box<Response>> {
+) -> Result<Verified, Box<Response>> {
     if let Err(error) = verify_request(provider, secret, headers, body, SystemTime::now()) {
         return Err(Box::new(rejected(provider, &error)));
     }
     match parse_event(provider, headers, body) {
-        Ok(Event::Push(pushes)) if !pushes.is_empty() => Ok(pushes),
+        Ok(Event::Push(pushes)) if !pushes.is_empty() => Ok(Verified::Pushes(pushes)),
+        Ok(Event::PullRequest(pull)) => Ok(Verified::PullRequest(pull)),
         Ok(Event::Push(_)) => Err(Box::new(labelled(
             answer(StatusCode::OK, Answer::default()),
             RequestOutcome::Ignored,
@@ -616,11 +643,48 @@ async fn accept_first_delivery(
     answer(StatusCode::ACCEPTED, accepted)
 }
 
+/// Drops redeliveries; hands the pull request to every object that follows its repository,
+/// which decides whether it previews it, and answers with how many do.
+fn accept_pull_request(
+    state: &WebhookState,
+    replay_key: DeliveryKey,
+    objects: Vec<(String, String)>,
+    pull: &PullRequest,
+) -> Response {
+    if !state.replay.first_delivery(replay_key) {
+        let duplicate = Answer {
+            duplicate: true,
+            ..Answer::default()
+        };
+        return labelled(answer(StatusCode::OK, duplicate), RequestOutcome::Duplicate);
+    }
+    let previewed = objects
+        .iter()
+        .filter(|(namespace, name)| state.trigger.preview(namespace, name, pull))
+        .count();
+    tracing::info!(
+        number = pull.number,
+        target = pull.target_branch,
+        from_fork = pull.from_fork,
+        following = objects.len(),
+        previewed,
+        "pull request delivery handled"
+    );
+    let accepted = Answer {
+        previewed,
+        ..Answer::default()
+    };
+    answer(StatusCode::ACCEPTED, accepted)
+}
+
 /// The JSON body of every non-error response.
 #[derive(Debug, Default, Serialize)]
 struct Answer {
     /// How many objects were asked to reconcile.
     triggered: usize,
+    /// How many objects preview the pull request of the delivery.
+    #[serde(skip_serializing_if = "is_zero")]
+    previewed: usize,
     /// The event kind when nothing was done because of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<String>,
@@ -640,4 +704,8 @@ struct ErrorBody<'a> {
 
 fn error_response(status: StatusCode, message: &str) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }

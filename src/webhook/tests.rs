@@ -27,6 +27,7 @@ struct RecordingTrigger {
     calls: Mutex<Vec<(String, String, Option<String>)>>,
     failing: Mutex<HashSet<String>>,
     deliveries: Mutex<Vec<(String, Delivery)>>,
+    previews: Mutex<Vec<(String, u64)>>,
 }
 
 impl RecordingTrigger {
@@ -70,6 +71,12 @@ impl Trigger for RecordingTrigger {
             .unwrap()
             .push((object, delivery.clone()));
         Box::pin(async { Ok(()) })
+    }
+
+    fn preview(&self, namespace: &str, name: &str, pull: &PullRequest) -> bool {
+        let object = format!("{namespace}/{name}");
+        self.previews.lock().unwrap().push((object, pull.number));
+        true
     }
 }
 
@@ -171,6 +178,60 @@ fn signed_github_push(delivery: &str, git_ref: &str) -> Request<Body> {
     let body = github_push_body(git_ref);
     let signature = github_signature(SECRET, &body);
     github_request("/hooks/github", "push", delivery, &signature, body)
+}
+
+fn github_pull_request_body() -> Vec<u8> {
+    json!({
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {
+            "head": { "sha": SHA, "repo": { "id": 1 } },
+            "base": { "ref": "main", "repo": { "id": 1 } }
+        },
+        "repository": { "clone_url": "https://github.com/org/repo.git" }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_pull_request_is_verified_and_deduplicated_like_a_push() {
+    let harness = Harness::new();
+    let body = github_pull_request_body();
+    let wrong = github_signature(b"not the secret", &body);
+    let forged = github_request("/hooks/github", "pull_request", "p-1", &wrong, body.clone());
+    let (status, _) = harness.send(forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(harness.trigger.previews.lock().unwrap().is_empty());
+
+    let signature = github_signature(SECRET, &body);
+    let signed = || {
+        github_request(
+            "/hooks/github",
+            "pull_request",
+            "p-1",
+            &signature,
+            body.clone(),
+        )
+    };
+    let (status, answer) = harness.send(signed()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Every object of the repository is asked, whatever its branch: each decides by its spec.
+    assert_eq!(answer, json!({"triggered": 0, "previewed": 2}));
+    let (status, answer) = harness.send(signed()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["duplicate"], json!(true));
+    assert_eq!(
+        *harness.trigger.previews.lock().unwrap(),
+        [
+            ("apps/site".to_string(), 7),
+            ("apps/staging".to_string(), 7)
+        ]
+    );
+    assert!(
+        harness.trigger.calls().is_empty(),
+        "a pull request reconciles nothing"
+    );
 }
 
 #[tokio::test]

@@ -729,6 +729,12 @@ async fn diff_previews_creates_changes_prunes_and_masks_secrets() {
         "a diff prunes nothing"
     );
 
+    // `--ref`: the same plan from the object's own repository, as the controller posts it on
+    // a pull request, without a checkout.
+    let by_ref = run_in(&namespace, &["diff", "app", "--ref", "refs/heads/pr"]).await;
+    assert_eq!(by_ref.status.code(), Some(1), "{}", stderr(&by_ref));
+    assert_eq!(stdout(&by_ref), text, "--ref and --path show one plan");
+
     // The object's ServiceAccount is used: one without rights makes the preview fail like the apply.
     namespace
         .create_git_repository("tenant", json!({ "url": server.url_for(&repo), "path": "deploy", "serviceAccountName": "nobody", "suspend": true }))

@@ -24,6 +24,7 @@ mod hostile;
 mod kustomize;
 mod operations;
 mod ordering;
+mod preview;
 mod real_content;
 mod real_node;
 mod source;

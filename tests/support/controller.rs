@@ -33,6 +33,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         },
         allow_cross_namespace_dependencies: false,
         ignore_argocd_annotations: false,
+        preview_concurrency: 2,
     }
 }
 

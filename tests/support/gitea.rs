@@ -259,6 +259,73 @@ impl Gitea {
         );
     }
 
+    /// Adds a webhook of type `gitea` for pull request events (opened, reopened, and pushes
+    /// to them) to `repository`, signed with `secret`.
+    pub fn add_pull_request_hook(&self, repository: &GiteaRepository, url: &str, secret: &str) {
+        self.call(
+            "POST",
+            &format!("/api/v1/repos/{}/hooks", repository.full_name),
+            Some(&json!({
+                "type": "gitea",
+                "active": true,
+                "events": ["pull_request", "pull_request_sync"],
+                "config": { "url": url, "content_type": "json", "secret": secret },
+            })),
+        );
+    }
+
+    /// Opens a pull request of `head` (a branch, or `owner:branch` of a fork) into `base` of
+    /// `repository`; returns its number.
+    pub fn open_pull_request(&self, repository: &GiteaRepository, head: &str, base: &str) -> u64 {
+        let created = self.call(
+            "POST",
+            &format!("/api/v1/repos/{}/pulls", repository.full_name),
+            Some(&json!({ "head": head, "base": base, "title": format!("{head} into {base}") })),
+        );
+        created["number"].as_u64().expect("a pull request number")
+    }
+
+    /// A fork of `repository` into a new organization `organization`, with a work tree at
+    /// the fork's `main`.
+    pub fn fork(&self, repository: &GiteaRepository, organization: &str) -> GiteaRepository {
+        self.call(
+            "POST",
+            "/api/v1/orgs",
+            Some(&json!({ "username": organization })),
+        );
+        self.call(
+            "POST",
+            &format!("/api/v1/repos/{}/forks", repository.full_name),
+            Some(&json!({ "organization": organization })),
+        );
+        let name = repository.full_name.rsplit('/').next().unwrap();
+        let fork = GiteaRepository {
+            full_name: format!("{organization}/{name}"),
+            push_url: format!(
+                "http://{ADMIN}:{PASSWORD}@127.0.0.1:{}/{organization}/{name}.git",
+                self.port
+            ),
+            work: tempfile::tempdir().expect("a work tree"),
+        };
+        fork.git(&["init", "-q", "-b", "main"]);
+        fork.git(&["fetch", "-q", &fork.push_url, "main"]);
+        fork.git(&["reset", "-q", "--hard", "FETCH_HEAD"]);
+        fork
+    }
+
+    /// The comments of issue or pull request `number`, oldest first.
+    pub fn comments(&self, repository: &GiteaRepository, number: u64) -> Vec<Value> {
+        let listed = self.call(
+            "GET",
+            &format!(
+                "/api/v1/repos/{}/issues/{number}/comments",
+                repository.full_name
+            ),
+            None,
+        );
+        listed.as_array().cloned().unwrap_or_default()
+    }
+
     /// Every status of `commit` in `repository`, newest first, as Gitea lists them.
     pub fn statuses(&self, repository: &GiteaRepository, commit: &str) -> Vec<Value> {
         let listed = self.call(
@@ -313,6 +380,12 @@ pub struct GiteaRepository {
 impl GiteaRepository {
     /// Writes `files`, commits them and pushes `main`; returns the commit's SHA.
     pub fn push(&self, files: &[(&str, &str)], message: &str) -> String {
+        self.push_to("main", files, message)
+    }
+
+    /// Writes `files`, commits them on the work tree's HEAD and pushes it as `branch`; returns
+    /// the commit's SHA.
+    pub fn push_to(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
         for (path, content) in files {
             let path = self.work.path().join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -330,7 +403,8 @@ impl GiteaRepository {
             "-m",
             message,
         ]);
-        self.git(&["push", "-q", &self.push_url, "HEAD:refs/heads/main"]);
+        let target = format!("HEAD:refs/heads/{branch}");
+        self.git(&["push", "-q", &self.push_url, &target]);
         self.git(&["rev-parse", "HEAD"])
     }
 
