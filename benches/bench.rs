@@ -9,6 +9,8 @@
 
 #[path = "scenarios/apply.rs"]
 mod apply;
+#[path = "scenarios/commit_status.rs"]
+mod commit_status;
 mod common;
 #[path = "scenarios/flux_monorepo.rs"]
 mod flux_monorepo;
@@ -48,7 +50,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "git",
     "coalesce",
     "apply",
@@ -62,6 +64,7 @@ const SCENARIOS: [&str; 13] = [
     "flux-overlays",
     "flux-monorepo",
     "real-content",
+    "commit-status",
 ];
 /// `flux` on the command line: every side-by-side comparison with Flux.
 const FLUX_SCENARIOS: [&str; 4] = ["flux-push", "flux-scale", "flux-overlays", "flux-monorepo"];
@@ -142,6 +145,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "flux-overlays" => flux_scale::overlays().await,
             "flux-monorepo" => flux_monorepo::scenario().await,
             "real-content" => real_content::scenario().await,
+            "commit-status" => commit_status::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;
