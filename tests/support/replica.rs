@@ -57,10 +57,10 @@ impl Replica {
     pub async fn wait_for_log(&self, after: usize, text: &str, within: Duration) -> String {
         let started = Instant::now();
         loop {
-            let found = self.logs.lock().unwrap()[after..]
-                .iter()
-                .find(|line| line.contains(text))
-                .cloned();
+            let found = self
+                .lines_since(after)
+                .into_iter()
+                .find(|line| line.contains(text));
             if let Some(line) = found {
                 return line;
             }
