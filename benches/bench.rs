@@ -9,6 +9,8 @@
 
 #[path = "scenarios/apply.rs"]
 mod apply;
+#[path = "scenarios/commit_status.rs"]
+mod commit_status;
 mod common;
 #[path = "scenarios/flux_chain.rs"]
 mod flux_chain;
@@ -50,7 +52,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 14] = [
+const SCENARIOS: [&str; 15] = [
     "git",
     "coalesce",
     "apply",
@@ -65,6 +67,7 @@ const SCENARIOS: [&str; 14] = [
     "flux-monorepo",
     "flux-chain",
     "real-content",
+    "commit-status",
 ];
 /// `flux` on the command line: every side-by-side comparison with Flux.
 const FLUX_SCENARIOS: [&str; 5] = [
@@ -152,6 +155,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "flux-monorepo" => flux_monorepo::scenario().await,
             "flux-chain" => flux_chain::scenario().await,
             "real-content" => real_content::scenario().await,
+            "commit-status" => commit_status::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;

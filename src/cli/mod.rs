@@ -8,6 +8,7 @@
 mod build;
 mod check;
 mod connect;
+mod dependency_tree;
 mod diff;
 mod error;
 mod events;
@@ -29,6 +30,7 @@ pub use diff::DiffArgs;
 pub use error::CliError;
 pub use get::GetArgs;
 pub use reconcile::ReconcileArgs;
+pub use tree::TreeArgs;
 pub use uninstall::UninstallArgs;
 
 /// The commands for people and CI, next to the controller's own.
@@ -44,8 +46,9 @@ pub enum ClientCommand {
     Resume(ObjectArgs),
     /// The Kubernetes events of a GitRepository, oldest first.
     Events(ObjectArgs),
-    /// The objects a GitRepository applied, by namespace and kind, with their health.
-    Tree(ObjectArgs),
+    /// The objects a GitRepository applied, by namespace and kind, with their health; without
+    /// a name, the dependency graph of the GitRepositories and what blocks each.
+    Tree(TreeArgs),
     /// Render a local checkout offline, as the controller would, and print the objects.
     Build(BuildArgs),
     /// What applying a revision would create, change and prune (exit 0: nothing, 1: changes).

@@ -1,12 +1,15 @@
-//! `driftless tree NAME`: the inventory by namespace and kind, with each object's health.
+//! `driftless tree NAME`: the inventory by namespace and kind, with each object's health;
+//! `driftless tree` without a name: the dependency graph ([`super::dependency_tree`]).
 
 use std::{collections::BTreeMap, process::ExitCode};
 
+use clap::Args;
 use kube::{Api, Client, api::DynamicObject, core::GroupVersionKind, discovery};
 
 use super::{
-    CliError, ObjectArgs,
+    CliError, ClusterArgs,
     connect::connect,
+    dependency_tree,
     output::{self, Tone},
 };
 use crate::{
@@ -17,22 +20,41 @@ use crate::{
     },
 };
 
-pub async fn run(args: ObjectArgs) -> Result<ExitCode, CliError> {
-    let connection = connect(&args.cluster).await?;
+#[derive(Args, Debug)]
+pub struct TreeArgs {
+    /// A GitRepository: the objects it applied. Left out: the dependency graph
+    /// (`spec.dependsOn`) of the namespace's GitRepositories and what blocks each.
+    pub name: Option<String>,
+    /// Without a name: the dependency graph of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+pub async fn run(args: TreeArgs) -> Result<ExitCode, CliError> {
+    match &args.name {
+        Some(name) => inventory(name, &args.cluster).await,
+        None => dependency_tree::run(args.all_namespaces, &args.cluster).await,
+    }
+}
+
+async fn inventory(name: &str, cluster: &ClusterArgs) -> Result<ExitCode, CliError> {
+    let connection = connect(cluster).await?;
     let api: Api<GitRepository> = Api::namespaced(connection.client.clone(), &connection.namespace);
     let repository = api
-        .get_opt(&args.name)
+        .get_opt(name)
         .await
         .map_err(CliError::api("reading the GitRepository"))?
         .ok_or_else(|| CliError::NotFound {
             namespace: connection.namespace.clone(),
-            name: args.name.clone(),
+            name: name.to_owned(),
         })?;
     let status = repository.status.clone().unwrap_or_default();
     println!(
         "GitRepository {}/{} ({})",
         connection.namespace,
-        args.name,
+        name,
         repository
             .applied_revision()
             .map(output::short_revision)

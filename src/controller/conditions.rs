@@ -34,6 +34,9 @@ pub enum Reason {
     CrossNamespaceDependency,
     /// A hook (`driftless.dev/hook`, Argo CD's `argocd.argoproj.io/hook`) failed.
     HookFailed,
+    /// Deleted together with GitRepositories that depend on it: its prune waits until they
+    /// have pruned theirs; the message names them.
+    DeletionWaitingForDependents,
 }
 
 impl Reason {
@@ -56,6 +59,7 @@ impl Reason {
             Reason::DependencyCycle => "DependencyCycle",
             Reason::CrossNamespaceDependency => "CrossNamespaceDependency",
             Reason::HookFailed => "HookFailed",
+            Reason::DeletionWaitingForDependents => "DeletionWaitingForDependents",
         }
     }
 }

@@ -144,7 +144,10 @@ fn describe(dependency: &Dependency, namespace: &str) -> String {
 
 /// A cycle through `repository`, walking the other GitRepositories' `dependsOn` as the
 /// controller's cache holds them.
-fn cycle_of(repository: &GitRepository, store: &Store<GitRepository>) -> Option<Vec<Node>> {
+pub(super) fn cycle_of(
+    repository: &GitRepository,
+    store: &Store<GitRepository>,
+) -> Option<Vec<Node>> {
     let start = Node::of(repository);
     cycle_through(&start, |node| {
         if node == &start {

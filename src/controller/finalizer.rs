@@ -60,11 +60,7 @@ pub(super) async fn cleanup(
     // A GitRepository created again under this name starts without the old one's backoff.
     context.failures.clear(&namespace, &name);
     let inventory = previous_inventory(repository);
-    if repository.spec.prune == Some(false)
-        || repository.spec.suspend == Some(true)
-        || inventory.is_empty()
-        || namespace_is_terminating(context, &namespace).await
-    {
+    if leaves_objects_in_place(repository, context).await {
         info!(
             namespace,
             name,
@@ -102,6 +98,15 @@ pub(super) async fn cleanup(
         }
         Err(reason) => give_up_after_attempts(repository, context, reason).await,
     }
+}
+
+/// Whether deleting `repository` leaves what it applied in place: pruning off, suspended,
+/// nothing applied, or its namespace going away with everything in it.
+pub(super) async fn leaves_objects_in_place(repository: &GitRepository, context: &Context) -> bool {
+    repository.spec.prune == Some(false)
+        || repository.spec.suspend == Some(true)
+        || previous_inventory(repository).is_empty()
+        || namespace_is_terminating(context, &repository.namespace().unwrap_or_default()).await
 }
 
 /// A failed clean-up is retried (the error requeues it) until [`CLEANUP_ATTEMPTS`] have

@@ -8,6 +8,7 @@ mod commit_status;
 pub mod conditions;
 mod converged;
 mod decision;
+mod deletion_order;
 mod dependencies;
 mod dependency_watches;
 mod expressions;
@@ -297,6 +298,7 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .default_backoff()
         .applied_objects()
         .predicate_filter(dependencies::readiness_hash, PredicateConfig::default());
+    let deletions = deletion_order::deletions(repositories.clone());
     let changes = watcher(repositories, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -321,6 +323,12 @@ pub async fn run(config: kube::Config, settings: Settings, metrics: Metrics) -> 
         .watches_stream(readiness_changes, {
             let store = store.clone();
             move |dependency| dependencies::dependents_of(&store, &dependency)
+        })
+        // A dependency deleted with its dependents prunes once they are gone: their deletion
+        // wakes it.
+        .watches_stream(deletions, {
+            let store = store.clone();
+            move |dependent| deletion_order::dependencies_being_deleted(&store, &dependent)
         })
         .reconcile_on(woken_dependents)
         .reconcile_on(priority::in_order(
@@ -473,6 +481,9 @@ async fn reconcile_with_finalizer(
     use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
     let namespace = repository.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(context.client.clone(), &namespace);
+    if let Some(waiting) = deletion_order::wait_for_dependents(&repository, &context).await? {
+        return Ok(waiting);
+    }
     finalizer(&api, FINALIZER, repository, |event| async {
         match event {
             Event::Apply(repository) => {

@@ -1,6 +1,6 @@
 //! The client commands through the real binary: `build` offline on a real git checkout, and
-//! `get`, `reconcile --wait`, `suspend`/`resume`, `events` and `tree` against the real cluster
-//! with a controller and a git server running.
+//! `get`, `reconcile --wait`, `suspend`/`resume`, `events` and `tree` (an inventory, and the
+//! dependency graph) against the real cluster with a controller and a git server running.
 
 use crate::support;
 
@@ -1249,4 +1249,115 @@ fn build_stops_a_substitution_bomb_at_the_file_limit_with_small_memory() {
         "peak resident memory {peak_kib} KiB: substitution built past its limit"
     );
     eprintln!("substitution bomb refused in {took:?}, peak RSS {peak_kib} KiB");
+}
+
+/// `driftless tree` without a name: the dependsOn graph of the namespace, each GitRepository
+/// above what it depends on, a blocked one saying what blocks it; then all Ready once the
+/// object at the bottom of the chain exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn tree_draws_the_dependency_graph_and_what_blocks_each() {
+    install_crds().await;
+    let namespace = TestNamespace::create("cli-tree-graph").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("layers");
+    let files: Vec<(String, String)> = ["base", "mid", "top", "other"]
+        .iter()
+        .map(|layer| {
+            (
+                format!("{layer}/cm.yaml"),
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {layer}\n"),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit("four layers", &borrowed);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let _controller = RunningController::start(&namespace.name);
+    let layers = [
+        (
+            "base",
+            json!([{ "apiVersion": "v1", "kind": "ConfigMap", "name": "gate" }]),
+        ),
+        ("mid", json!([{ "name": "base" }])),
+        ("top", json!([{ "name": "mid" }])),
+        ("other", json!([])),
+    ];
+    for (name, depends_on) in &layers {
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": url, "path": name, "interval": "1h", "dependsOn": depends_on }),
+            )
+            .await;
+    }
+    let reason_is = |name: &'static str, wanted: &'static str| {
+        let namespace = &namespace;
+        async move {
+            support::waiting::wait_for_named(
+                namespace,
+                name,
+                wanted,
+                Duration::from_secs(60),
+                |r| {
+                    support::objects::condition(r, "Ready")
+                        .is_some_and(|(_, reason, _)| reason == wanted)
+                },
+            )
+            .await;
+        }
+    };
+    for name in ["base", "mid", "top"] {
+        reason_is(name, "DependencyNotReady").await;
+    }
+    reason_is("other", "Succeeded").await;
+
+    let ns = &namespace.name;
+    let output = run_in(&namespace, &["tree"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tree = stdout(&output);
+    eprintln!("{tree}");
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), 5, "{tree}");
+    assert!(lines[0].starts_with("other ✓ Ready "), "{tree}");
+    assert!(
+        lines[1].starts_with("top ✗ blocked: ") && lines[1].contains(&format!("{ns}/mid")),
+        "{tree}"
+    );
+    assert!(
+        lines[2].starts_with("└── mid ✗ blocked: ") && lines[2].contains(&format!("{ns}/base")),
+        "{tree}"
+    );
+    assert!(
+        lines[3].starts_with("    └── base ✗ blocked: ") && lines[3].contains("gate"),
+        "{tree}"
+    );
+    assert_eq!(
+        lines[4],
+        format!("        └── v1 ConfigMap {ns}/gate (its health gates this one)"),
+        "{tree}"
+    );
+
+    // The bottom of the chain appears: every layer becomes Ready, and the tree says so.
+    let gate: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "gate" } })).unwrap();
+    namespace
+        .api::<ConfigMap>()
+        .create(&Default::default(), &gate)
+        .await
+        .unwrap();
+    for name in ["base", "mid", "top"] {
+        reason_is(name, "Succeeded").await;
+    }
+    let tree = stdout(&run_in(&namespace, &["tree"]).await);
+    let ready = tree.lines().filter(|l| l.contains("✓ Ready ")).count();
+    assert_eq!(ready, 4, "{tree}");
+
+    // Every namespace: the same graph, each GitRepository named with its namespace.
+    let all = stdout(&run_in(&namespace, &["tree", "-A"]).await);
+    assert!(all.contains(&format!("{ns}/top ✓ Ready ")), "{all}");
+    assert!(all.contains(&format!("└── {ns}/mid ✓ Ready ")), "{all}");
 }

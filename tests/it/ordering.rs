@@ -1,6 +1,6 @@
 //! `spec.dependsOn` against the real cluster: a three-layer chain created at once converges in
 //! order without a failed apply, driven by its dependencies' readiness (not by polling); the
-//! policies; a cycle; the cross-namespace refusal of restricted mode.
+//! policies; a cycle; the cross-namespace refusal of restricted mode; deletion in reverse order.
 
 use crate::support;
 
@@ -1243,4 +1243,237 @@ async fn a_ready_expression_decides_a_dependency() {
         is_ready,
     )
     .await;
+}
+
+/// Widgets in the custom-resources layer of the deletion test: enough that pruning them takes
+/// a while, so a CRD pruned at the same time would be seen going while some are left.
+const WIDGETS: usize = 60;
+
+fn widget_named(group: &str, name: &str) -> String {
+    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  teeth: 12\n")
+}
+
+/// The etcd revision (resourceVersion) of a watched object; revisions of one etcd grow across
+/// every resource, which orders a CRD's deletion against its custom resources' removal.
+fn revision_of(meta: &kube::api::ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric resourceVersion")
+}
+
+/// Deleting a three-layer chain at once prunes in reverse order: the CRD layer waits
+/// (`DeletionWaitingForDependents`, naming the layer above) until the custom resources are
+/// gone, so the CRD starts going only after the last Widget was removed. Fails without the wait
+/// in controller::deletion_order: the CRD layer then prunes at once, while the Widgets are
+/// still being pruned.
+#[tokio::test]
+async fn deleting_the_chain_at_once_prunes_in_reverse_order() {
+    use futures::StreamExt;
+    use kube::{
+        api::{ApiResource, DynamicObject, GroupVersionKind},
+        runtime::watcher,
+    };
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-delete").await;
+    let group = format!("{}.driftless.test", namespace.name);
+    let repos = GitRepos::new();
+    let repo = repos.create("platform");
+    // A CRD is pruned only when it opts in.
+    let crd = crd(&group).replace(
+        "metadata:\n  name: widgets.",
+        "metadata:\n  annotations: {driftless.dev/prune: enabled}\n  name: widgets.",
+    );
+    assert!(crd.contains("driftless.dev/prune"), "{crd}");
+    let app = configmap("app", "uses gears");
+    let mut files = vec![
+        ("crds/crd.yaml".to_owned(), crd),
+        ("crds/operator.yaml".to_owned(), OPERATOR.to_owned()),
+        ("app/app.yaml".to_owned(), app),
+    ];
+    for i in 0..WIDGETS {
+        let name = format!("gear-{i:02}");
+        files.push((format!("crs/{name}.yaml"), widget_named(&group, &name)));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit("three layers", &borrowed);
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let _controller = RunningController::start(&namespace.name);
+    let layers = [
+        ("crds", json!([])),
+        ("crs", json!([{ "name": "crds" }])),
+        ("app", json!([{ "name": "crs" }])),
+    ];
+    for (name, depends_on) in &layers {
+        namespace
+            .create_git_repository(
+                name,
+                json!({ "url": url, "path": name, "interval": HOURLY, "wait": true,
+                        "timeout": "2m", "dependsOn": depends_on }),
+            )
+            .await;
+    }
+    for (name, _) in &layers {
+        wait_for_named(&namespace, name, "Ready", Duration::from_secs(90), is_ready).await;
+    }
+
+    // Watch the CRD and its Widgets from before the deletion, recording etcd revisions.
+    let crd_name = format!("widgets.{group}");
+    let crds_api: Api<CustomResourceDefinition> = Api::all(namespace.client.clone());
+    let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        namespace.client.clone(),
+        &namespace.name,
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    );
+    let crd_deleting = tokio::spawn({
+        let config = watcher::Config::default().fields(&format!("metadata.name={crd_name}"));
+        let stream = watcher(crds_api.clone(), config);
+        async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Apply(crd)) | Ok(watcher::Event::Delete(crd))
+                        if crd.metadata.deletion_timestamp.is_some() =>
+                    {
+                        return revision_of(&crd.metadata);
+                    }
+                    _ => {}
+                }
+            }
+            panic!("the CRD watch ended");
+        }
+    });
+    let widgets_removed = tokio::spawn({
+        let stream = watcher(widgets.clone(), watcher::Config::default());
+        async move {
+            let mut removed = Vec::new();
+            let mut stream = std::pin::pin!(stream);
+            while removed.len() < WIDGETS {
+                if let Some(Ok(watcher::Event::Delete(widget))) = stream.next().await {
+                    removed.push(revision_of(&widget.metadata));
+                }
+            }
+            removed
+        }
+    });
+    // Let both watches list before anything is deleted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // All three at once, the way `kubectl delete -f` of the layers would.
+    let api = namespace.api::<GitRepository>();
+    for (name, _) in layers.iter().rev() {
+        api.delete(name, &Default::default()).await.unwrap();
+    }
+    let mut crds_reasons = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match api.get_opt("crds").await.unwrap() {
+            Some(crds) => {
+                crds_reasons.insert(reason(&crds));
+            }
+            None => break,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CRD layer was not deleted; reasons seen {crds_reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let crd_deleting = tokio::time::timeout(Duration::from_secs(30), crd_deleting)
+        .await
+        .expect("the CRD is deleted")
+        .unwrap();
+    let removed = tokio::time::timeout(Duration::from_secs(30), widgets_removed)
+        .await
+        .expect("every Widget is removed")
+        .unwrap();
+    let last_widget = removed.iter().max().copied().unwrap();
+    assert!(
+        last_widget < crd_deleting,
+        "the CRD started going (revision {crd_deleting}) before the last Widget was removed \
+         (revision {last_widget}); {} of {WIDGETS} Widgets were removed after it",
+        removed.iter().filter(|r| **r > crd_deleting).count()
+    );
+    assert!(
+        crds_reasons.contains("DeletionWaitingForDependents"),
+        "the wait was reported in the status: {crds_reasons:?}"
+    );
+    for (name, _) in &layers {
+        assert!(api.get_opt(name).await.unwrap().is_none(), "{name} is gone");
+    }
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none(),
+        "the app layer was pruned"
+    );
+}
+
+/// A dependent that is not being deleted does not hold its dependency's deletion: the
+/// dependency prunes, and a Warning names the dependent left behind.
+#[tokio::test]
+async fn a_dependent_that_stays_does_not_hold_the_deletion_and_is_named() {
+    install_crds().await;
+    let namespace = TestNamespace::create("ordering-delete-one").await;
+    let repos = GitRepos::new();
+    let repo = repos.create("layers");
+    let (base, user) = (configmap("base", "1"), configmap("user", "1"));
+    repo.commit(
+        "two layers",
+        &[
+            ("base/cm.yaml", base.as_str()),
+            ("user/cm.yaml", user.as_str()),
+        ],
+    );
+    let server = HttpGitServer::start(repos.root(), HttpOptions::default());
+    let url = server.url_for(&repo);
+    let _controller = RunningController::start(&namespace.name);
+    namespace
+        .create_git_repository(
+            "base",
+            json!({ "url": url, "path": "base", "interval": HOURLY }),
+        )
+        .await;
+    namespace
+        .create_git_repository(
+            "user",
+            json!({ "url": url, "path": "user", "interval": HOURLY,
+                    "dependsOn": [{ "name": "base" }] }),
+        )
+        .await;
+    for name in ["base", "user"] {
+        wait_for_named(&namespace, name, "Ready", Duration::from_secs(60), is_ready).await;
+    }
+    let api = namespace.api::<GitRepository>();
+    api.delete("base", &Default::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api.get_opt("base").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "base is still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        namespace
+            .api::<ConfigMap>()
+            .get_opt("base")
+            .await
+            .unwrap()
+            .is_none(),
+        "base's objects were pruned"
+    );
+    let warnings = warnings(&namespace).await;
+    let ns = &namespace.name;
+    assert!(
+        warnings.iter().any(|w| w.starts_with("base: DependentsRemain: ")
+            && w.contains(&format!("{ns}/user"))),
+        "{warnings:?}"
+    );
+    assert!(api.get_opt("user").await.unwrap().is_some());
 }

@@ -47,15 +47,20 @@ impl Replica {
         self.logs.lock().unwrap().len()
     }
 
+    /// The lines logged after the first `after` lines.
+    pub fn lines_since(&self, after: usize) -> Vec<String> {
+        self.logs.lock().unwrap()[after..].to_vec()
+    }
+
     /// Waits until a line logged after the first `after` lines contains `text`: the event a
     /// test waits for instead of sleeping and hoping it happened.
     pub async fn wait_for_log(&self, after: usize, text: &str, within: Duration) -> String {
         let started = Instant::now();
         loop {
-            let found = self.logs.lock().unwrap()[after..]
-                .iter()
-                .find(|line| line.contains(text))
-                .cloned();
+            let found = self
+                .lines_since(after)
+                .into_iter()
+                .find(|line| line.contains(text));
             if let Some(line) = found {
                 return line;
             }
