@@ -194,11 +194,16 @@ async fn measure(gitea: &Gitea, api: &GiteaApi, case: Case) -> Result<Measured> 
     for revision in 1..=PUSHES + 1 {
         let logged = replica.log_lines();
         let files = changed_files(case, revision)?;
-        let event_at = Instant::now();
+        // The event: the `git push` to the open pull request, or, the first time, the API call
+        // that opens it (its branch pushed before the clock starts).
+        let mut event_at = Instant::now();
         let head = repository.push_to("change", &file_refs(&files), &format!("change {revision}"));
         let number = match number {
             Some(number) => number,
-            None => *number.insert(gitea.open_pull_request(&repository, "change", "main")),
+            None => {
+                event_at = Instant::now();
+                *number.insert(gitea.open_pull_request(&repository, "change", "main"))
+            }
         };
         let (seen_at, body) = api
             .wait_comment(&repository, number, &head, DEADLINE)
