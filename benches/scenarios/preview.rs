@@ -159,9 +159,12 @@ async fn measure(gitea: &Gitea, api: &GiteaApi, case: Case) -> Result<Measured> 
     write_secret(secrets.path(), "gitea", HOOK_SECRET);
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
+    let kustomize = crate::support::cluster::binaries_dir().join("kustomize");
     let replica = start_replica(
         &namespace,
         &[
+            "--kustomize-binary",
+            kustomize.to_str().context("a UTF-8 binaries path")?,
             "--log-format",
             "json",
             "--webhook-bind-address",
