@@ -24,7 +24,7 @@ demo-in-cluster:
 
 ## Benchmarks (see BENCHMARKS.md): every scenario, or one with `make bench SCENARIO=git`
 ## (git, coalesce, apply, push, receiver, scale, render, flux-push, flux-scale, flux-overlays,
-## flux-monorepo, flux-chain, real-content, commit-status); `make bench SCENARIO=flux` runs every side-by-side comparison with Flux
+## flux-monorepo, flux-chain, real-content, commit-status, preview); `make bench SCENARIO=flux` runs every side-by-side comparison with Flux
 ## (its controllers are built from source on first use, cached in ~/.cache/driftless/bin).
 ## Writes bench-results/latest.json and latest.md.
 bench:

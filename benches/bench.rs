@@ -24,6 +24,8 @@ mod flux_scale;
 mod git_fetch;
 #[path = "scenarios/helm.rs"]
 mod helm;
+#[path = "scenarios/preview.rs"]
+mod preview;
 #[path = "scenarios/push.rs"]
 mod push;
 #[path = "scenarios/real_content.rs"]
@@ -52,7 +54,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 /// Every scenario, in the order `make bench` runs them.
-const SCENARIOS: [&str; 15] = [
+const SCENARIOS: [&str; 16] = [
     "git",
     "coalesce",
     "apply",
@@ -68,6 +70,7 @@ const SCENARIOS: [&str; 15] = [
     "flux-chain",
     "real-content",
     "commit-status",
+    "preview",
 ];
 /// `flux` on the command line: every side-by-side comparison with Flux.
 const FLUX_SCENARIOS: [&str; 5] = [
@@ -156,6 +159,7 @@ fn run_child(scenario: &str, out_dir: &Path) -> Result<()> {
             "flux-chain" => flux_chain::scenario().await,
             "real-content" => real_content::scenario().await,
             "commit-status" => commit_status::scenario().await,
+            "preview" => preview::scenario().await,
             other => bail!("unknown scenario {other}"),
         }
     })?;

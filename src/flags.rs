@@ -136,6 +136,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "DRIFTLESS_PREVIEW_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub preview_concurrency: u16,
 
+    /// How many pull request previews one repository (all spellings of its URL, all
+    /// GitRepositories tracking it) starts per minute; more wait their turn, with an Event
+    /// saying so. 0 disables the limit.
+    #[arg(long, env = "DRIFTLESS_PREVIEW_RATE_LIMIT", default_value_t = driftless::preview::rate_limit::DEFAULT_PER_MINUTE)]
+    pub preview_rate_limit: u32,
+
     #[command(flatten)]
     pub source: SourceArgs,
 

@@ -140,6 +140,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         allow_cross_namespace_dependencies: args.allow_cross_namespace_dependencies,
         ignore_argocd_annotations: args.ignore_argocd_annotations,
         preview_concurrency: usize::from(args.preview_concurrency),
+        preview_rate_limit: args.preview_rate_limit,
     };
     tracing::info!(
         version = driftless::VERSION,

@@ -307,15 +307,16 @@ fn applied_at(replica: &Replica, after: usize, commit: &str) -> Result<std::time
     bail!("the controller logged no `applied` line for {commit}")
 }
 
-/// Reads commit statuses from Gitea's API on one kept-alive connection.
-struct GiteaApi {
+/// Reads commit statuses (and, for the preview scenario, comments) from Gitea's API on one
+/// kept-alive connection.
+pub(crate) struct GiteaApi {
     client: Client<HttpConnector, Empty<Bytes>>,
     base: String,
     authorization: String,
 }
 
 impl GiteaApi {
-    fn new(gitea: &Gitea) -> Self {
+    pub(crate) fn new(gitea: &Gitea) -> Self {
         Self {
             client: Client::builder(TokioExecutor::new()).build_http(),
             base: gitea.base_url(),
@@ -325,11 +326,21 @@ impl GiteaApi {
 
     /// Every status Gitea lists for `commit`.
     async fn statuses(&self, repository: &GiteaRepository, commit: &str) -> Result<Vec<Value>> {
-        let uri = format!(
-            "{}/api/v1/repos/{}/commits/{commit}/statuses?limit=50",
-            self.base, repository.full_name
+        let path = format!(
+            "/api/v1/repos/{}/commits/{commit}/statuses?limit=50",
+            repository.full_name
         );
-        let request = hyper::Request::get(uri)
+        Ok(self
+            .get(&path)
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The JSON Gitea answers to `GET path`.
+    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
+        let request = hyper::Request::get(format!("{}{path}", self.base))
             .header("Authorization", &self.authorization)
             .body(Empty::new())?;
         let response = self.client.request(request).await?;
@@ -338,10 +349,7 @@ impl GiteaApi {
         if !code.is_success() {
             bail!("Gitea answered {code}: {}", String::from_utf8_lossy(&body));
         }
-        Ok(serde_json::from_slice::<Value>(&body)?
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        Ok(serde_json::from_slice::<Value>(&body)?)
     }
 
     /// Polls until Gitea lists `success` for `commit`; returns the wall-clock time it was read.

@@ -280,7 +280,7 @@ fn config_map_file(revision: usize) -> (String, String) {
 
 /// podinfo's deploy bases (database aside) and the production overlay's label transformer,
 /// with the overlay's kustomization at `revision`.
-fn overlay_files(revision: usize) -> Result<Vec<(String, String)>> {
+pub(crate) fn overlay_files(revision: usize) -> Result<Vec<(String, String)>> {
     let deploy = fixtures().join("kustomize/podinfo/deploy");
     let mut files = Vec::new();
     for base in ["backend", "frontend", "cache"] {

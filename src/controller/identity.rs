@@ -124,6 +124,7 @@ pub(super) mod tests {
             allow_cross_namespace_dependencies: false,
             ignore_argocd_annotations: false,
             preview_concurrency: 2,
+            preview_rate_limit: crate::preview::rate_limit::DEFAULT_PER_MINUTE,
         }
     }
 

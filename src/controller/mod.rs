@@ -118,6 +118,8 @@ pub struct Settings {
     pub ignore_argocd_annotations: bool,
     /// How many pull request previews run at the same time.
     pub preview_concurrency: usize,
+    /// How many previews one repository starts per minute (0: no limit); more wait.
+    pub preview_rate_limit: u32,
 }
 
 /// Errors that end one reconcile before its outcome could be recorded; the object is retried.

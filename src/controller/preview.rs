@@ -5,10 +5,12 @@
 //! and the inventory ([`crate::preview`]). The plan goes on the pull request as one comment,
 //! edited in place at each push, and as a commit status on the head commit.
 //!
-//! Previews run a bounded number at a time (`--preview-concurrency`), and a newer push to the
-//! same pull request cancels the preview of the older one.
+//! Previews run a bounded number at a time (`--preview-concurrency`), each repository starts
+//! a bounded number per minute (`--preview-rate-limit`: one over it waits, with an Event
+//! saying so), and a newer push to the same pull request cancels the preview of the older one,
+//! running or waiting.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use kube::{
     ResourceExt,
@@ -35,8 +37,9 @@ use crate::{
         truncate,
     },
     preview::{
-        Plan, Subject, comment_limit, create_comment, failure_comment, find_marked, list_comments,
-        marker, plan_comment, pull_request_reference, update_comment, would_prune,
+        Plan, PreviewRateLimit, Subject, comment_limit, create_comment, failure_comment,
+        find_marked, list_comments, marker, plan_comment, pull_request_reference, update_comment,
+        would_prune,
     },
     webhook::PullRequest,
 };
@@ -44,11 +47,16 @@ use crate::{
 /// The Warning event of a preview that could not be posted (address, token, the host).
 const PREVIEW_FAILED: &str = "PreviewFailed";
 
+/// The Normal event of a preview held back by the repository's rate limit.
+const PREVIEW_DELAYED: &str = "PreviewDelayed";
+
 /// One pull request to preview for one object.
 #[derive(Debug)]
 pub(super) struct PreviewJob {
     namespace: String,
     name: String,
+    /// `spec.url`: whose preview budget the job draws from.
+    url: String,
     pull: PullRequest,
 }
 
@@ -76,6 +84,7 @@ impl Previews {
         let job = PreviewJob {
             namespace: repository.namespace().unwrap_or_default(),
             name: repository.name_any(),
+            url: repository.spec.url.clone(),
             pull: pull.clone(),
         };
         self.sender.send(job).is_ok()
@@ -102,12 +111,16 @@ fn wants_preview(spec: &PreviewSpec, repository: &GitRepository, pull: &PullRequ
 }
 
 /// Runs the queued previews until the controller stops: at most `--preview-concurrency` at
-/// once, a newer push to a pull request cancelling the older preview of it.
+/// once and `--preview-rate-limit` started per repository and minute, a newer push to a pull
+/// request cancelling the older preview of it (running, or waiting for its turn).
 pub(super) async fn run_previews(
     context: Arc<Context>,
     mut jobs: mpsc::UnboundedReceiver<PreviewJob>,
 ) {
     let slots = Arc::new(Semaphore::new(context.settings.preview_concurrency.max(1)));
+    let budget = Arc::new(PreviewRateLimit::per_minute(
+        context.settings.preview_rate_limit,
+    ));
     let client = StatusClient::new(context.settings.commit_status_retry);
     let mut running: HashMap<(String, String, u64), AbortHandle> = HashMap::new();
     while let Some(job) = jobs.recv().await {
@@ -123,7 +136,9 @@ pub(super) async fn run_previews(
             older.abort();
         }
         let (context, slots, client) = (context.clone(), slots.clone(), client.clone());
+        let budget = budget.clone();
         let task = tokio::spawn(async move {
+            wait_for_budget(&context, &budget, &job).await;
             let Ok(_slot) = slots.acquire_owned().await else {
                 return;
             };
@@ -131,6 +146,52 @@ pub(super) async fn run_previews(
         });
         running.insert(key, task.abort_handle());
     }
+}
+
+/// Returns once the repository's rate limit lets `job` start. The first refusal is logged and
+/// recorded as an Event, so a preview that waits is never a silent one; a newer push to the
+/// pull request aborts the wait with the task.
+async fn wait_for_budget(context: &Context, budget: &PreviewRateLimit, job: &PreviewJob) {
+    let Err(mut wait) = budget.check(&job.url) else {
+        return;
+    };
+    let note = format!(
+        "preview of pull request #{} delayed by {}: the repository has started its {} previews \
+         of the last minute (--preview-rate-limit)",
+        job.pull.number,
+        seconds(wait),
+        budget.limit_per_minute()
+    );
+    tracing::info!(
+        namespace = job.namespace,
+        name = job.name,
+        number = job.pull.number,
+        %note,
+        "preview rate limited"
+    );
+    let reference = ObjectRef::new(&job.name).within(&job.namespace);
+    if let Some(repository) = context.repositories.get(&reference) {
+        publish(
+            &context.recorder,
+            &repository,
+            EventType::Normal,
+            PREVIEW_DELAYED,
+            note,
+        )
+        .await;
+    }
+    loop {
+        tokio::time::sleep(wait).await;
+        match budget.check(&job.url) {
+            Ok(()) => return,
+            Err(longer) => wait = longer,
+        }
+    }
+}
+
+/// A wait as whole seconds, rounded up.
+fn seconds(wait: Duration) -> String {
+    format!("{}s", wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// One preview: the plan (or why there is none) posted as the comment and the status.

@@ -3,14 +3,17 @@
 //! comment ([`comment`], found again by a hidden marker and edited in place) and the hosts'
 //! comment APIs ([`request`]). Pure functions: the controller fetches, renders and dry-runs
 //! the pull request's head as an apply would and posts what these build; `driftless diff`
-//! prints the same plan.
+//! prints the same plan. [`rate_limit`] bounds how many previews one repository starts per
+//! minute.
 
 pub mod comment;
 pub mod plan;
+pub mod rate_limit;
 pub mod request;
 
 pub use comment::{Subject, failure_comment, marker, plan_comment};
 pub use plan::{Action, Plan, PlannedObject, would_prune};
+pub use rate_limit::PreviewRateLimit;
 pub use request::{
     Comment, CommentRequest, comment_limit, create_comment, find_marked, list_comments,
     update_comment,

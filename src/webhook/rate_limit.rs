@@ -7,6 +7,7 @@
 //! a forged request from a real one; polling remains the fallback for a delivery refused then.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -101,16 +102,25 @@ impl Bucket {
     }
 }
 
-/// The buckets of every receiver, shared by all requests.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
+/// The buckets of every receiver (or of every `K`), shared by all requests.
+#[derive(Debug)]
+pub struct RateLimiter<K = ReceiverKey> {
     limit: RateLimit,
-    buckets: Mutex<HashMap<ReceiverKey, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K> Default for RateLimiter<K> {
+    fn default() -> Self {
+        RateLimiter {
+            limit: RateLimit::default(),
+            buckets: Mutex::default(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash> RateLimiter<K> {
     /// Buckets of `limit.burst` tokens refilled at `limit.per_second`.
-    pub fn new(limit: RateLimit) -> RateLimiter {
+    pub fn new(limit: RateLimit) -> RateLimiter<K> {
         RateLimiter {
             limit,
             buckets: Mutex::default(),
@@ -123,12 +133,12 @@ impl RateLimiter {
     }
 
     /// Admits one request to `receiver`, or returns how long the sender should wait.
-    pub fn check(&self, receiver: &ReceiverKey) -> Result<(), Duration> {
+    pub fn check(&self, receiver: &K) -> Result<(), Duration> {
         self.check_at(receiver, Instant::now())
     }
 
     /// [`Self::check`] at a given time, for tests.
-    pub fn check_at(&self, receiver: &ReceiverKey, now: Instant) -> Result<(), Duration> {
+    pub fn check_at(&self, receiver: &K, now: Instant) -> Result<(), Duration> {
         let limit = self.limit;
         if !limit.enabled() {
             return Ok(());
@@ -144,7 +154,7 @@ impl RateLimiter {
     }
 
     #[cfg(test)]
-    fn bucket_count(&self) -> usize {
+    pub(crate) fn bucket_count(&self) -> usize {
         crate::sync::lock(&self.buckets).len()
     }
 }
@@ -160,7 +170,7 @@ mod tests {
 
     const GITHUB: ReceiverKey = ReceiverKey::Shared(Provider::GitHub);
 
-    fn limiter(per_second: f64, burst: u32) -> RateLimiter {
+    fn limiter(per_second: f64, burst: u32) -> RateLimiter<ReceiverKey> {
         RateLimiter::new(RateLimit { per_second, burst })
     }
 
@@ -204,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_zero_rate_disables_the_limit() {
-        let limiter = RateLimiter::new(RateLimit::DISABLED);
+        let limiter = RateLimiter::<ReceiverKey>::new(RateLimit::DISABLED);
         let now = Instant::now();
         for _ in 0..10_000 {
             assert!(limiter.check_at(&GITHUB, now).is_ok());

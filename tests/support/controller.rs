@@ -34,6 +34,7 @@ pub fn settings_for(namespace: &str, cache: &Path, interval: Duration) -> Settin
         allow_cross_namespace_dependencies: false,
         ignore_argocd_annotations: false,
         preview_concurrency: 2,
+        preview_rate_limit: driftless::preview::rate_limit::DEFAULT_PER_MINUTE,
     }
 }
 
