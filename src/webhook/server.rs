@@ -664,7 +664,7 @@ fn accept_pull_request(
         .count();
     tracing::info!(
         number = pull.number,
-        target = pull.target_branch,
+        target_branch = pull.target_branch,
         from_fork = pull.from_fork,
         following = objects.len(),
         previewed,
