@@ -30,7 +30,10 @@ use crate::{
         side_by_side::{Running, Setup, Tool, applied, commit_files, env_number, load_average},
     },
     millis, round, row, summary,
-    support::git::{GitRepos, HttpGitServer},
+    support::{
+        self,
+        git::{GitRepos, HttpGitServer},
+    },
 };
 
 /// The layers, lowest first, each with the one it depends on.
@@ -103,45 +106,9 @@ pub async fn scenario() -> Result<Value> {
 
 /// The repository's files: the three layers, the CRD in a group of this run's own.
 fn layer_files(group: &str) -> Vec<(String, String)> {
-    let crd = format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-"
-    );
-    let operator = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: widget-operator
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: widget-operator}
-  template:
-    metadata:
-      labels: {app: widget-operator}
-    spec:
-      containers:
-      - name: operator
-        image: example.invalid/widget-operator:1
-";
-    let widget = format!(
-        "apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  teeth: 12\n"
-    );
+    let crd = support::objects::widget_crd(group, false);
+    let operator = support::objects::WIDGET_OPERATOR;
+    let widget = support::objects::widget_named(group, "gear");
     let app = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  uses: a gear\n";
     vec![
         ("chain/crds/crd.yaml".into(), crd),

@@ -28,47 +28,13 @@ use support::{
 const HOURLY: &str = "1h";
 
 fn crd(group: &str) -> String {
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-"
-    )
+    support::objects::widget_crd(group, false)
 }
 
-const OPERATOR: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: widget-operator
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: widget-operator}
-  template:
-    metadata:
-      labels: {app: widget-operator}
-    spec:
-      containers:
-      - name: operator
-        image: example.invalid/widget-operator:1
-";
+const OPERATOR: &str = support::objects::WIDGET_OPERATOR;
 
 fn widget(group: &str) -> String {
-    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  teeth: 12\n")
+    support::objects::widget_named(group, "gear")
 }
 
 fn configmap(name: &str, value: &str) -> String {
@@ -921,28 +887,7 @@ fn configmap_value_of_key(configmap: &ConfigMap, key: &str) -> String {
 
 /// A Widget CRD whose status the test writes, as an operator would.
 fn widget_crd_with_status(group: &str) -> String {
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {{status: {{}}}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-          status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-"
-    )
+    support::objects::widget_crd(group, true)
 }
 
 /// Installs `manifest` (a CRD) and waits until it is Established.
@@ -995,7 +940,7 @@ async fn set_widget_ready(widgets: &Api<kube::api::DynamicObject>, name: &str, s
 }
 
 fn named_widget(group: &str, name: &str) -> String {
-    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  teeth: 12\n")
+    support::objects::widget_named(group, name)
 }
 
 fn message(repository: &GitRepository) -> String {

@@ -86,3 +86,59 @@ pub fn applied_at(repository: &GitRepository, commit: &str) -> bool {
         .and_then(|s| s.last_applied_revision.as_deref())
         .is_some_and(|r| r.ends_with(commit))
 }
+
+/// A namespaced `Widget` CRD in `group` (a group of the test's own, so tests never share it);
+/// `with_status`: a status subresource the test writes, as an operator would.
+pub fn widget_crd(group: &str, with_status: bool) -> String {
+    let (subresources, status) = if with_status {
+        (
+            "    subresources: {status: {}}\n",
+            "          status: {type: object, x-kubernetes-preserve-unknown-fields: true}\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+{subresources}    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+{status}"
+    )
+}
+
+/// The Deployment of the Widgets' (simulated) operator, the CRD layer's workload.
+pub const WIDGET_OPERATOR: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: widget-operator
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: widget-operator}
+  template:
+    metadata:
+      labels: {app: widget-operator}
+    spec:
+      containers:
+      - name: operator
+        image: example.invalid/widget-operator:1
+";
+
+/// The Widget `name` of `group`.
+pub fn widget_named(group: &str, name: &str) -> String {
+    format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n  teeth: 12\n")
+}
