@@ -278,7 +278,8 @@ fn configmaps(count: usize, generation: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn file_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+/// `files` as the `(path, content)` pairs a commit takes.
+pub fn file_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
     files
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_str()))

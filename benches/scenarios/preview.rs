@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::commit_status::GiteaApi;
+use crate::commit_status::{GiteaApi, file_refs};
 use crate::support::{
     cluster::{TestNamespace, install_crds},
     gitea::{Gitea, GiteaRepository},
@@ -280,13 +280,6 @@ fn configmaps(revision: usize) -> Vec<(String, String)> {
             };
             (format!("deploy/{name}.yaml"), manifest_named(&name, &value))
         })
-        .collect()
-}
-
-fn file_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
-    files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
         .collect()
 }
 

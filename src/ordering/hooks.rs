@@ -191,13 +191,7 @@ fn parse_delete_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::ordering::test_annotations as annotations;
 
     #[test]
     fn driftless_and_argo_cd_hooks_map_to_the_same_phases() {

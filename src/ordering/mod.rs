@@ -18,3 +18,12 @@ pub use graph::{Node, cycle_through, dependencies_of, describe_cycle, is_depende
 pub use hooks::{DeletePolicy, InvalidHook, Phase, Role, delete_policy_of, hook_weight, role_of};
 pub use readiness::{Readiness, git_repository_readiness, readiness_key};
 pub use waves::{InvalidWave, split_waves, wave_of};
+
+/// An object's annotations from `(key, value)` pairs, for the tests of the annotation readers.
+#[cfg(test)]
+fn test_annotations(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -44,13 +44,7 @@ pub fn split_waves<T>(items: Vec<T>, wave: impl Fn(&T) -> i64) -> Vec<(i64, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::ordering::test_annotations as annotations;
 
     #[test]
     fn the_driftless_annotation_wins_then_argo_cd_s_then_zero() {

@@ -19,12 +19,11 @@ use driftless::{
 use serde_json::{Value, json};
 use support::{
     cluster::{TestNamespace, install_crds},
-    gitea::Gitea,
+    gitea::{Gitea, GiteaReceiver},
     objects::*,
     recorder::{Answer, Recorder},
     replica::*,
     waiting::*,
-    webhook::write_secret,
 };
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -382,16 +381,8 @@ async fn a_push_through_gitea_is_applied_by_its_webhook_and_its_outcome_posted_b
     namespace
         .create_secret("gitea-token", &[("token", gitea.token.as_bytes())])
         .await;
-    let secrets = tempfile::tempdir().unwrap();
-    write_secret(secrets.path(), "gitea", HOOK_SECRET);
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let flags = [
-        "--webhook-bind-address",
-        &address,
-        "--webhook-secrets-dir",
-        secrets.path().to_str().unwrap(),
-    ];
+    let receiver = GiteaReceiver::new(HOOK_SECRET);
+    let (port, flags) = (receiver.port, receiver.flags());
     let replica = start_replica(&namespace, &flags);
     namespace
         .create_git_repository(
@@ -421,11 +412,7 @@ async fn a_push_through_gitea_is_applied_by_its_webhook_and_its_outcome_posted_b
     // Gitea's own delivery (X-Gitea-Signature and the GitHub-compatible headers) brings the
     // next commit in long before the hourly poll.
     wait_for_port(port).await;
-    gitea.add_push_hook(
-        &repository,
-        &format!("http://127.0.0.1:{port}/hooks/gitea"),
-        HOOK_SECRET,
-    );
+    gitea.add_push_hook(&repository, &receiver.hook_url(), HOOK_SECRET);
     let second = push(&repository, &configmap_files("two"), "two");
     wait_applied(&namespace, &second, WEBHOOK_DEADLINE).await;
     assert!(

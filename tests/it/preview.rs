@@ -18,12 +18,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::{Value, json};
 use support::{
     cluster::{TestNamespace, install_crds},
-    gitea::{Gitea, GiteaRepository},
+    gitea::{Gitea, GiteaReceiver, GiteaRepository},
     objects::*,
     recorder::Recorder,
     replica::*,
     waiting::*,
-    webhook::write_secret,
 };
 
 const HOOK_SECRET: &str = "gitea pull request hook secret";
@@ -119,16 +118,8 @@ async fn a_gitea_pull_request_gets_its_plan_comment_and_status_without_touching_
     namespace
         .create_secret("gitea-token", &[("token", gitea.token.as_bytes())])
         .await;
-    let secrets = tempfile::tempdir().unwrap();
-    write_secret(secrets.path(), "gitea", HOOK_SECRET);
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let flags = [
-        "--webhook-bind-address",
-        &address,
-        "--webhook-secrets-dir",
-        secrets.path().to_str().unwrap(),
-    ];
+    let receiver = GiteaReceiver::new(HOOK_SECRET);
+    let (port, flags) = (receiver.port, receiver.flags());
     let _replica = start_replica(&namespace, &flags);
     namespace
         .create_git_repository(
@@ -143,11 +134,7 @@ async fn a_gitea_pull_request_gets_its_plan_comment_and_status_without_touching_
     wait_applied(&namespace, &main, Duration::from_secs(60)).await;
     let before = resource_versions(&namespace).await;
     wait_for_port(port).await;
-    gitea.add_pull_request_hook(
-        &repository,
-        &format!("http://127.0.0.1:{port}/hooks/gitea"),
-        HOOK_SECRET,
-    );
+    gitea.add_pull_request_hook(&repository, &receiver.hook_url(), HOOK_SECRET);
 
     // Opened: the plan names the change, masks the Secret, and the head gets `success`.
     let head = repository.push_to(

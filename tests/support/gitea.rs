@@ -425,6 +425,43 @@ impl GiteaRepository {
     }
 }
 
+/// The webhook receiver of a controller replica that Gitea delivers to: its own port on
+/// loopback and the shared secret it verifies Gitea's signatures with. Keep it as long as the
+/// replica: it holds the secrets directory.
+pub struct GiteaReceiver {
+    pub port: u16,
+    address: String,
+    secrets: tempfile::TempDir,
+}
+
+impl GiteaReceiver {
+    pub fn new(hook_secret: &str) -> Self {
+        let secrets = tempfile::tempdir().unwrap();
+        super::webhook::write_secret(secrets.path(), "gitea", hook_secret);
+        let port = free_port();
+        Self {
+            port,
+            address: format!("127.0.0.1:{port}"),
+            secrets,
+        }
+    }
+
+    /// The replica's flags that open this receiver.
+    pub fn flags(&self) -> [&str; 4] {
+        [
+            "--webhook-bind-address",
+            &self.address,
+            "--webhook-secrets-dir",
+            self.secrets.path().to_str().unwrap(),
+        ]
+    }
+
+    /// The address Gitea's hooks deliver to.
+    pub fn hook_url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/gitea", self.port)
+    }
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().unwrap().port()
